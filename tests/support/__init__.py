@@ -1,0 +1,1 @@
+"""Helpers for the test fixtures: starting real processes and finding test binaries."""

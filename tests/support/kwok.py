@@ -1,0 +1,109 @@
+"""A real Kubernetes control plane for tests: kwokctl with the binary runtime.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the real programs
+built by testenv; kwok's controller plays the kubelet on fake nodes, so Pods become
+Running and Deployments, StatefulSets and Jobs reach their real status. Used by the
+session-scoped `cluster` fixture in tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support import processes
+
+
+@dataclass
+class KwokCluster:
+    name: str
+    workdir: Path
+    binaries: dict[str, Path]
+    nodes: int = 2
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "KWOK_WORKDIR": str(self.workdir / "kwok"),
+                "KWOK_RUNTIME": "binary",
+                "KWOK_KUBE_APISERVER_BINARY": str(self.binaries["kube-apiserver"]),
+                "KWOK_KUBE_CONTROLLER_MANAGER_BINARY": str(self.binaries["kube-controller-manager"]),
+                "KWOK_KUBE_SCHEDULER_BINARY": str(self.binaries["kube-scheduler"]),
+                "KWOK_CONTROLLER_BINARY": str(self.binaries["kwok"]),
+                "KWOK_ETCD_BINARY": str(self.binaries["etcd"]),
+                "KWOK_KUBECTL_BINARY": str(self.binaries["kubectl"]),
+                "PLATFORM_TEST_RUN": processes.RUN_ID,
+            }
+        )
+        return env
+
+    def _kwokctl(self, *args: str, timeout: float = 180) -> str:
+        cmd = [str(self.binaries["kwokctl"]), "--name", self.name, *args]
+        result = subprocess.run(
+            cmd, env=self._env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        with open(self.workdir / "kwokctl.log", "a") as log:
+            log.write(f"$ {' '.join(cmd)}\n{result.stdout}{result.stderr}\n")
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"kwokctl {' '.join(args[:2])} failed ({result.returncode}): {result.stderr[-2000:]}"
+            )
+        return result.stdout
+
+    def create(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._kwokctl(
+            "create",
+            "cluster",
+            "--runtime",
+            "binary",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--wait",
+            "120s",
+        )
+        self._kwokctl("scale", "node", "--replicas", str(self.nodes))
+        processes.wait_for(self._nodes_ready, timeout=60, what="kwok nodes to be Ready")
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        cmd = [str(self.binaries["kubectl"]), "--kubeconfig", str(self.kubeconfig), *args]
+        result = subprocess.run(
+            cmd, input=stdin, capture_output=True, text=True, timeout=120, check=False
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def _nodes_ready(self) -> bool:
+        nodes = json.loads(self.kubectl("get", "nodes", "-o", "json"))["items"]
+        ready = [
+            n
+            for n in nodes
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in n.get("status", {}).get("conditions", [])
+            )
+        ]
+        return len(ready) >= self.nodes
+
+    def server(self) -> str:
+        return self.kubectl("config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
+
+    def version(self) -> str:
+        info = json.loads(self.kubectl("version", "-o", "json"))
+        return str(info["serverVersion"]["gitVersion"])
+
+    def delete(self) -> None:
+        try:
+            self._kwokctl("delete", "cluster", timeout=120)
+        finally:
+            shutil.rmtree(self.workdir / "kwok", ignore_errors=True)
