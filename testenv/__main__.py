@@ -33,7 +33,10 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(str(error))
             continue
         paths = ", ".join(str(p) for p in result.paths.values())
-        print(f"  {tool.name:<26} {tool.version:<9} {result.source:<10} {result.seconds:7.1f}s  {paths}", flush=True)
+        print(
+            f"  {tool.name:<26} {tool.version:<9} {result.source:<10} {result.seconds:7.1f}s  {paths}",
+            flush=True,
+        )
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)
     return 1 if failures else 0

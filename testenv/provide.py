@@ -279,9 +279,7 @@ def _build_kube(tool: Tool, bin_dir: Path, log: Path) -> None:
             log=log,
             env=env,
         )
-    _run(
-        ["go", "get", *[f"{p}@{version}" for p in tool.go_packages]], cwd=work, log=log, env=env
-    )
+    _run(["go", "get", *[f"{p}@{version}" for p in tool.go_packages]], cwd=work, log=log, env=env)
     ldflags = " ".join(
         [
             f"-X k8s.io/component-base/version.gitVersion={version}",
@@ -294,7 +292,16 @@ def _build_kube(tool: Tool, bin_dir: Path, log: Path) -> None:
     )
     bin_dir.mkdir(parents=True, exist_ok=True)
     _run(
-        ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(bin_dir) + "/", *tool.go_packages],
+        [
+            "go",
+            "build",
+            "-trimpath",
+            "-ldflags",
+            ldflags,
+            "-o",
+            str(bin_dir) + "/",
+            *tool.go_packages,
+        ],
         cwd=work,
         log=log,
         env=env,
@@ -374,7 +381,9 @@ def provide(tool: Tool) -> Provided:
         _build_from_go(tool, bin_dir, log)
         missing = [b for b in tool.binaries if not _executable(bin_dir / b)]
         if missing:
-            raise MissingBinary(_how_to_provide(tool, missing[0], f"the Go build made no {missing[0]}"))
+            raise MissingBinary(
+                _how_to_provide(tool, missing[0], f"the Go build made no {missing[0]}")
+            )
         return _finish(tool, "built", {b: bin_dir / b for b in tool.binaries}, started)
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from testenv import locate
 from tests.support import processes
 from tests.support.binaries import in_ci, require_binary
 from tests.support.dockerd import DockerEngine, ensure_engine
 from tests.support.kwok import KwokCluster
 from tests.support.openbao import InitResult, OpenBaoServer, initialise_and_unseal
-from testenv import locate
 
 KUBE_BINARIES = (
     "kube-apiserver",

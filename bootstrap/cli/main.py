@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "list": ("bootstrap.cli.listing", "list_platforms", "List every platform on this machine."),
     "doctor": ("bootstrap.cli.doctor", "doctor", "Check this machine can run a platform."),
     "config": ("bootstrap.cli.config", "config", "Show effective settings and their sources."),
+    "run": ("bootstrap.cli.run", "run", "Run an in-house component (reconciler, gitserver, ...)."),
     "version": ("bootstrap.cli.version", "version", "Print the version of platform."),
 }
 

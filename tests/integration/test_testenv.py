@@ -61,7 +61,7 @@ def test_deployment_becomes_available_on_kwok_nodes(cluster: KwokCluster, namesp
 
     def available() -> bool:
         status = json.loads(cluster.kubectl("get", "deploy", "web", "-n", namespace, "-o", "json"))
-        return status["status"].get("availableReplicas") == 2
+        return bool(status["status"].get("availableReplicas") == 2)
 
     wait_for(available, timeout=60, what="Deployment web to have 2 available replicas")
     pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json"))["items"]
@@ -72,9 +72,15 @@ def test_deployment_becomes_available_on_kwok_nodes(cluster: KwokCluster, namesp
 def test_crd_schema_rejects_a_bad_object(cluster: KwokCluster, namespace: str) -> None:
     cluster.kubectl("apply", "-f", "-", stdin=CRD)
     wait_for(
-        lambda: "Established"
-        in cluster.kubectl(
-            "get", "crd", "widgets.testenv.platform.local", "-o", "jsonpath={.status.conditions[*].type}"
+        lambda: (
+            "Established"
+            in cluster.kubectl(
+                "get",
+                "crd",
+                "widgets.testenv.platform.local",
+                "-o",
+                "jsonpath={.status.conditions[*].type}",
+            )
         ),
         timeout=30,
         what="the Widget CRD to be established",
@@ -88,7 +94,10 @@ def test_crd_schema_rejects_a_bad_object(cluster: KwokCluster, namespace: str) -
     )
     with pytest.raises(RuntimeError, match=r"spec.size.*less than or equal to 10"):
         cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=bad)
-    assert cluster.kubectl("get", "widget", "ok", "-n", namespace, "-o", "jsonpath={.spec.size}") == "3"
+    assert (
+        cluster.kubectl("get", "widget", "ok", "-n", namespace, "-o", "jsonpath={.spec.size}")
+        == "3"
+    )
 
 
 def test_openbao_init_unseal_seal_and_kv_round_trip(vault: OpenBaoServer) -> None:
@@ -124,7 +133,17 @@ def test_git_push_and_clone(bare_repo: Path, tmp_path: Path) -> None:
     work = tmp_path / "work"
     _git("clone", "-q", str(bare_repo), str(work))
     (work / "README.md").write_text("hello\n")
-    _git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qam", "first", "--allow-empty", cwd=work)
+    _git(
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@e",
+        "commit",
+        "-qam",
+        "first",
+        "--allow-empty",
+        cwd=work,
+    )
     _git("add", "README.md", cwd=work)
     _git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "add readme", cwd=work)
     _git("push", "-q", "origin", "HEAD:main", cwd=work)

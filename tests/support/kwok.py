@@ -36,7 +36,9 @@ class KwokCluster:
                 "KWOK_WORKDIR": str(self.workdir / "kwok"),
                 "KWOK_RUNTIME": "binary",
                 "KWOK_KUBE_APISERVER_BINARY": str(self.binaries["kube-apiserver"]),
-                "KWOK_KUBE_CONTROLLER_MANAGER_BINARY": str(self.binaries["kube-controller-manager"]),
+                "KWOK_KUBE_CONTROLLER_MANAGER_BINARY": str(
+                    self.binaries["kube-controller-manager"]
+                ),
                 "KWOK_KUBE_SCHEDULER_BINARY": str(self.binaries["kube-scheduler"]),
                 "KWOK_CONTROLLER_BINARY": str(self.binaries["kwok"]),
                 "KWOK_ETCD_BINARY": str(self.binaries["etcd"]),
@@ -96,7 +98,9 @@ class KwokCluster:
         return len(ready) >= self.nodes
 
     def server(self) -> str:
-        return self.kubectl("config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}")
+        return self.kubectl(
+            "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"
+        )
 
     def version(self) -> str:
         info = json.loads(self.kubectl("version", "-o", "json"))

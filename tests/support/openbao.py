@@ -102,7 +102,9 @@ class InitResult:
 
 def initialise_and_unseal(server: OpenBaoServer, shares: int = 3, threshold: int = 2) -> InitResult:
     """Initialise through the HTTP API and unseal with `threshold` keys (fixture use only)."""
-    answer = server.request("PUT", "sys/init", body={"secret_shares": shares, "secret_threshold": threshold})
+    answer = server.request(
+        "PUT", "sys/init", body={"secret_shares": shares, "secret_threshold": threshold}
+    )
     result = InitResult(root_token=answer["root_token"], keys=tuple(answer["keys"]))
     unseal(server, result.keys[:threshold])
     return result

@@ -8,6 +8,7 @@ no fixture holds a handle to.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -90,10 +91,8 @@ def leaked() -> list[str]:
 def kill_leaked() -> None:
     for line in leaked():
         pid = int(line.split(":", 1)[0])
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def wait_for(
@@ -106,7 +105,9 @@ def wait_for(
         try:
             if predicate():
                 return
-        except Exception as error:  # noqa: BLE001 - any failure means "not yet"
+        except Exception as error:
             last_error = error
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error})")
+    raise TimeoutError(
+        f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error})"
+    )
