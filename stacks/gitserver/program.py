@@ -1,0 +1,213 @@
+"""`platform run gitserver`: the git server program (in the cluster and on a host).
+
+The `platform run` dispatcher (bootstrap/cli/run.py) calls `main(argv)`; the container
+runs the same command from the manifests in `manifests/`. This module only reads flags
+(each has a PLATFORM_GIT_* environment variable), sets up logging and wires the parts:
+credentials (auth.py), repositories (repos.py), `git http-backend` (backend.py),
+webhooks (webhooks.py), the WSGI app (app.py) and waitress (server.py).
+
+Exit codes: 0 after a graceful shutdown, 2 for a configuration a person must fix (the
+message says how), 1 for anything unexpected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from stacks.errors import PermanentError, PlatformError
+from stacks.gitserver import server
+from stacks.gitserver.app import AccessLog, GitServerApp, push_events
+from stacks.gitserver.auth import CredentialStore
+from stacks.gitserver.backend import HttpBackend
+from stacks.gitserver.repos import RepoStore, git_environment
+from stacks.gitserver.webhooks import WebhookDispatcher, redact_url
+
+log = logging.getLogger("platform.gitserver")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"PLATFORM_GIT_{name}", default)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="platform run gitserver",
+        description="Git smart-HTTP server with basic auth and signed push webhooks.",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(_env("DATA_DIR", "/var/lib/platform-git") or "."),
+        help="directory of the bare repositories [PLATFORM_GIT_DATA_DIR]",
+    )
+    parser.add_argument(
+        "--listen",
+        default=_env("LISTEN", "0.0.0.0:8080"),
+        help="host:port to listen on; port 0 picks a free one [PLATFORM_GIT_LISTEN]",
+    )
+    parser.add_argument(
+        "--credentials",
+        type=Path,
+        default=_env("CREDENTIALS"),
+        help="YAML/JSON file: users: {NAME: {password, access: read|write}} "
+        "[PLATFORM_GIT_CREDENTIALS]",
+    )
+    env_urls = [u for u in (_env("WEBHOOK_URLS", "") or "").split(",") if u.strip()]
+    parser.add_argument(
+        "--webhook-url",
+        action="append",
+        default=None,
+        help="POST push events here; repeatable [PLATFORM_GIT_WEBHOOK_URLS, comma-separated]",
+    )
+    parser.add_argument(
+        "--webhook-secret-file",
+        type=Path,
+        default=_env("WEBHOOK_SECRET_FILE"),
+        help="file holding the HMAC secret that signs webhooks [PLATFORM_GIT_WEBHOOK_SECRET_FILE]",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=int(_env("THREADS", "8") or 8),
+        help="worker threads, i.e. requests served at once [PLATFORM_GIT_THREADS]",
+    )
+    parser.add_argument(
+        "--create-repo",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="make sure this repository exists at start; repeatable",
+    )
+    parser.add_argument(
+        "--no-auto-create",
+        action="store_true",
+        default=(_env("NO_AUTO_CREATE", "") or "").lower() in ("1", "true", "yes"),
+        help="do not create a repository on a first push [PLATFORM_GIT_NO_AUTO_CREATE]",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=25.0,
+        help="seconds to let requests in flight finish on SIGTERM",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=_env("LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="[PLATFORM_GIT_LOG_LEVEL]",
+    )
+    args = parser.parse_args(argv)
+    if args.webhook_url is None:
+        args.webhook_url = env_urls
+    return args
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port`, `[v6]:port` or `:port` -> (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise PermanentError(
+            f"--listen {value!r} is not host:port", hint="for example --listen 0.0.0.0:8080"
+        )
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - a server listens on all addresses
+    return host, int(port)
+
+
+def _check_git() -> str:
+    git = shutil.which("git")
+    if git is None:
+        raise PermanentError("git is not installed", hint="install git (2.26 or newer)")
+    exec_path = subprocess.run(
+        [git, "--exec-path"], capture_output=True, text=True, check=False, env=git_environment()
+    ).stdout.strip()
+    if not (Path(exec_path) / "git-http-backend").exists():
+        raise PermanentError(
+            "git http-backend is missing", hint="install git's full package (git-http-backend)"
+        )
+    return git
+
+
+def _read_secret(path: Path) -> bytes:
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as error:
+        raise PermanentError(
+            f"cannot read the webhook secret file {path}: {error.strerror}"
+        ) from error
+    if not secret:
+        raise PermanentError(f"the webhook secret file {path} is empty")
+    return secret
+
+
+def run(args: argparse.Namespace) -> None:
+    host, port = parse_listen(args.listen)
+    if args.credentials is None:
+        raise PermanentError(
+            "no credentials file", hint="pass --credentials FILE (users with read/write access)"
+        )
+    if args.webhook_url and args.webhook_secret_file is None:
+        raise PermanentError(
+            "--webhook-url needs --webhook-secret-file", hint="webhooks are always signed"
+        )
+    if args.threads < 1:
+        raise PermanentError("--threads must be at least 1")
+    git = _check_git()
+    credentials = CredentialStore(args.credentials)
+    store = RepoStore(args.data_dir.resolve(), git=git)
+    store.ensure_root()
+    for name in args.create_repo:
+        store.create(name)
+
+    secret = _read_secret(args.webhook_secret_file) if args.webhook_url else b""
+    webhooks = WebhookDispatcher(args.webhook_url, secret)
+    webhooks.start()
+    backend = HttpBackend(store, on_push=push_events(webhooks.publish), git=git)
+    app = AccessLog(GitServerApp(store, credentials, backend, auto_create=not args.no_auto_create))
+    log.info(
+        "serving %d repositories from %s; webhooks to %s",
+        len(store.names()),
+        store.root,
+        ", ".join(redact_url(u) for u in args.webhook_url) or "nowhere",
+    )
+    try:
+        server.serve(
+            app,
+            host,
+            port,
+            threads=args.threads,
+            in_flight=lambda: app.in_flight,
+            drain_timeout=args.drain_timeout,
+        )
+    finally:
+        webhooks.stop(flush_timeout=5.0)
+        log.info("stopped")
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    try:
+        run(args)
+    except PermanentError as error:
+        hint = f" {error.hint[0].upper()}{error.hint[1:]}." if error.hint else ""
+        print(f"gitserver: {error}.{hint}", file=sys.stderr)
+        return 2
+    except PlatformError as error:
+        print(f"gitserver: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
