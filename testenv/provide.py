@@ -217,10 +217,6 @@ def _build_install(tool: Tool, bin_dir: Path, log: Path) -> None:
     bin_dir.mkdir(parents=True, exist_ok=True)
     for package in tool.go_packages:
         _run(["go", "install", "-trimpath", package], cwd=bin_dir, log=log, env=_go_env(bin_dir))
-    # `go install` names a binary after its package's last element (e.g. `v5` for k3d,
-    # `terraform-provider-vault` stays). Rename where the tool expects another name.
-    if tool.name == "k3d" and (bin_dir / "v5").exists():
-        (bin_dir / "v5").rename(bin_dir / "k3d")
 
 
 def _wrapper_module(tool: Tool, log: Path) -> Path:
@@ -232,17 +228,18 @@ def _wrapper_module(tool: Tool, log: Path) -> Path:
     return work
 
 
-def _build_etcd(tool: Tool, bin_dir: Path, log: Path) -> None:
+def _build_wrapper(tool: Tool, bin_dir: Path, log: Path) -> None:
+    """`go get` the module at its pinned version in a throwaway module, then build."""
     work = _wrapper_module(tool, log)
-    module = tool.go_packages[0]
-    _run(["go", "get", f"{module}@{tool.version}"], cwd=work, log=log, env=_go_env())
+    _run(["go", "get", f"{tool.module}@{tool.module_version}"], cwd=work, log=log, env=_go_env())
     bin_dir.mkdir(parents=True, exist_ok=True)
-    _run(
-        ["go", "build", "-trimpath", "-o", str(bin_dir / "etcd"), module],
-        cwd=work,
-        log=log,
-        env=_go_env(),
-    )
+    for binary, package in zip(tool.binaries, tool.go_packages, strict=True):
+        _run(
+            ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(bin_dir / binary), package],
+            cwd=work,
+            log=log,
+            env=_go_env(),
+        )
 
 
 def _staging_modules(kubernetes_gomod: str) -> list[str]:
@@ -309,7 +306,7 @@ def _build_kube(tool: Tool, bin_dir: Path, log: Path) -> None:
 
 
 def _build_from_go(tool: Tool, bin_dir: Path, log: Path) -> None:
-    builders = {"kube": _build_kube, "etcd": _build_etcd, "install": _build_install}
+    builders = {"kube": _build_kube, "wrapper": _build_wrapper, "install": _build_install}
     builders[tool.build](tool, bin_dir, log)
 
 

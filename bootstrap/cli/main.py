@@ -19,7 +19,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "up": ("bootstrap.cli.up", "up", "Create or resume a platform (staged, resumable)."),
     "down": ("bootstrap.cli.down", "down", "Remove a platform and what it installed."),
     "status": ("bootstrap.cli.status", "status", "Show stages, components and where things are."),
-    "list": ("bootstrap.cli.listing", "list_platforms", "List every platform on this machine."),
+    "list": (
+        "bootstrap.cli.listing",
+        "list_platforms_command",
+        "List every platform on this machine.",
+    ),
     "doctor": ("bootstrap.cli.doctor", "doctor", "Check this machine can run a platform."),
     "config": ("bootstrap.cli.config", "config", "Show effective settings and their sources."),
     "run": ("bootstrap.cli.run", "run", "Run an in-house component (reconciler, gitserver, ...)."),

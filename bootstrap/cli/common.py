@@ -1,0 +1,200 @@
+"""What every command shares: the common options, settings, the terminal, the log file,
+and the one place that turns errors into sentences and exit codes.
+
+Exit codes: 0 success, 1 failure (a sentence says why and what to do), 2 usage error,
+130 interrupted (Ctrl-C). Tracebacks only with --debug; otherwise they go to the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from bootstrap.config import Settings, load_settings, platform_home
+from bootstrap.state import PlatformState
+from bootstrap.terminal import Terminal
+from stacks.errors import PlatformError
+from stacks.redact import RedactingFilter
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+
+
+def common_options(func: F) -> F:
+    """--name, --config, --output, -v/-q, --debug: on every command that acts on a platform."""
+    options = [
+        click.option(
+            "--name",
+            "name",
+            default=None,
+            help="Platform name [env PLATFORM_NAME; default: local].",
+        ),
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="Settings file [default: ./platform.yaml when present].",
+        ),
+        click.option(
+            "--output",
+            "-o",
+            type=click.Choice(["text", "json"]),
+            default=None,
+            help="Output format; json prints one event per line [env PLATFORM_OUTPUT].",
+        ),
+        click.option("-v", "--verbose", count=True, help="More detail (repeatable)."),
+        click.option("-q", "--quiet", is_flag=True, help="Only errors and the final result."),
+        click.option(
+            "--debug", is_flag=True, help="Debug logging to stderr and tracebacks on errors."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def engine_options(func: F) -> F:
+    options = [
+        click.option(
+            "--engine",
+            type=click.Choice(["k3d", "existing"]),
+            default=None,
+            help="Where the cluster comes from [env PLATFORM_ENGINE; default: k3d].",
+        ),
+        click.option(
+            "--kubeconfig",
+            default=None,
+            help="Kubeconfig for --engine existing [env PLATFORM_KUBECONFIG].",
+        ),
+        click.option(
+            "--context", default=None, help="Context for --engine existing [env PLATFORM_CONTEXT]."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@dataclass
+class Session:
+    settings: Settings
+    state: PlatformState
+    terminal: Terminal
+    debug: bool
+    log_path: Path | None = None
+
+
+def open_session(
+    name: str | None,
+    config_file: Path | None,
+    output: str | None,
+    verbose: int,
+    quiet: bool,
+    debug: bool,
+    flags: dict[str, Any] | None = None,
+) -> Session:
+    """Settings (with the ones saved for this platform), state and terminal for a command."""
+    output = output or os.environ.get("PLATFORM_OUTPUT") or "text"
+    terminal = Terminal(output=output, verbosity=-1 if quiet else verbose)
+    all_flags = dict(flags or {})
+    all_flags["name"] = name
+    try:
+        preliminary = load_settings(flags={"name": name}, config_file=config_file)
+        saved = PlatformState(platform_home(), preliminary.name).load().get("settings", {})
+        settings = load_settings(flags=all_flags, config_file=config_file, saved=saved)
+    except PlatformError as error:
+        terminal.failure(str(error), error.hint)
+        sys.exit(EXIT_FAILURE)
+    state = PlatformState(settings.home, settings.name)
+    _configure_logging(debug)
+    return Session(settings, state, terminal, debug)
+
+
+def _configure_logging(debug: bool) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG)
+    if not any(isinstance(h, logging.NullHandler) for h in root.handlers):
+        # Without any handler, logging's last resort would print warnings to stderr.
+        root.addHandler(logging.NullHandler())
+    for handler in list(root.handlers):
+        if getattr(handler, "_platform", False):
+            root.removeHandler(handler)
+    if debug:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(RedactingFilter())
+        handler._platform = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    # Libraries are chatty at DEBUG; our own loggers keep their detail.
+    for noisy in ("urllib3", "kubernetes", "docker", "git", "hvac"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def log_to_file(session: Session, command: str) -> Iterator[Path]:
+    """One log file per run in the state dir; every record passes the secret filter."""
+    path = session.state.new_log_path(command)
+    handler = logging.FileHandler(path)
+    os.chmod(path, 0o600)
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    handler._platform = True  # type: ignore[attr-defined]
+    logging.getLogger().addHandler(handler)
+    session.log_path = path
+    try:
+        yield path
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+@contextlib.contextmanager
+def reported_errors(session: Session) -> Iterator[None]:
+    """Turn errors into a two-sentence message and an exit code; tracebacks only with --debug."""
+    log_path = str(session.log_path) if session.log_path else None
+    try:
+        yield
+    except PlatformError as error:
+        logging.getLogger("platform").debug("error details", exc_info=True)
+        session.terminal.failure(
+            str(error), error.hint, str(session.log_path) if session.log_path else log_path
+        )
+        if session.debug:
+            raise
+        sys.exit(EXIT_INTERRUPTED if type(error).__name__ == "Interrupted" else EXIT_FAILURE)
+    except KeyboardInterrupt:
+        session.terminal.failure("interrupted", "run the command again to resume", log_path)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as error:
+        logging.getLogger("platform").exception("unexpected error")
+        session.terminal.failure(
+            f"unexpected error: {type(error).__name__}: {error}",
+            "this is a bug in platform; please report it with the log file"
+            + ("" if session.debug else " (or re-run with --debug for the traceback)"),
+            str(session.log_path) if session.log_path else log_path,
+        )
+        if session.debug:
+            raise
+        sys.exit(EXIT_FAILURE)
+
+
+def sigterm_as_interrupt() -> None:
+    """SIGTERM (e.g. CI cancelling a job) behaves like Ctrl-C: record, stop, exit 130."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)

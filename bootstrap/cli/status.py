@@ -1,0 +1,76 @@
+"""`platform status`: the stages as recorded, the cluster, and where things are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bootstrap.cli.common import common_options, open_session, reported_errors
+
+
+@click.command()
+@common_options
+def status(
+    name: str | None,
+    config_file: Path | None,
+    output: str | None,
+    verbose: int,
+    quiet: bool,
+    debug: bool,
+) -> None:
+    """Show each stage's outcome, the cluster's health and the platform's addresses."""
+    session = open_session(name, config_file, output, verbose, quiet, debug)
+    from bootstrap.engines.base import engine_for
+    from bootstrap.stages.registry import all_stages
+
+    settings, state, terminal = session.settings, session.state, session.terminal
+    with reported_errors(session):
+        if not state.exists():
+            terminal.info(
+                f"Platform {settings.name!r} does not exist. Create it with `platform up --name {settings.name}`."
+            )
+            terminal.result({"ok": False, "name": settings.name, "exists": False})
+            raise SystemExit(1)
+        data = state.load()
+        recorded = data["stages"]
+        rows = []
+        for stage in all_stages():
+            record = recorded.get(stage.name, {})
+            outcome = record.get("outcome", "pending")
+            seconds = record.get("seconds")
+            detail = record.get("error") or record.get("summary") or ""
+            rows.append(
+                [
+                    stage.name,
+                    outcome,
+                    f"{seconds:.1f}s" if isinstance(seconds, int | float) else "",
+                    detail,
+                ]
+            )
+        terminal.table(
+            ["stage", "outcome", "time", "detail"],
+            rows,
+            title=f"Platform {settings.name!r} ({settings.engine})",
+        )
+        cluster_ready, cluster_detail = (False, "not created yet")
+        if recorded.get("cluster", {}).get("outcome") in ("done", "verified"):
+            cluster_ready, cluster_detail = engine_for(settings, state).is_ready()
+        terminal.info(f"cluster: {cluster_detail}")
+        outputs = data.get("outputs", {})
+        for key, value in outputs.items():
+            terminal.info(f"{key}: {value}")
+        healthy = cluster_ready and all(
+            recorded.get(s.name, {}).get("outcome") in ("done", "verified") for s in all_stages()
+        )
+        terminal.result(
+            {
+                "ok": healthy,
+                "name": settings.name,
+                "exists": True,
+                "engine": settings.engine,
+                "stages": {r[0]: {"outcome": r[1], "detail": r[3]} for r in rows},
+                "cluster": {"ready": cluster_ready, "detail": cluster_detail},
+                "outputs": outputs,
+            }
+        )

@@ -1,0 +1,166 @@
+"""`platform up`: create or resume a platform by running the stages in order.
+
+Thin: builds the session, takes the platform's lock, hands the registry's stages to the
+runner and prints the outcome. Resuming, verifying, retries and timeouts live in
+bootstrap.stages.runner.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from bootstrap.cli.common import (
+    EXIT_INTERRUPTED,
+    common_options,
+    engine_options,
+    log_to_file,
+    open_session,
+    reported_errors,
+    sigterm_as_interrupt,
+)
+
+
+@click.command()
+@common_options
+@engine_options
+@click.option(
+    "--domain",
+    default=None,
+    help="DNS domain for ingress hosts [env PLATFORM_DOMAIN; default: localdev.me].",
+)
+@click.option(
+    "--from",
+    "start_from",
+    default=None,
+    metavar="STAGE",
+    help="Run from STAGE on, even stages already done.",
+)
+@click.option("--only", default=None, metavar="STAGE", help="Run only STAGE.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the plan and what would change; change nothing."
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    help="Seconds the whole run may take [env PLATFORM_TIMEOUT; default: 900].",
+)
+@click.option(
+    "--stage-timeout",
+    type=float,
+    default=None,
+    help="Seconds one stage may take [env PLATFORM_STAGE_TIMEOUT; default: 300].",
+)
+@click.option(
+    "--merge-kubeconfig",
+    is_flag=True,
+    default=None,
+    help="Also merge the cluster into ~/.kube/config (k3d).",
+)
+def up(
+    name: str | None,
+    config_file: Path | None,
+    output: str | None,
+    verbose: int,
+    quiet: bool,
+    debug: bool,
+    engine: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+    domain: str | None,
+    start_from: str | None,
+    only: str | None,
+    dry_run: bool,
+    timeout: float | None,
+    stage_timeout: float | None,
+    merge_kubeconfig: bool | None,
+) -> None:
+    """Create a platform, or resume one from the first stage that is not done.
+
+    Stages already done are verified cheaply, not redone, so a second `platform up` on a
+    healthy platform takes seconds. Ctrl-C stops at once; run `platform up` again to resume.
+    """
+    flags = {
+        "engine": engine,
+        "kubeconfig": kubeconfig,
+        "context": context,
+        "domain": domain,
+        "timeout": timeout,
+        "stage_timeout": stage_timeout,
+        "merge_kubeconfig": merge_kubeconfig,
+    }
+    session = open_session(name, config_file, output, verbose, quiet, debug, flags)
+    sigterm_as_interrupt()
+    from bootstrap.config import persistable
+    from bootstrap.engines.base import engine_for
+    from bootstrap.stages.base import StageContext
+    from bootstrap.stages.registry import all_stages
+    from bootstrap.stages.runner import Interrupted, Runner
+
+    settings, state, terminal = session.settings, session.state, session.terminal
+    stages = all_stages()
+    runner = Runner(stages, events=terminal)
+    with reported_errors(session), state.lock("up"), log_to_file(session, "up") as log_path:
+        context_ = StageContext(
+            settings=settings,
+            state=state,
+            progress=terminal,
+            engine=engine_for(settings, state),
+            log=logging.getLogger("platform.up"),
+            dry_run=dry_run,
+        )
+        if dry_run:
+            rows = runner.plan(context_, start_from=start_from, only=only)
+            terminal.table(
+                ["stage", "action", "what would change"],
+                [[stage, action, "\n".join(changes) or "-"] for stage, action, changes in rows],
+                title=f"Plan for platform {settings.name!r} (dry run: nothing changed)",
+            )
+            terminal.result(
+                {
+                    "ok": True,
+                    "dry_run": True,
+                    "plan": [{"stage": s, "action": a, "changes": c} for s, a, c in rows],
+                }
+            )
+            return
+        data = state.load()
+        data["settings"] = {**data.get("settings", {}), **persistable(settings)}
+        state.save(data)
+        terminal.begin(
+            f"platform up {settings.name!r} ({settings.engine})",
+            [(s.name, s.description) for s in stages if only is None or s.name == only],
+        )
+        started = time.monotonic()
+        try:
+            report = runner.run(
+                context_, start_from=start_from, only=only, deadline=started + settings.timeout
+            )
+        except Interrupted as error:
+            terminal.end()
+            terminal.failure(str(error), error.hint, str(log_path))
+            sys.exit(EXIT_INTERRUPTED)
+        finally:
+            terminal.end()
+        total = time.monotonic() - started
+        terminal.success(f"Platform {settings.name!r} is up ({total:.1f}s).")
+        outputs = state.outputs()
+        for key, value in outputs.items():
+            terminal.info(f"  {key}: {value}")
+        terminal.result(
+            {
+                "ok": True,
+                "name": settings.name,
+                "seconds": round(total, 3),
+                "stages": [
+                    {"stage": s.name, "outcome": s.outcome, "seconds": round(s.seconds, 3)}
+                    for s in report.stages
+                ],
+                "outputs": outputs,
+            }
+        )

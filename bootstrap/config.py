@@ -1,0 +1,320 @@
+"""Settings: defaults < platform.yaml < PLATFORM_* environment variables < flags.
+
+One table (`FIELDS`) declares every setting once: its dotted key, type, default,
+environment variable and help. `load_settings()` layers the sources, remembers where each
+value came from (for `platform config`), validates, and returns one frozen `Settings`
+tree. Called by every CLI command; stages and engines receive the resulting `Settings`.
+
+Secrets (git passwords, Vault tokens) are never flags, so they never reach argv: they
+come from the environment or from files named in the settings.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bootstrap.images import K3S_IMAGE
+from stacks.errors import PermanentError
+
+NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Field:
+    key: str
+    kind: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> str:
+        return "PLATFORM_" + self.key.upper().replace(".", "_").replace("-", "_")
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("name", str, "local", "Name of the platform (several can coexist)."),
+    Field("domain", str, "localdev.me", "DNS domain for ingress hosts (git.<domain>, ...)."),
+    Field("engine", str, "k3d", "Where the cluster comes from.", ("k3d", "existing")),
+    Field("kubeconfig", str, "", "Kubeconfig for --engine existing (default: $KUBECONFIG)."),
+    Field("context", str, "", "Kubeconfig context for --engine existing."),
+    Field("merge_kubeconfig", bool, False, "Also merge the k3d kubeconfig into ~/.kube/config."),
+    Field("k3d.servers", int, 1, "k3s server nodes."),
+    Field("k3d.agents", int, 0, "k3s agent nodes."),
+    Field("k3d.api_port", int, 6443, "Host port of the Kubernetes API."),
+    Field("k3d.http_port", int, 80, "Host port for HTTP ingress."),
+    Field("k3d.https_port", int, 443, "Host port for HTTPS ingress."),
+    Field("k3d.image", str, K3S_IMAGE, "k3s node image."),
+    Field("git.url", str, "", "An existing git server's base URL (then none is deployed)."),
+    Field("git.username", str, "platform", "Read-write git user."),
+    Field("git.password_file", str, "", "File with the read-write git password."),
+    Field("git.readonly_username", str, "cluster", "Read-only git user for the cluster."),
+    Field("git.readonly_password_file", str, "", "File with the read-only git password."),
+    Field("vault.address", str, "", "An existing Vault/OpenBao address (then none is deployed)."),
+    Field("vault.token_file", str, "", "File with a token for an already-unsealed Vault."),
+    Field("vault.unseal_keys_file", str, "", "JSON file with unseal keys of an existing Vault."),
+    Field("vault.key_shares", int, 3, "Unseal key shares at initialisation."),
+    Field("vault.key_threshold", int, 2, "Unseal keys needed to unseal."),
+    Field("terraform.binary", str, "", "tofu or terraform binary (default: found on PATH)."),
+    Field("timeout", float, 900.0, "Seconds `platform up` may take in all."),
+    Field("stage_timeout", float, 300.0, "Seconds one stage may take."),
+)
+FIELDS_BY_KEY = {f.key: f for f in FIELDS}
+# Settings that describe one run, not the platform: never saved with it.
+RUN_ONLY = frozenset({"name", "timeout", "stage_timeout", "merge_kubeconfig"})
+
+
+@dataclass(frozen=True)
+class K3dSettings:
+    servers: int
+    agents: int
+    api_port: int
+    http_port: int
+    https_port: int
+    image: str
+
+
+@dataclass(frozen=True)
+class GitSettings:
+    url: str
+    username: str
+    password_file: str
+    readonly_username: str
+    readonly_password_file: str
+
+
+@dataclass(frozen=True)
+class VaultSettings:
+    address: str
+    token_file: str
+    unseal_keys_file: str
+    key_shares: int
+    key_threshold: int
+
+
+@dataclass(frozen=True)
+class TerraformSettings:
+    binary: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    name: str
+    domain: str
+    engine: str
+    kubeconfig: str
+    context: str
+    merge_kubeconfig: bool
+    k3d: K3dSettings
+    git: GitSettings
+    vault: VaultSettings
+    terraform: TerraformSettings
+    timeout: float
+    stage_timeout: float
+    home: Path
+    # key -> where the value came from ("default", "platform.yaml", "env PLATFORM_X", "flag")
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / self.name
+
+    def value(self, key: str) -> Any:
+        node: Any = self
+        for part in key.split("."):
+            node = getattr(node, part)
+        return node
+
+
+def platform_home(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    configured = env.get("PLATFORM_HOME")
+    return Path(configured).expanduser() if configured else Path.home() / ".platform"
+
+
+def _coerce(spec: Field, raw: Any, source: str) -> Any:
+    try:
+        if spec.kind is bool:
+            if isinstance(raw, bool):
+                value: Any = raw
+            elif str(raw).strip().lower() in {"1", "true", "yes", "on"}:
+                value = True
+            elif str(raw).strip().lower() in {"0", "false", "no", "off", ""}:
+                value = False
+            else:
+                raise ValueError(f"{raw!r} is not a boolean")
+        elif spec.kind is int:
+            if isinstance(raw, bool):
+                raise ValueError(f"{raw!r} is not a number")
+            value = int(raw)
+        elif spec.kind is float:
+            value = float(raw)
+        else:
+            value = str(raw)
+    except (TypeError, ValueError) as error:
+        raise PermanentError(
+            f"setting {spec.key} from {source} is invalid: {error}",
+            hint=f"give {spec.key} a {spec.kind.__name__} value",
+        ) from error
+    if spec.choices and value not in spec.choices:
+        raise PermanentError(
+            f"setting {spec.key} from {source} is {value!r}, which is not one of "
+            f"{', '.join(spec.choices)}",
+            hint=f"set {spec.key} to one of {', '.join(spec.choices)}",
+        )
+    return value
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{str(key).replace('-', '_')}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Flattened settings from a platform.yaml; a clear error names the file and line."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError as error:
+        raise PermanentError(
+            f"the config file {path} does not exist",
+            hint="create it, or drop --config to use the defaults",
+        ) from error
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        raise PermanentError(
+            f"the config file {where} is not valid YAML: {problem}",
+            hint="fix the YAML (see `platform config --help` for the keys)",
+        ) from error
+    if not isinstance(data, Mapping):
+        raise PermanentError(
+            f"the config file {path} must hold a mapping of settings, not {type(data).__name__}",
+            hint="write settings as `key: value` lines",
+        )
+    flat = _flatten(data)
+    unknown = sorted(set(flat) - set(FIELDS_BY_KEY))
+    if unknown:
+        raise PermanentError(
+            f"the config file {path} has unknown setting(s): {', '.join(unknown)}",
+            hint="run `platform config` to see every valid key",
+        )
+    return flat
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    saved: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Layer the sources and build the settings tree.
+
+    `flags` holds only options the user gave (None values are ignored). Without an
+    explicit `config_file`, ./platform.yaml is read when it exists. `saved` holds the
+    settings a platform was created with (state.json), so `platform down --name ws1`
+    knows its engine without repeating every flag; it sits just above the defaults.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {f.key: f.default for f in FIELDS}
+    sources: dict[str, str] = dict.fromkeys(values, "default")
+    for key, raw in (saved or {}).items():
+        if key in FIELDS_BY_KEY and key != "name":
+            values[key] = _coerce(FIELDS_BY_KEY[key], raw, "state.json")
+            sources[key] = "saved with the platform"
+
+    if config_file is None and Path("platform.yaml").is_file():
+        config_file = Path("platform.yaml")
+    if config_file is not None:
+        for key, raw in read_config_file(config_file).items():
+            values[key] = _coerce(FIELDS_BY_KEY[key], raw, str(config_file))
+            sources[key] = str(config_file)
+
+    for spec in FIELDS:
+        if spec.env in env:
+            values[spec.key] = _coerce(spec, env[spec.env], f"${spec.env}")
+            sources[spec.key] = f"env {spec.env}"
+
+    for key, raw in (flags or {}).items():
+        if raw is None:
+            continue
+        spec = FIELDS_BY_KEY[key]
+        values[key] = _coerce(spec, raw, f"--{key.replace('_', '-').replace('.', '-')}")
+        sources[key] = "flag"
+
+    return _build(values, sources, platform_home(env))
+
+
+def _build(values: dict[str, Any], sources: dict[str, str], home: Path) -> Settings:
+    name = values["name"]
+    if not NAME_PATTERN.match(name):
+        raise PermanentError(
+            f"the platform name {name!r} is not valid",
+            hint="use 1-32 lowercase letters, digits and dashes, starting and ending alphanumeric",
+        )
+    if (
+        values["vault.key_threshold"] > values["vault.key_shares"]
+        or values["vault.key_threshold"] < 1
+    ):
+        raise PermanentError(
+            f"vault.key_threshold ({values['vault.key_threshold']}) must be between 1 and "
+            f"vault.key_shares ({values['vault.key_shares']})",
+            hint="lower vault.key_threshold or raise vault.key_shares",
+        )
+    for port_key in ("k3d.api_port", "k3d.http_port", "k3d.https_port"):
+        if not 0 < values[port_key] < 65536:
+            raise PermanentError(
+                f"{port_key} is {values[port_key]}, not a TCP port",
+                hint="choose a port between 1 and 65535",
+            )
+
+    def sub(prefix: str) -> dict[str, Any]:
+        return {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(prefix + ".")}
+
+    return Settings(
+        name=name,
+        domain=values["domain"],
+        engine=values["engine"],
+        kubeconfig=values["kubeconfig"],
+        context=values["context"],
+        merge_kubeconfig=values["merge_kubeconfig"],
+        k3d=K3dSettings(**sub("k3d")),
+        git=GitSettings(**sub("git")),
+        vault=VaultSettings(**sub("vault")),
+        terraform=TerraformSettings(**sub("terraform")),
+        timeout=values["timeout"],
+        stage_timeout=values["stage_timeout"],
+        home=home,
+        sources=sources,
+    )
+
+
+def persistable(settings: Settings) -> dict[str, Any]:
+    """Settings worth remembering with the platform: the ones not left at their default."""
+    return {
+        f.key: settings.value(f.key)
+        for f in FIELDS
+        if f.key not in RUN_ONLY and settings.sources.get(f.key, "default") != "default"
+    }
+
+
+def describe(settings: Settings) -> list[tuple[str, str, str]]:
+    """(key, value, source) rows for `platform config`."""
+    return [
+        (f.key, repr(settings.value(f.key)), settings.sources.get(f.key, "default")) for f in FIELDS
+    ]

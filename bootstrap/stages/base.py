@@ -1,0 +1,112 @@
+"""What a stage is, what it gets, and how it reports progress.
+
+A stage is a small object with a name, the stages it requires, a timeout, and three
+methods: `check` (is it done and healthy? cheap, read-only), `plan` (what `run` would
+change, for --dry-run) and `run` (make it so; idempotent). The runner (runner.py) orders,
+resumes, retries and times them; stages never print: they call `ctx.progress`, which the
+CLI connects to the terminal.
+
+Stage modules import this; the CLI imports the runner and the registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from bootstrap.config import Settings
+from bootstrap.state import PlatformState
+from stacks.errors import PlatformError
+
+if TYPE_CHECKING:
+    from bootstrap.engines.base import Engine
+    from stacks.kube.client import KubeClient
+
+
+class Progress(Protocol):
+    """Where stages report. Implemented by bootstrap.terminal.Terminal."""
+
+    def step(self, stage: str, message: str) -> None:
+        """The current step inside a stage ("waiting for Deployment x: 0/1 ready")."""
+
+    def note(self, stage: str, message: str) -> None:
+        """A fact worth keeping in the output ("already seeded at 1a2b3c")."""
+
+    def warn(self, stage: str, message: str) -> None: ...
+
+
+class NullProgress:
+    def step(self, stage: str, message: str) -> None:
+        pass
+
+    def note(self, stage: str, message: str) -> None:
+        pass
+
+    def warn(self, stage: str, message: str) -> None:
+        pass
+
+
+class Cancelled(PlatformError):
+    """The run was interrupted (Ctrl-C); stages stop at their next checkpoint."""
+
+
+@dataclass
+class StageContext:
+    """Everything a stage may use. Built once per run by the CLI."""
+
+    settings: Settings
+    state: PlatformState
+    progress: Progress
+    engine: Engine
+    log: logging.Logger
+    dry_run: bool = False
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    _kube: KubeClient | None = None
+    # Facts one stage hands to the next within a run (e.g. git credentials).
+    facts: dict[str, object] = field(default_factory=dict)
+
+    def kube(self) -> KubeClient:
+        """The cluster's API client (created on first use, once the cluster exists)."""
+        if self._kube is None:
+            self._kube = self.engine.client()
+        return self._kube
+
+    def checkpoint(self) -> None:
+        """Call between steps: raises Cancelled after Ctrl-C."""
+        if self.cancelled.is_set():
+            raise Cancelled("interrupted")
+
+    def wait(self, seconds: float) -> None:
+        """Sleep that wakes at once on Ctrl-C."""
+        if self.cancelled.wait(seconds):
+            raise Cancelled("interrupted")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    done: bool
+    detail: str = ""
+
+
+class Stage(Protocol):
+    name: str
+    description: str
+    requires: tuple[str, ...]
+
+    def timeout(self, ctx: StageContext) -> float:
+        """Seconds this stage may run before it is stopped as failed."""
+
+    def check(self, ctx: StageContext) -> CheckResult:
+        """Already done and healthy? Must be cheap and must not change anything."""
+
+    def plan(self, ctx: StageContext) -> list[str]:
+        """What `run` would change, one line each (for --dry-run)."""
+
+    def run(self, ctx: StageContext) -> str:
+        """Do the work (idempotently); return a one-line summary."""
+
+
+StageFactory = Callable[[], Stage]

@@ -1,0 +1,197 @@
+"""Stage 1, `preflight`, and the checks behind `platform doctor`.
+
+Each check returns a `Finding` with a fix for a person. The stage fails fast on the
+first run when any blocking finding fails, naming every problem at once, not one per
+re-run. Which checks apply depends on the engine: an existing cluster needs no Docker and
+no free host ports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bootstrap import hostcheck
+from bootstrap.config import Settings
+from bootstrap.engines.k3d import cluster_name, find_k3d
+from bootstrap.stages.base import CheckResult, StageContext
+from stacks.errors import PermanentError, PlatformError
+
+MIN_DOCKER_MEMORY = 3 * 1024**3
+MIN_DOCKER_CPUS = 2
+MIN_FREE_DISK = 3 * 1024**3
+GiB = 1024**3
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    blocking: bool = True
+
+
+def check_docker(settings: Settings) -> list[Finding]:
+    from bootstrap.engines.dockerhost import docker_info
+
+    try:
+        info = docker_info()
+    except PlatformError as error:
+        return [Finding("docker", False, str(error), error.hint)]
+    findings = [Finding("docker", True, f"Docker {info.server_version} ({info.operating_system})")]
+    findings.append(
+        Finding(
+            "docker memory",
+            info.memory_bytes >= MIN_DOCKER_MEMORY,
+            f"{info.memory_bytes / GiB:.1f} GiB available to Docker (needs {MIN_DOCKER_MEMORY / GiB:.0f})",
+            "give Docker more memory (Docker Desktop: Settings > Resources)",
+        )
+    )
+    findings.append(
+        Finding(
+            "docker cpus",
+            info.cpus >= MIN_DOCKER_CPUS,
+            f"{info.cpus} CPUs available to Docker (needs {MIN_DOCKER_CPUS})",
+            "give Docker more CPUs (Docker Desktop: Settings > Resources)",
+            blocking=False,
+        )
+    )
+    return findings
+
+
+def check_ports(settings: Settings, cluster_exists: bool) -> list[Finding]:
+    """Host ports the k3d load balancer and API need. Once our cluster runs, they are ours."""
+    findings = []
+    for label, port, setting in (
+        ("API port", settings.k3d.api_port, "k3d.api_port"),
+        ("HTTP port", settings.k3d.http_port, "k3d.http_port"),
+        ("HTTPS port", settings.k3d.https_port, "k3d.https_port"),
+    ):
+        if cluster_exists or not hostcheck.port_in_use(port):
+            findings.append(
+                Finding(
+                    f"port {port}",
+                    True,
+                    f"{label} {port} is free"
+                    if not cluster_exists
+                    else f"{label} {port} belongs to {cluster_name(settings)}",
+                )
+            )
+            continue
+        holder = hostcheck.port_holder(port)
+        held_by = f"held by {holder}" if holder else "held by another process"
+        findings.append(
+            Finding(
+                f"port {port}",
+                False,
+                f"{label} {port} is {held_by}",
+                f"stop that process, or choose another port: --{setting.replace('.', '-').replace('_', '-')} / "
+                f"PLATFORM_{setting.upper().replace('.', '_')}",
+            )
+        )
+    return findings
+
+
+def check_disk(settings: Settings) -> Finding:
+    free = hostcheck.free_disk_bytes(settings.home)
+    return Finding(
+        "disk",
+        free >= MIN_FREE_DISK,
+        f"{free / GiB:.1f} GiB free under {settings.home}",
+        f"free at least {MIN_FREE_DISK / GiB:.0f} GiB (docker system prune removes unused images)",
+    )
+
+
+def check_binaries(settings: Settings) -> list[Finding]:
+    findings = []
+    if settings.engine == "k3d":
+        k3d = find_k3d()
+        if k3d is None:
+            findings.append(
+                Finding(
+                    "k3d",
+                    False,
+                    "k3d is not installed",
+                    "install k3d v5: https://k3d.io (or `go install github.com/k3d-io/k3d/v5@v5.9.0`); "
+                    "offline: copy the k3d binary to ~/.platform/bin/k3d",
+                )
+            )
+        else:
+            _, version = hostcheck.binary_version(k3d, "version")
+            supported = "v5." in version
+            findings.append(
+                Finding(
+                    "k3d",
+                    supported,
+                    f"{version or 'unknown version'} at {k3d}",
+                    "install k3d v5 (https://k3d.io)",
+                )
+            )
+    kubectl, kubectl_version = hostcheck.binary_version("kubectl", "version", "--client")
+    findings.append(
+        Finding(
+            "kubectl",
+            kubectl is not None,
+            f"{kubectl_version} at {kubectl}" if kubectl else "kubectl is not installed",
+            "install kubectl (https://kubernetes.io/docs/tasks/tools/) to inspect the cluster yourself",
+            blocking=False,
+        )
+    )
+    return findings
+
+
+def run_checks(settings: Settings, cluster_exists: bool = False) -> list[Finding]:
+    findings: list[Finding] = []
+    findings.extend(check_binaries(settings))
+    if settings.engine == "k3d":
+        findings.extend(check_docker(settings))
+        findings.extend(check_ports(settings, cluster_exists))
+    findings.append(check_disk(settings))
+    return findings
+
+
+def blocking_failures(findings: list[Finding]) -> list[Finding]:
+    return [f for f in findings if f.blocking and not f.ok]
+
+
+class PreflightStage:
+    name = "preflight"
+    description = "check Docker, ports, disk and tools"
+    requires: tuple[str, ...] = ()
+
+    def timeout(self, ctx: StageContext) -> float:
+        return 60.0
+
+    def _cluster_exists(self, ctx: StageContext) -> bool:
+        cluster = ctx.state.load()["stages"].get("cluster", {})
+        return bool(cluster.get("outcome") in ("done", "verified"))
+
+    def check(self, ctx: StageContext) -> CheckResult:
+        # Passed once; later runs rely on the cluster stage's own checks. Cheap on purpose.
+        return CheckResult(True, "passed earlier")
+
+    def plan(self, ctx: StageContext) -> list[str]:
+        return [
+            "check "
+            + ", ".join(f.name for f in run_checks(ctx.settings, self._cluster_exists(ctx)))
+        ]
+
+    def run(self, ctx: StageContext) -> str:
+        ctx.progress.step(self.name, "checking this machine")
+        findings = run_checks(ctx.settings, self._cluster_exists(ctx))
+        for finding in findings:
+            ctx.log.info(
+                "preflight %s: %s (%s)",
+                finding.name,
+                "ok" if finding.ok else "FAILED",
+                finding.detail,
+            )
+            if not finding.ok and not finding.blocking:
+                ctx.progress.warn(self.name, f"{finding.detail}: {finding.fix}")
+        failed = blocking_failures(findings)
+        if failed:
+            raise PermanentError(
+                "; ".join(f.detail for f in failed),
+                hint="; ".join(f.fix for f in failed) + " (then run `platform up` again)",
+            )
+        return f"{len(findings)} checks passed"
