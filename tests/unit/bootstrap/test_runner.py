@@ -30,9 +30,10 @@ class FakeStage:
     runs: int = 0
     checks: int = 0
     sleep: float = 0.0
+    timeout_seconds: float = 5.0
 
     def timeout(self, ctx: StageContext) -> float:
-        return 5.0
+        return self.timeout_seconds
 
     def check(self, ctx: StageContext) -> CheckResult:
         self.checks += 1
@@ -67,7 +68,7 @@ def ctx(tmp_path: Path) -> StageContext:
 
 
 def fast(stages: list[FakeStage]) -> Runner:
-    return Runner(stages, retry_attempts=4, retry_max_wait=0.01)  # type: ignore[arg-type]
+    return Runner(stages, retry_attempts=4, retry_max_wait=0.01)
 
 
 def test_runs_in_order_and_records(ctx: StageContext) -> None:
@@ -81,7 +82,7 @@ def test_runs_in_order_and_records(ctx: StageContext) -> None:
 
 def test_requirement_order_is_validated() -> None:
     with pytest.raises(PermanentError, match="ordered before"):
-        Runner([FakeStage("b", requires=("a",)), FakeStage("a")])  # type: ignore[list-item]
+        Runner([FakeStage("b", requires=("a",)), FakeStage("a")])
 
 
 def test_resume_skips_done_stages_after_verifying_them(ctx: StageContext) -> None:
@@ -135,8 +136,7 @@ def test_from_and_only(ctx: StageContext) -> None:
 
 
 def test_timeout_fails_the_stage_with_a_hint(ctx: StageContext) -> None:
-    slow = FakeStage("slow", sleep=30)
-    slow.timeout = lambda c: 0.3  # type: ignore[method-assign]
+    slow = FakeStage("slow", sleep=30, timeout_seconds=0.3)
     with pytest.raises(StageFailed, match="did not finish within") as caught:
         fast([slow]).run(ctx)
     assert "--stage-timeout" in caught.value.hint
