@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from testenv import locate
 from tests.support import processes
 from tests.support.binaries import in_ci, require_binary
 from tests.support.dockerd import DockerEngine, ensure_engine
+from tests.support.gitserver import GitServer
 from tests.support.kwok import KwokCluster
 from tests.support.openbao import InitResult, OpenBaoServer, initialise_and_unseal
 
@@ -155,3 +157,30 @@ def _isolated_platform_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("PLATFORM_HOME", str(home))
     os.environ.setdefault("NO_COLOR", "1")
     return home
+
+
+# ---- git server ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def git_server_factory(tmp_path: Path) -> Iterator[Callable[..., GitServer]]:
+    """Start git servers (real processes) with users admin (read-write) and reader
+    (read-only); keyword arguments go to tests.support.gitserver.GitServer
+    (webhook_urls, webhook_secret, extra_args). All are stopped afterwards."""
+    started: list[GitServer] = []
+
+    def make(**options: Any) -> GitServer:
+        server = GitServer(workdir=tmp_path / f"gitserver-{len(started)}", **options)
+        started.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def git_server(git_server_factory: Callable[..., GitServer]) -> GitServer:
+    """A running git server with users admin (read-write) and reader (read-only)."""
+    return git_server_factory()

@@ -68,10 +68,9 @@ def serve(
         draining.set()
         log.info("received %s: draining %d request(s)", signal.Signals(signum).name, in_flight())
         # Stop accepting (connections are refused from now on); channels in flight and
-        # the trigger that wakes the loop for their output stay open.
-        server.accepting = False
-        server.del_channel()
-        server.socket.close()
+        # the trigger that wakes the loop for their output stay open. The socket is
+        # closed from the loop itself, never under a select() that is being retried.
+        server.trigger.pull_trigger(lambda: stop_listening(server))
         threading.Thread(target=drain, name="gitserver-drain", daemon=True).start()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -87,3 +86,10 @@ def serve(
         wasyncore.close_all(server._map)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def stop_listening(server: Any) -> None:
+    """Close the listening socket (run inside the waitress loop, between selects)."""
+    server.accepting = False
+    server.del_channel()
+    server.socket.close()
