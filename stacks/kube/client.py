@@ -168,7 +168,7 @@ class KubeClient:
         if body is not None:
             headers["Content-Type"] = content_type
             payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self._api.update_params_for_auth(headers, [], ["BearerToken"])
+        headers.update(self._auth_headers())
         try:
             return self._pool.request(
                 method,
@@ -184,6 +184,14 @@ class KubeClient:
                 f"cannot reach the Kubernetes API at {self._host}: {trim(str(error), 200)}",
                 hint="check the cluster is running and the kubeconfig points at it",
             ) from error
+
+    def _auth_headers(self) -> dict[str, str]:
+        """Bearer token headers (refreshed by the client's hook for exec plugins/in-cluster)."""
+        found: dict[str, str] = {}
+        for setting in self._api.configuration.auth_settings().values():
+            if setting.get("in") == "header" and setting.get("value"):
+                found[str(setting["key"])] = str(setting["value"])
+        return found
 
     @staticmethod
     def _error(status: int, data: bytes, method: str, what: str) -> ApiError:
