@@ -161,6 +161,7 @@ def run(args: argparse.Namespace) -> None:
     credentials = CredentialStore(args.credentials)
     store = RepoStore(args.data_dir.resolve(), git=git)
     store.ensure_root()
+    store.configure_all()
     for name in args.create_repo:
         store.create(name)
 

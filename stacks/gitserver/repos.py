@@ -27,11 +27,15 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 DEFAULT_BRANCH = "main"
 
 # Settings every repository gets: reflogs in bare repos (nothing is ever lost without a
-# trace), receive-pack over HTTP for authenticated users, no forced deletes of HEAD.
-_REPO_CONFIG: tuple[tuple[str, str], ...] = (
+# trace), receive-pack over HTTP for authenticated users, no deleting the default
+# branch, partial clone filters, and pushed packs kept as packs (unpackLimit 1: no
+# re-compressing every object into a loose file; `git gc --auto` after a push, which
+# receive-pack runs, consolidates them). See bench/README.md for what it saves.
+REPO_CONFIG: tuple[tuple[str, str], ...] = (
     ("core.logAllRefUpdates", "always"),
     ("http.receivepack", "true"),
     ("receive.denyDeleteCurrent", "true"),
+    ("receive.unpackLimit", "1"),
     ("uploadpack.allowFilter", "true"),
 )
 
@@ -99,7 +103,7 @@ class RepoStore:
             staging = Path(tempfile.mkdtemp(prefix=f".create-{target.name}-", dir=self.root))
             try:
                 self._run("init", "--bare", "--quiet", "-b", DEFAULT_BRANCH, str(staging))
-                for key, value in _REPO_CONFIG:
+                for key, value in REPO_CONFIG:
                     self._run("--git-dir", str(staging), "config", key, value)
                 os.rename(staging, target)
             except BaseException:
@@ -107,6 +111,13 @@ class RepoStore:
                 raise
         log.info("created repository '%s'", target.name[:-4])
         return True
+
+    def configure_all(self) -> None:
+        """Give every existing repository the current REPO_CONFIG (run at start)."""
+        for name in self.names():
+            git_dir = str(self.path(name))
+            for key, value in REPO_CONFIG:
+                self._run("--git-dir", git_dir, "config", key, value)
 
     def _run(self, *args: str) -> None:
         try:
@@ -120,11 +131,11 @@ class RepoStore:
             )
         except subprocess.CalledProcessError as error:
             raise TransientError(
-                f"failed to create repository: git {args[0]} exited {error.returncode}: "
+                f"failed to set up repository: `git {' '.join(args)}` exited {error.returncode}: "
                 f"{trim(error.stderr or '', 200)}"
             ) from error
         except (OSError, subprocess.TimeoutExpired) as error:
-            raise TransientError(f"failed to create repository: {error}") from error
+            raise TransientError(f"failed to set up repository: {error}") from error
 
 
 def git_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
