@@ -229,11 +229,12 @@ class Terminal(Events):
         if self.mode == "json":
             self._emit_json("error", error=cause, hint=hint, log=log_path)
             return
-        self.console.print(Text(f"Error: {_sentence(cause)}", style="bold red"))
+        # soft_wrap: long causes and paths stay on one line, copy-pasteable.
+        self.console.print(Text(f"Error: {_sentence(cause)}", style="bold red"), soft_wrap=True)
         if hint:
-            self.console.print(Text(f"To fix: {_sentence(hint)}"))
+            self.console.print(Text(f"To fix: {_sentence(hint)}"), soft_wrap=True)
         if log_path:
-            self.console.print(Text(f"Log: {log_path}", style="dim"))
+            self.console.print(Text(f"Log: {log_path}", style="dim"), soft_wrap=True)
 
     def table(self, columns: list[str], rows: list[list[str]], title: str = "") -> None:
         if self.mode == "json":
@@ -266,7 +267,7 @@ class Terminal(Events):
     def _print_plain(self, message: str, style: str = "") -> None:
         with self._lock:
             if self._live is not None:
-                self._live.console.print(Text(message, style=style))
+                self._live.console.print(Text(message, style=style), soft_wrap=True)
             else:
                 self.console.print(Text(message, style=style), soft_wrap=True)
 

@@ -59,6 +59,7 @@ class Tool:
     go_packages: tuple[str, ...] = ()
     module: str = ""
     module_version: str = ""
+    ldflags: str = "-s -w"
     downloads: dict[str, Download] = field(default_factory=dict)
 
     @property
@@ -178,6 +179,8 @@ def _k3d() -> Tool:
         go_packages=("github.com/k3d-io/k3d/v5",),
         module="github.com/k3d-io/k3d/v5",
         module_version=K3D_VERSION,
+        # Stamp the version, or `k3d version` says v5-dev and tools cannot check it.
+        ldflags=f"-s -w -X github.com/k3d-io/k3d/v5/version.Version={K3D_VERSION}",
         downloads={
             "k3d": Download(
                 f"https://github.com/k3d-io/k3d/releases/download/{K3D_VERSION}/k3d-linux-{arch}"

@@ -235,7 +235,16 @@ def _build_wrapper(tool: Tool, bin_dir: Path, log: Path) -> None:
     bin_dir.mkdir(parents=True, exist_ok=True)
     for binary, package in zip(tool.binaries, tool.go_packages, strict=True):
         _run(
-            ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(bin_dir / binary), package],
+            [
+                "go",
+                "build",
+                "-trimpath",
+                "-ldflags",
+                tool.ldflags,
+                "-o",
+                str(bin_dir / binary),
+                package,
+            ],
             cwd=work,
             log=log,
             env=_go_env(),

@@ -118,7 +118,7 @@ def check_binaries(settings: Settings) -> list[Finding]:
             )
         else:
             _, version = hostcheck.binary_version(k3d, "version")
-            supported = "v5." in version
+            supported = version.startswith("k3d version v5")
             findings.append(
                 Finding(
                     "k3d",
