@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import itertools
 import json
 import subprocess
 import time
@@ -13,7 +14,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from stacks.certs import pki
@@ -228,7 +228,7 @@ def test_short_certificate_renews_on_time_and_once_per_period(
     renewals = revisions[-1] - short["status"]["revision"]
     assert 2 <= renewals <= 4, seen
     starts = [dt.datetime.fromisoformat(nb.replace("Z", "+00:00")) for _, nb in seen["short"]]
-    gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
     assert all(6 <= gap <= 12 for gap in gaps), (gaps, seen)
     assert [r for r, _ in seen["loop"]] == [1], seen
 
