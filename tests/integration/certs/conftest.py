@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,9 +37,9 @@ def kube(cluster: KwokCluster) -> Iterator[KubeClient]:
 def start_certs(
     cluster: KwokCluster, certs_crds: None, namespace: str, tmp_path: Path
 ) -> Iterator[Callable[..., object]]:
-    started = []
+    started: list[subprocess.Popen[bytes]] = []
 
-    def start(*extra: str) -> object:
+    def start(*extra: str) -> subprocess.Popen[bytes]:
         process = processes.start(
             [
                 PLATFORM, "run", "certs", "--kubeconfig", str(cluster.kubeconfig),
