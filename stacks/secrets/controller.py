@@ -1,0 +1,434 @@
+"""The ExternalSecret reconciler: Vault -> Kubernetes Secret, with ESO's semantics.
+
+One `stacks.kube.controller.Controller` watches ExternalSecrets, SecretStores and
+ClusterSecretStores; keys are `(kind, namespace, name)`. For an ExternalSecret:
+
+    1. parse the spec (bad spec: not Ready, nothing written)
+    2. is a sync due? (spec/labels/annotations changed -- which includes the
+       force-sync annotation --, refreshInterval elapsed, or a failure's backoff over)
+    3. read every remote key once; any provider failure keeps the last good Secret
+    4. resolve (pure): every key resolved, or not Ready and nothing changes
+    5. write per creationPolicy (Owner / Orphan / Merge / None), refusing a Secret that
+       something else owns, and only when the live Secret differs
+    6. always write status (Ready: SecretSynced / SecretSyncedError / SecretDeleted,
+       refreshTime, syncedResourceVersion) and emit Events on writes and new failures.
+
+There is deliberately no watch on Secrets (least privilege: get, not list/watch, on
+Secrets); a Secret changed by hand is put back at the next refresh.
+
+Called by stacks.secrets.program.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from stacks.errors import PermanentError, PlatformError, TransientError
+from stacks.kube.client import KubeClient, WatchEvent
+from stacks.kube.controller import Controller, Key, Watch
+from stacks.kube.events import EventRecorder
+from stacks.kube.objects import KubeObject
+from stacks.secrets.api import (
+    API_VERSION,
+    CLUSTER_SECRET_STORE,
+    DATA_HASH_ANNOTATION,
+    EXTERNAL_SECRET,
+    FIELD_MANAGER,
+    MANAGED_LABEL,
+    OWNER_ANNOTATION,
+    SECRET_STORE,
+    CreationPolicy,
+    DeletionPolicy,
+    ExternalSecretSpec,
+    Reason,
+    SpecError,
+    parse_external_secret,
+)
+from stacks.secrets.resolve import DesiredSecret, data_hash, live_matches, resolve
+from stacks.secrets.status import (
+    parse_timestamp,
+    ready_condition,
+    set_condition,
+    timestamp,
+    write_status,
+)
+from stacks.secrets.stores import Stores, store_label
+
+log = logging.getLogger(__name__)
+
+MAX_FAILURE_DELAY = 30.0
+DRIFT_CHECK_SECONDS = 30.0  # re-read the live Secret at least this often
+REFRESH_TIME_MIN_WRITE = 60.0  # rewrite status.refreshTime at most this often when idle
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ready: bool
+    reason: Reason
+    message: str
+    written: str = ""  # "", "Created", "Updated", "Deleted"
+    retryable: bool = True
+
+
+@dataclass
+class _Failure:
+    version: str
+    attempts: int
+    next_at: float
+
+
+@dataclass
+class Metrics:
+    syncs: int = 0
+    sync_errors: int = 0
+    secrets_written: int = 0
+    vault_reads: int = 0
+
+
+def synced_version(obj: KubeObject) -> str:
+    """ESO's syncedResourceVersion: generation plus a digest of labels and annotations."""
+    meta = obj.get("metadata") or {}
+    digest = hashlib.sha256(
+        json.dumps([meta.get("labels") or {}, meta.get("annotations") or {}], sort_keys=True).encode()
+    ).hexdigest()[:16]
+    return f"{meta.get('generation', 0)}-{digest}"
+
+
+def owner_conflict(live: KubeObject, es: KubeObject) -> str:
+    """Why `live` belongs to someone else ("" when we may write it)."""
+    meta = live.get("metadata") or {}
+    es_meta = es.get("metadata") or {}
+    mine = f"{es_meta.get('namespace')}/{es_meta.get('name')}"
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("uid") != es_meta.get("uid"):
+            return f"it is controlled by {ref.get('kind')} '{ref.get('name')}'"
+    writer = (meta.get("annotations") or {}).get(OWNER_ANNOTATION)
+    if writer and writer != mine:
+        return f"it is managed by ExternalSecret '{writer}'"
+    return ""
+
+
+class SecretsController:
+    def __init__(
+        self,
+        client: KubeClient,
+        namespace: str | None = None,
+        recorder: EventRecorder | None = None,
+        workers: int = 4,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.recorder = recorder or EventRecorder(client, FIELD_MANAGER)
+        self.clock = clock
+        self.metrics = Metrics()
+        self._lock = threading.Lock()
+        self._failures: dict[tuple[str, str], _Failure] = {}
+        self._synced_at: dict[tuple[str, str], float] = {}
+        self._applied: dict[tuple[str, str], tuple[str, float]] = {}
+        self.stores = Stores(client, self._cached)
+        self.runtime = Controller(
+            name="secrets",
+            client=client,
+            reconcile=self.reconcile,
+            workers=workers,
+            watches=[
+                Watch(API_VERSION, EXTERNAL_SECRET, self._es_keys, namespace),
+                Watch(API_VERSION, SECRET_STORE, self._store_keys, namespace),
+                Watch(API_VERSION, CLUSTER_SECRET_STORE, self._store_keys),
+            ],
+        )
+
+    # ---- wiring -------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            self.runtime.run(stop)
+        finally:
+            self.stores.close()
+
+    def _cached(self, kind: str, namespace: str, name: str) -> KubeObject | None:
+        informer = self.runtime.informers.get(kind)
+        if informer is None:
+            return None
+        return informer.get(namespace if kind != CLUSTER_SECRET_STORE else "", name)
+
+    @staticmethod
+    def _es_keys(event: WatchEvent) -> list[Key]:
+        meta = event.object.get("metadata") or {}
+        return [(EXTERNAL_SECRET, str(meta.get("namespace") or ""), str(meta.get("name")))]
+
+    def _store_keys(self, event: WatchEvent) -> list[Key]:
+        meta = event.object.get("metadata") or {}
+        kind = str(event.object.get("kind"))
+        namespace = str(meta.get("namespace") or "")
+        name = str(meta.get("name"))
+        keys: list[Key] = [(kind, namespace, name)]
+        informer = self.runtime.informers.get(EXTERNAL_SECRET)
+        if informer is not None:
+            for es in informer.items():
+                ref = (es.get("spec") or {}).get("secretStoreRef") or {}
+                es_ns = str((es.get("metadata") or {}).get("namespace") or "")
+                if (
+                    ref.get("name") == name
+                    and (ref.get("kind") or SECRET_STORE) == kind
+                    and (kind == CLUSTER_SECRET_STORE or es_ns == namespace)
+                ):
+                    keys.append((EXTERNAL_SECRET, es_ns, str(es["metadata"]["name"])))
+        return keys
+
+    def reconcile(self, key: Key) -> float | None:
+        assert isinstance(key, tuple) and len(key) == 3
+        kind, namespace, name = (str(part) for part in key)
+        if kind == EXTERNAL_SECRET:
+            return self.reconcile_external_secret(namespace, name)
+        return self.stores.reconcile(kind, namespace, name)
+
+    # ---- ExternalSecret -----------------------------------------------------------------
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+            self._synced_at.pop(key, None)
+            self._applied.pop(key, None)
+
+    def _due_in(self, key: tuple[str, str], es: KubeObject, spec: ExternalSecretSpec, version: str) -> float:
+        """Seconds until the next sync is due (0: now)."""
+        now = self.clock()
+        status = es.get("status") or {}
+        with self._lock:
+            failure = self._failures.get(key)
+            synced_at = self._synced_at.get(key)
+        if failure is not None:
+            if failure.version != version:
+                return 0.0
+            return max(0.0, failure.next_at - now)
+        if status.get("syncedResourceVersion") != version:
+            return 0.0
+        condition = ready_condition(es)
+        if condition is None or (
+            condition.get("status") != "True" and condition.get("reason") != Reason.DELETED
+        ):
+            return 0.0
+        if spec.refresh_seconds <= 0:
+            return -1.0  # synced once; never again until the spec changes
+        if synced_at is None:
+            synced_at = parse_timestamp(status.get("refreshTime")) or 0.0
+        return max(0.0, synced_at + spec.refresh_seconds - now)
+
+    def reconcile_external_secret(self, namespace: str, name: str) -> float | None:
+        key = (namespace, name)
+        es = self._cached(EXTERNAL_SECRET, namespace, name)
+        if es is None or (es.get("metadata") or {}).get("deletionTimestamp"):
+            self._forget(key)
+            return None
+        version = synced_version(es)
+        try:
+            spec = parse_external_secret(es)
+        except SpecError as error:
+            self._finish(es, key, version, None, Outcome(False, Reason.SYNC_ERROR, str(error), retryable=False))
+            return None
+        due = self._due_in(key, es, spec, version)
+        if due < 0:
+            return None
+        if due > 0:
+            return due
+        self.metrics.syncs += 1
+        try:
+            outcome = self._sync(es, spec)
+        except SpecError as error:
+            outcome = Outcome(False, Reason.SYNC_ERROR, str(error), retryable=True)
+        except (PermanentError, TransientError) as error:
+            outcome = Outcome(False, Reason.SYNC_ERROR, str(error))
+        return self._finish(es, key, version, spec, outcome)
+
+    def _store_for(self, es: KubeObject, spec: ExternalSecretSpec) -> KubeObject:
+        namespace = str(es["metadata"].get("namespace") or "")
+        store = self._cached(spec.store_kind, namespace, spec.store_name)
+        if store is None:
+            raise TransientError(f"{store_label(spec.store_kind, namespace, spec.store_name)} not found")
+        return store
+
+    def _sync(self, es: KubeObject, spec: ExternalSecretSpec) -> Outcome:
+        namespace = str(es["metadata"].get("namespace") or "")
+        es_name = str(es["metadata"]["name"])
+        store = self._store_for(es, spec)
+        provider = self.stores.provider(store)
+        remote: dict[str, Any] = {}
+        for remote_key in spec.remote_keys():
+            remote[remote_key] = provider.read(remote_key)
+            self.metrics.vault_reads += 1
+        resolution = resolve(spec, remote)
+        if resolution.secret is None:
+            if resolution.all_gone and spec.deletion is DeletionPolicy.DELETE:
+                return self._delete_target(es, spec, namespace)
+            return Outcome(
+                False,
+                Reason.SYNC_ERROR,
+                "; ".join(resolution.missing) + f"; kept Secret '{namespace}/{spec.target_name}' as it was",
+            )
+        if spec.creation is CreationPolicy.NONE:
+            return Outcome(True, Reason.SYNCED, "secret synced (creationPolicy None: nothing written)")
+        return self._write(es, es_name, namespace, spec, resolution.secret)
+
+    def _delete_target(self, es: KubeObject, spec: ExternalSecretSpec, namespace: str) -> Outcome:
+        live = self.client.get("v1", "Secret", spec.target_name, namespace)
+        message = "every remote key is gone (deletionPolicy Delete)"
+        if live is None:
+            return Outcome(False, Reason.DELETED, f"{message}; Secret '{namespace}/{spec.target_name}' is absent")
+        conflict = owner_conflict(live, es)
+        managed = (live.get("metadata", {}).get("labels") or {}).get(MANAGED_LABEL) == "true"
+        if conflict or not managed:
+            return Outcome(
+                False,
+                Reason.SYNC_ERROR,
+                f"{message}, but Secret '{namespace}/{spec.target_name}' is not ours to delete"
+                + (f": {conflict}" if conflict else ""),
+            )
+        self.client.delete("v1", "Secret", spec.target_name, namespace)
+        with self._lock:
+            self._applied.pop((namespace, str(es["metadata"]["name"])), None)
+        return Outcome(False, Reason.DELETED, f"{message}; deleted Secret '{namespace}/{spec.target_name}'", written="Deleted")
+
+    def _write(
+        self, es: KubeObject, es_name: str, namespace: str, spec: ExternalSecretSpec, desired: DesiredSecret
+    ) -> Outcome:
+        key = (namespace, es_name)
+        wanted = data_hash(desired)
+        now = self.clock()
+        with self._lock:
+            applied = self._applied.get(key)
+        if applied is not None and applied[0] == wanted and now - applied[1] < DRIFT_CHECK_SECONDS:
+            return Outcome(True, Reason.SYNCED, "secret synced")
+        target = f"'{namespace}/{spec.target_name}'"
+        live = self.client.get("v1", "Secret", spec.target_name, namespace)
+        if live is not None:
+            conflict = owner_conflict(live, es)
+            if conflict:
+                return Outcome(False, Reason.SYNC_ERROR, f"refusing to write Secret {target}: {conflict}")
+        if spec.creation is CreationPolicy.MERGE and live is None:
+            return Outcome(
+                False, Reason.SYNC_ERROR,
+                f"Secret {target} does not exist; creationPolicy Merge only adds keys to an existing Secret",
+            )
+        if live is not None and spec.creation is not CreationPolicy.MERGE and desired.type and live.get("type", "Opaque") != desired.type:
+            return Outcome(
+                False, Reason.SYNC_ERROR,
+                f"Secret {target} has type {live.get('type')!r}, the template wants {desired.type!r} "
+                "(a Secret's type cannot change: delete the Secret to let it be recreated)",
+                retryable=False,
+            )
+        if live_matches(live, desired, wanted) and not self._stray_keys(live, desired, spec):
+            with self._lock:
+                self._applied[key] = (wanted, now)
+            return Outcome(True, Reason.SYNCED, "secret synced")
+        body = self._secret_body(es, es_name, namespace, spec, desired, wanted)
+        self.client.apply(body, FIELD_MANAGER, force=True)
+        stray = self._stray_keys(live, desired, spec)
+        if stray:
+            self.client.merge_patch("v1", "Secret", spec.target_name, {"data": dict.fromkeys(stray)}, namespace)
+        with self._lock:
+            self._applied[key] = (wanted, now)
+        self.metrics.secrets_written += 1
+        return Outcome(True, Reason.SYNCED, "secret synced", written="Created" if live is None else "Updated")
+
+    @staticmethod
+    def _stray_keys(live: KubeObject | None, desired: DesiredSecret, spec: ExternalSecretSpec) -> list[str]:
+        """Keys in an Owner/Orphan Secret that the ExternalSecret no longer produces."""
+        if live is None or spec.creation is CreationPolicy.MERGE:
+            return []
+        wanted = {k for k, _ in desired.data}
+        return sorted(k for k in (live.get("data") or {}) if k not in wanted)
+
+    @staticmethod
+    def _secret_body(
+        es: KubeObject, es_name: str, namespace: str, spec: ExternalSecretSpec, desired: DesiredSecret, wanted: str
+    ) -> KubeObject:
+        labels = dict(desired.labels)
+        labels[MANAGED_LABEL] = "true"
+        annotations = dict(desired.annotations)
+        annotations[DATA_HASH_ANNOTATION] = wanted
+        annotations[OWNER_ANNOTATION] = f"{namespace}/{es_name}"
+        metadata: dict[str, Any] = {
+            "name": spec.target_name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": annotations,
+        }
+        if spec.creation is CreationPolicy.OWNER:
+            metadata["ownerReferences"] = [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": EXTERNAL_SECRET,
+                    "name": es_name,
+                    "uid": es["metadata"]["uid"],
+                    "controller": True,
+                }
+            ]
+        body: KubeObject = {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "data": desired.encoded()}
+        if desired.type and spec.creation is not CreationPolicy.MERGE:
+            body["type"] = desired.type
+        return body
+
+    def _finish(
+        self,
+        es: KubeObject,
+        key: tuple[str, str],
+        version: str,
+        spec: ExternalSecretSpec | None,
+        outcome: Outcome,
+    ) -> float | None:
+        """Record the outcome: status (always), events, logs, and the next requeue."""
+        now = self.clock()
+        label = f"'{key[0]}/{key[1]}'"
+        previous = ready_condition(es) or {}
+        status: dict[str, Any] = dict(es.get("status") or {})
+        status["conditions"] = set_condition(
+            status.get("conditions"), "Ready", outcome.ready, outcome.reason, outcome.message, timestamp(now)
+        )
+        if spec is not None:
+            status["binding"] = {"name": spec.target_name}
+        after: float | None
+        if outcome.ready or outcome.reason is Reason.DELETED:
+            with self._lock:
+                self._failures.pop(key, None)
+                self._synced_at[key] = now
+            last = parse_timestamp(status.get("refreshTime")) or 0.0
+            if outcome.written or status.get("syncedResourceVersion") != version or now - last >= max(
+                REFRESH_TIME_MIN_WRITE, spec.refresh_seconds if spec else 0.0
+            ):
+                status["refreshTime"] = timestamp(now)
+            status["syncedResourceVersion"] = version
+            after = spec.refresh_seconds if spec and spec.refresh_seconds > 0 else None
+        else:
+            self.metrics.sync_errors += 1
+            with self._lock:
+                failure = self._failures.get(key)
+                attempts = failure.attempts + 1 if failure and failure.version == version else 1
+                delay = min(MAX_FAILURE_DELAY, 2.0 ** (attempts - 1))
+                if spec is not None and spec.refresh_seconds > 0:
+                    delay = min(delay, max(1.0, spec.refresh_seconds))
+                self._failures[key] = _Failure(version, attempts, now + delay)
+            after = delay if outcome.retryable else None
+            if previous.get("message") != outcome.message:
+                log.warning("failed to sync ExternalSecret %s: %s", label, outcome.message)
+        try:
+            write_status(self.client, es, status)
+        except PlatformError as error:
+            raise TransientError(f"failed to write status of ExternalSecret {label}: {error}") from error
+        target = spec.target_name if spec else ""
+        if outcome.written:
+            log.info("%s Secret '%s/%s' for ExternalSecret %s", outcome.written.lower(), key[0], target, label)
+            self.recorder.record(es, outcome.written, f"{outcome.written} Secret '{target}'")
+        elif not outcome.ready and previous.get("message") != outcome.message:
+            self.recorder.record(es, "UpdateFailed", outcome.message, warning=True)
+        elif outcome.ready and previous.get("status") != "True":
+            self.recorder.record(es, "Synced", f"Secret '{target}' is in sync")
+        return after
