@@ -15,6 +15,9 @@ from bootstrap.cli.common import common_options, engine_options, open_session, r
 @click.command()
 @common_options
 @engine_options
+@click.option(
+    "--install", is_flag=True, help="Install missing pinned tools (k3d) into ~/.platform/bin."
+)
 def doctor(
     name: str | None,
     config_file: Path | None,
@@ -25,8 +28,13 @@ def doctor(
     engine: str | None,
     kubeconfig: str | None,
     context: str | None,
+    install: bool,
 ) -> None:
-    """Check Docker, memory, disk, ports and tools; print a fix for each problem."""
+    """Check Docker, memory, disk, ports and tools; print a fix for each problem.
+
+    When k3d is missing, `--install` (or answering yes on a terminal) installs the pinned
+    version into ~/.platform/bin; offline, it says what to install by hand.
+    """
     session = open_session(
         name,
         config_file,
@@ -45,6 +53,22 @@ def doctor(
             "verified",
         )
         findings = run_checks(settings, cluster_exists=cluster_done)
+        k3d_missing = any(
+            f.name == "k3d" and not f.ok and "not installed" in f.detail for f in findings
+        )
+        wants_install = install or (
+            k3d_missing
+            and terminal.mode == "live"
+            and click.confirm(
+                "k3d is missing. Install the pinned k3d into ~/.platform/bin?", default=False
+            )
+        )
+        if k3d_missing and wants_install:
+            from bootstrap.tools import K3D_VERSION, install_k3d
+
+            path = install_k3d()
+            terminal.success(f"Installed k3d {K3D_VERSION} at {path}.")
+            findings = run_checks(settings, cluster_exists=cluster_done)
         rows = [
             [
                 ("ok" if f.ok else ("FAIL" if f.blocking else "warn")),

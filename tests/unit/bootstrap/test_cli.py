@@ -123,3 +123,40 @@ def test_fast_start_imports_no_heavy_library(args: list[str]) -> None:
     assert "bootstrap.cli.main" in imported  # the measurement works
     leaked = sorted(m for m in imported if m.split(".")[0] in HEAVY)
     assert leaked == []
+
+
+def test_doctor_install_offline_says_what_to_install_by_hand(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No network here: the pinned download fails fast with a sentence and a manual fix."""
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/none.sock")
+    result = runner.invoke(cli, ["doctor", "--install"])
+    assert result.exit_code == 1
+    assert (
+        "Error: Could not download k3d v5.9.0 from https://github.com/k3d-io/k3d/releases/download/v5.9.0/"
+        in result.output
+    )
+    assert (
+        f"copy a k3d v5.9.0 binary for Linux/amd64 to {tmp_path}/.platform/bin/k3d" in result.output
+    )
+
+
+def test_doctor_table_names_each_failure_with_a_fix(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/none.sock")
+    result = runner.invoke(cli, ["doctor"])
+    assert result.exit_code == 1
+    rows = {
+        line.split()[1]: line
+        for line in result.output.splitlines()
+        if line.startswith(("FAIL", "ok", "warn"))
+    }
+    assert rows["k3d"].startswith("FAIL") and "k3d is not installed" in rows["k3d"]
+    assert rows["docker"].startswith("FAIL") and "socket does not exist" in rows["docker"]
+    assert rows["kubectl"].startswith("warn")
+    assert "2 check(s) would stop `platform up`" in result.output
