@@ -1,0 +1,259 @@
+"""List+watch caches of live objects, one per kind, kept current in background threads.
+
+`LiveCache.kind(api_version, kind)` starts (once) a thread that lists the kind across the
+cluster, then watches it from the list's resourceVersion, re-listing when the watch
+expires. Readers get the latest object from memory without an API call; `on_event`
+hears every change (with the previous copy) so a controller can react to drift in
+milliseconds. Only our field manager's managedFields entry is kept, to save memory.
+
+A kind that cannot be listed (RBAC, not served) is marked unusable and readers fall back
+to direct GETs. Called by the reconciler; usable by any controller.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from stacks.errors import PlatformError
+from stacks.kube.errors import Forbidden, NotFound, Unavailable
+from stacks.kube.objects import KubeObject, ObjectRef
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str, str, str]
+EventHandler = Callable[[str, "KubeObject | None", "KubeObject | None"], None]
+
+
+class Lister(Protocol):
+    def list_with_version(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+    ) -> tuple[list[KubeObject], str]: ...
+
+    def watch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        resource_version: str = "",
+        timeout_seconds: int = 300,
+        label_selector: str | None = None,
+    ) -> object: ...
+
+
+def _rv(obj: KubeObject | None) -> int:
+    try:
+        return int((obj or {}).get("metadata", {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+class KindCache:
+    def __init__(
+        self,
+        client: Lister,
+        api_version: str,
+        kind: str,
+        label_selector: str | None,
+        keep_manager: str,
+        on_event: EventHandler | None,
+        stop: threading.Event,
+        persistent: bool = False,
+    ) -> None:
+        self.api_version = api_version
+        self._persistent = persistent  # keep retrying a kind that is not served yet
+        self.kind = kind
+        self._client = client
+        self._selector = label_selector
+        self._manager = keep_manager
+        self._on_event = on_event
+        self._stop = stop
+        self._store: dict[Key, KubeObject] = {}
+        self._lock = threading.Lock()
+        self.synced = threading.Event()
+        self.unusable = ""  # why this kind cannot be cached ("" = fine)
+        self._thread = threading.Thread(target=self._run, name=f"watch-{kind}", daemon=True)
+        self._thread.start()
+
+    def _slim(self, obj: KubeObject) -> KubeObject:
+        meta = obj.get("metadata") or {}
+        fields = meta.get("managedFields")
+        if fields:
+            meta["managedFields"] = [f for f in fields if f.get("manager") == self._manager]
+        return obj
+
+    def get(self, key: Key) -> KubeObject | None:
+        with self._lock:
+            return self._store.get(key)
+
+    def all_keys(self) -> list[Key]:
+        with self._lock:
+            return list(self._store)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._store)
+
+    def put(self, obj: KubeObject) -> None:
+        """Record an object we just wrote (newer resourceVersion wins)."""
+        key = ObjectRef.of(obj).key
+        obj = self._slim(obj)
+        with self._lock:
+            if _rv(obj) >= _rv(self._store.get(key)):
+                self._store[key] = obj
+
+    def forget(self, key: Key) -> None:
+        with self._lock:
+            self._store.pop(key, None)
+
+    def _emit(self, kind: str, old: KubeObject | None, new: KubeObject | None) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(kind, old, new)
+        except Exception:  # a handler bug must not kill the watch
+            log.exception("event handler failed for %s", self.kind)
+
+    def _relist(self) -> str:
+        items, version = self._client.list_with_version(
+            self.api_version, self.kind, None, self._selector
+        )
+        fresh = {ObjectRef.of(o).key: self._slim(o) for o in items}
+        with self._lock:
+            old = self._store
+            self._store = fresh
+        if self.synced.is_set():
+            for key, obj in old.items():
+                if key not in fresh:
+                    self._emit("DELETED", obj, None)
+            for key, obj in fresh.items():
+                if _rv(obj) != _rv(old.get(key)):
+                    self._emit("MODIFIED" if key in old else "ADDED", old.get(key), obj)
+        self.synced.set()
+        return version
+
+    def _run(self) -> None:
+        delay = 0.5
+        version = ""
+        while not self._stop.is_set():
+            try:
+                if not version:
+                    version = self._relist()
+                for event in self._client.watch(  # type: ignore[attr-defined]
+                    self.api_version,
+                    self.kind,
+                    None,
+                    resource_version=version,
+                    timeout_seconds=240,
+                    label_selector=self._selector,
+                ):
+                    if self._stop.is_set():
+                        return
+                    obj = event.object
+                    if event.type == "BOOKMARK":
+                        version = str(obj.get("metadata", {}).get("resourceVersion") or version)
+                        continue
+                    key = ObjectRef.of(obj).key
+                    version = str(obj.get("metadata", {}).get("resourceVersion") or version)
+                    obj = self._slim(obj)
+                    with self._lock:
+                        old = self._store.get(key)
+                        if event.type == "DELETED":
+                            self._store.pop(key, None)
+                        elif _rv(obj) >= _rv(old):
+                            self._store[key] = obj
+                    self._emit(event.type, old, None if event.type == "DELETED" else obj)
+                delay = 0.5
+            except (Forbidden, NotFound) as error:
+                if self._persistent:
+                    log.info("failed to watch %s '*': %s; retrying in 5s", self.kind, error)
+                    forget = getattr(self._client, "forget_discovery", None)
+                    if forget is not None:
+                        forget()
+                    version = ""
+                    self._stop.wait(5.0)
+                    continue
+                self.unusable = str(error)
+                self.synced.set()
+                log.warning(
+                    "failed to watch %s '*': %s; reading it directly instead", self.kind, error
+                )
+                return
+            except Unavailable as error:
+                if error.reason == "Expired" or error.status == 410:
+                    version = ""
+                    continue
+                log.info("failed to watch %s '*': %s; retrying in %.1fs", self.kind, error, delay)
+                version = ""
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+            except (PlatformError, ValueError, OSError) as error:
+                log.warning(
+                    "failed to watch %s '*': %s; retrying in %.1fs", self.kind, error, delay
+                )
+                version = ""
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+
+
+class LiveCache:
+    """Caches per kind, created on first use."""
+
+    def __init__(
+        self,
+        client: Lister,
+        label_selector: str | None,
+        keep_manager: str,
+        on_event: EventHandler | None = None,
+    ) -> None:
+        self._client = client
+        self._selector = label_selector
+        self._manager = keep_manager
+        self._on_event = on_event
+        self._kinds: dict[tuple[str, str], KindCache] = {}
+        self._lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def kind(self, api_version: str, kind: str) -> KindCache:
+        group = api_version.rpartition("/")[0]
+        with self._lock:
+            cache = self._kinds.get((group, kind))
+            if cache is None:
+                cache = KindCache(
+                    self._client,
+                    api_version,
+                    kind,
+                    self._selector,
+                    self._manager,
+                    self._on_event,
+                    self.stop,
+                )
+                self._kinds[(group, kind)] = cache
+            return cache
+
+    def register(self, cache: KindCache) -> None:
+        """Use an existing cache (e.g. an unfiltered one) for its kind."""
+        group = cache.api_version.rpartition("/")[0]
+        with self._lock:
+            self._kinds[(group, cache.kind)] = cache
+
+    def kinds(self) -> list[KindCache]:
+        with self._lock:
+            return list(self._kinds.values())
+
+    def wait_synced(self, caches: list[KindCache], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        return all(c.synced.wait(max(0.0, deadline - time.monotonic())) for c in caches)
+
+    def size(self) -> int:
+        return sum(len(c) for c in self.kinds())
+
+    def close(self) -> None:
+        self.stop.set()

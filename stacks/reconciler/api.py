@@ -1,0 +1,168 @@
+"""The Application API: names, annotations and a typed view of an Application's spec.
+
+`AppSpec.parse(obj)` reads a raw Application into a frozen value (defaults applied,
+errors named by field). Pure, no I/O. Used by every reconciler module and the CLI.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from stacks.errors import PermanentError
+from stacks.kube.objects import KubeObject
+
+GROUP = "gitops.platform.local"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "Application"
+FIELD_MANAGER = "platform-reconciler"
+
+SYNC_WAVE = f"{GROUP}/sync-wave"
+REFRESH = f"{GROUP}/refresh"  # any new value asks for a sync now (platform sync APP)
+ALLOW_MASS_PRUNE = f"{GROUP}/allow-mass-prune"  # "true" or the revision allowed to prune
+PRUNE = f"{GROUP}/prune"  # on an object: "false" never prune; "true" allows PVC/Namespace
+TRACKING = f"{GROUP}/tracking-id"  # on managed objects: <app-ns>/<app>:<group>/<kind>:<ns>/<name>
+MANAGED_LABEL = f"{GROUP}/managed"  # "true" on managed objects: watch filter only, never prune source
+IGNORE_HEALTH = f"{GROUP}/ignore-healthcheck"
+FINALIZER = f"resources-finalizer.{GROUP}"
+
+DEFAULT_INTERVAL = 180.0
+DEFAULT_WAVE_TIMEOUT = 300.0
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def parse_duration(text: str, default: float) -> float:
+    """Go-style durations: "90s", "3m", "1h30m", "500ms"; a bare number is seconds."""
+    text = (text or "").strip()
+    if not text:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    total = 0.0
+    pos = 0
+    for match in _DURATION.finditer(text):
+        if match.start() != pos:
+            raise ValueError(f"bad duration {text!r}")
+        number, unit = float(match.group(1)), match.group(2)
+        total += number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+        pos = match.end()
+    if pos != len(text) or pos == 0:
+        raise ValueError(f"bad duration {text!r}")
+    return total
+
+
+@dataclass(frozen=True)
+class AppKey:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @classmethod
+    def of(cls, obj: KubeObject) -> AppKey:
+        meta = obj.get("metadata") or {}
+        return cls(str(meta.get("namespace") or ""), str(meta.get("name", "")))
+
+    @classmethod
+    def parse(cls, text: str) -> AppKey:
+        namespace, _, name = text.partition("/")
+        return cls(namespace, name)
+
+
+@dataclass(frozen=True)
+class Source:
+    repo_url: str
+    path: str
+    target_revision: str = "HEAD"
+    recurse: bool = False
+    secret_name: str = ""  # Secret in the Application's namespace: username, password
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    key: AppKey
+    source: Source
+    namespace: str  # destination.namespace ("" = objects must name theirs)
+    prune: bool = False
+    self_heal: bool = False
+    allow_empty: bool = False
+    automated: bool = False
+    create_namespace: bool = False
+    depends_on: tuple[AppKey, ...] = ()
+    interval: float = DEFAULT_INTERVAL
+    wave_timeout: float = DEFAULT_WAVE_TIMEOUT
+    generation: int = 0
+    refresh: str = ""
+    allow_mass_prune: str = ""
+    deleting: bool = False
+    cascade: bool = False
+    sync_options: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def parse(cls, obj: KubeObject) -> AppSpec:
+        key = AppKey.of(obj)
+        meta = obj.get("metadata") or {}
+        spec: dict[str, Any] = obj.get("spec") or {}
+        src = spec.get("source") or {}
+        if not src.get("repoURL"):
+            raise PermanentError(
+                f"Application '{key}' has no spec.source.repoURL",
+                hint="set spec.source.repoURL to the git repository to deliver from",
+            )
+        policy = spec.get("syncPolicy") or {}
+        auto = policy.get("automated")
+        options = tuple(str(o) for o in policy.get("syncOptions") or [])
+        deps = []
+        for dep in spec.get("dependsOn") or []:
+            deps.append(AppKey(str(dep.get("namespace") or key.namespace), str(dep.get("name", ""))))
+        try:
+            interval = parse_duration(str(spec.get("interval") or ""), DEFAULT_INTERVAL)
+            wave_timeout = parse_duration(str(spec.get("timeout") or ""), DEFAULT_WAVE_TIMEOUT)
+        except ValueError as error:
+            raise PermanentError(
+                f"Application '{key}': {error}", hint='use durations such as "30s", "3m" or "1h"'
+            ) from error
+        annotations = meta.get("annotations") or {}
+        secret = (src.get("secretRef") or {}).get("name", "")
+        return cls(
+            key=key,
+            source=Source(
+                repo_url=str(src["repoURL"]),
+                path=str(src.get("path") or ".").strip("/") or ".",
+                target_revision=str(src.get("targetRevision") or "HEAD"),
+                recurse=bool((src.get("directory") or {}).get("recurse", False)),
+                secret_name=str(secret),
+            ),
+            namespace=str((spec.get("destination") or {}).get("namespace") or ""),
+            automated=auto is not None and (auto or {}).get("enabled", True) is not False,
+            prune=bool((auto or {}).get("prune", False)),
+            self_heal=bool((auto or {}).get("selfHeal", False)),
+            allow_empty=bool((auto or {}).get("allowEmpty", False)),
+            create_namespace="CreateNamespace=true" in options,
+            depends_on=tuple(deps),
+            interval=max(interval, 1.0),
+            wave_timeout=max(wave_timeout, 1.0),
+            generation=int(meta.get("generation") or 0),
+            refresh=str(annotations.get(REFRESH, "")),
+            allow_mass_prune=str(annotations.get(ALLOW_MASS_PRUNE, "")),
+            deleting=bool(meta.get("deletionTimestamp")),
+            cascade=FINALIZER in (meta.get("finalizers") or []),
+            sync_options=options,
+        )
+
+
+def tracking_id(app: AppKey, group: str, kind: str, namespace: str, name: str) -> str:
+    return f"{app.namespace}/{app.name}:{group}/{kind}:{namespace}/{name}"
+
+
+def owner_of_tracking(value: str) -> AppKey | None:
+    head, sep, _ = value.partition(":")
+    if not sep or "/" not in head:
+        return None
+    return AppKey.parse(head)

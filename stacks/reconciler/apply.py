@@ -1,0 +1,132 @@
+"""Apply: server-side apply of a plan's steps, one field manager, in kind order.
+
+`Applier.apply_group(steps)` applies the steps of one kind group in parallel threads
+(skipping unchanged ones) and returns one `Outcome` per step; the live answers go into
+the live cache so health checks see them at once. After CRDs it waits for them to be
+Established so custom resources of the same wave can follow. `wave_health` reports
+whether a wave may be considered done (every object with a health check Healthy).
+
+Called by the controller, which walks the waves and decides when to wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+from stacks.errors import PermanentError, PlatformError
+from stacks.kube.errors import ApiError
+from stacks.kube.health import Health, HealthStatus, health_of, worst
+from stacks.kube.objects import KubeObject, ObjectRef, annotations_of, condition_of
+from stacks.reconciler.api import FIELD_MANAGER, IGNORE_HEALTH
+from stacks.reconciler.plan import Action, Step, fields_hash
+
+log = logging.getLogger(__name__)
+
+
+class ApplyClient(Protocol):
+    def apply(
+        self, obj: KubeObject, field_manager: str, force: bool = True, dry_run: bool = False
+    ) -> KubeObject: ...
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> KubeObject | None: ...
+
+    def forget_discovery(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    step: Step
+    live: KubeObject | None = None
+    error: str = ""
+    permanent: bool = False  # the API server refused the object itself (retrying won't help)
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    @property
+    def fields(self) -> str:
+        return fields_hash(self.live) if self.live else ""
+
+
+class Applier:
+    def __init__(
+        self,
+        client: ApplyClient,
+        remember: Callable[[KubeObject], None],
+        workers: int = 8,
+    ) -> None:
+        self._client = client
+        self._remember = remember
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply")
+
+    def _apply_one(self, step: Step) -> Outcome:
+        try:
+            live = self._client.apply(step.desired.obj, FIELD_MANAGER, force=True)
+        except ApiError as error:
+            log.warning("failed to apply %s '%s': %s", step.ref.kind, _where(step.ref), error.message)
+            return Outcome(step, None, error.message, isinstance(error, PermanentError))
+        except PlatformError as error:
+            log.warning("failed to apply %s '%s': %s", step.ref.kind, _where(step.ref), error)
+            return Outcome(step, None, str(error), isinstance(error, PermanentError))
+        self._remember(live)
+        return Outcome(step, live)
+
+    def apply_group(self, steps: Sequence[Step]) -> list[Outcome]:
+        todo = [s for s in steps if s.action is not Action.UNCHANGED]
+        if not todo:
+            return []
+        if len(todo) == 1:
+            outcomes = [self._apply_one(todo[0])]
+        else:
+            outcomes = list(self._pool.map(self._apply_one, todo))
+        crds = [o for o in outcomes if o.ok and o.step.ref.kind == "CustomResourceDefinition"]
+        if crds:
+            self._wait_established([o.step.ref for o in crds], timeout=60.0)
+        return outcomes
+
+    def _wait_established(self, refs: Sequence[ObjectRef], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for ref in refs:
+            while time.monotonic() < deadline:
+                live = self._client.get(ref.api_version, ref.kind, ref.name)
+                cond = condition_of(live or {}, "Established")
+                if cond is not None and cond.get("status") == "True":
+                    break
+                time.sleep(0.2)
+        self._client.forget_discovery()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _where(ref: ObjectRef) -> str:
+    return f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
+
+
+def object_health(live: KubeObject | None) -> Health | None:
+    """Health of one managed object: Missing when absent, None when it has no health."""
+    if live is None:
+        return Health(HealthStatus.MISSING, "not found in the cluster")
+    if annotations_of(live).get(IGNORE_HEALTH) == "true":
+        return None
+    return health_of(live)
+
+
+def wave_health(
+    steps: Sequence[Step], lookup: Callable[[ObjectRef], KubeObject | None]
+) -> tuple[Health, list[tuple[ObjectRef, Health]]]:
+    """The worst health in a wave, and the objects that are not Healthy yet."""
+    waiting = []
+    for step in steps:
+        found = object_health(lookup(step.ref))
+        if found is not None and not found.healthy:
+            waiting.append((step.ref, found))
+    return worst(h for _, h in waiting), waiting

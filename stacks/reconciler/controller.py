@@ -1,0 +1,787 @@
+"""The reconciler's controller: triggers, the work queue and one reconcile per Application.
+
+Triggers put an Application's key on the queue:
+- the Application watch (created, spec changed, refresh annotation, being deleted),
+- its interval (default 3 minutes; errors back off exponentially up to the interval),
+- the git server's push webhook (`on_push`, a fetch right away),
+- watches on managed kinds: a managed object deleted, edited in a field we own, or whose
+  health changed (wave gates, app health), with a short debounce,
+- a dependency's or child's status change (dependsOn, app-of-apps).
+
+`reconcile(key)` runs source -> render -> plan -> apply (waves) -> prune -> health and
+always writes status in a `finally`. Waves never block a worker: a wave that is not
+Healthy yet ends the reconcile with "waiting for wave N" and the object's next health
+change (or a short requeue) continues the same sync. Per-wave timeouts stop a sync
+that cannot become healthy.
+
+Called by program.py (the process) and by tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stacks.errors import PermanentError, PlatformError, TransientError
+from stacks.kube.cache import KindCache, LiveCache
+from stacks.kube.client import KubeClient
+from stacks.kube.errors import ApiError, Invalid, NotFound
+from stacks.kube.events import EventRecorder
+from stacks.kube.health import Health, HealthStatus, health_of, worst
+from stacks.kube.objects import KubeObject, ObjectRef, annotations_of, condition_of
+from stacks.reconciler import prune as pruning
+from stacks.reconciler.api import (
+    API_VERSION,
+    FIELD_MANAGER,
+    FINALIZER,
+    KIND,
+    MANAGED_LABEL,
+    TRACKING,
+    AppKey,
+    AppSpec,
+    owner_of_tracking,
+)
+from stacks.reconciler.apply import Applier, Outcome, object_health, wave_health
+from stacks.reconciler.metrics import Metrics
+from stacks.reconciler.plan import (
+    Action,
+    InventoryEntry,
+    Key,
+    Live,
+    Plan,
+    fields_hash,
+    make_plan,
+    mass_prune_allowed,
+    normalize,
+)
+from stacks.reconciler.queue import WorkQueue
+from stacks.reconciler.render import Manifest, RenderError, render
+from stacks.reconciler.source import (
+    Credentials,
+    FetchError,
+    GitCache,
+    read_credentials_file,
+    redact_url,
+    secret_credentials,
+)
+from stacks.reconciler.status import Report, SyncStatus, to_status
+
+log = logging.getLogger(__name__)
+
+NAMESPACE_MANAGER = "platform-reconciler-namespaces"
+
+
+@dataclass(frozen=True)
+class Options:
+    cache_dir: Path
+    watch_namespace: str | None = None
+    workers: int = 4
+    apply_workers: int = 8
+    credentials_file: Path | None = None
+    dependency_retry: float = 5.0
+    drift_debounce: float = 0.2
+    wave_poll: float = 2.0
+    max_backoff: float = 300.0
+
+
+@dataclass
+class Operation:
+    """A sync under way across reconciles (waves)."""
+
+    revision: str
+    forced: bool
+    wave_started: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class Memory:
+    """What the controller remembers about one Application between reconciles."""
+
+    revision: str = ""
+    fetched_at: float = 0.0
+    fetch: bool = True
+    render_key: tuple[str, str, bool] | None = None
+    manifests: list[Manifest] = field(default_factory=list)
+    operation: Operation | None = None
+    failures: int = 0
+    inventory: list[InventoryEntry] | None = None
+    expected: dict[Key, str] = field(default_factory=dict)  # our fields hash per object
+    status_hash: str = ""
+    last_warning: str = ""
+    heals: list[float] = field(default_factory=list)
+
+
+class ReconcileFailed(PlatformError):
+    def __init__(self, reason: str, message: str, stalled: bool, retry: float | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.stalled = stalled
+        self.retry = retry
+
+
+def _backoff(failures: int, cap: float) -> float:
+    return float(min(cap, 2.0 ** min(failures, 10)))
+
+
+def _same_repo(url: str, repo: str) -> bool:
+    def norm(text: str) -> str:
+        text = redact_url(text).rstrip("/")
+        return text[:-4] if text.endswith(".git") else text
+
+    a, b = norm(url), norm(repo)
+    return a == b or a.endswith("/" + b.lstrip("/"))
+
+
+class Controller:
+    def __init__(
+        self,
+        client: KubeClient,
+        options: Options,
+        metrics: Metrics | None = None,
+        recorder: EventRecorder | None = None,
+    ) -> None:
+        self.client = client
+        self.options = options
+        self.metrics = metrics or Metrics()
+        self.recorder = recorder or EventRecorder(client, "platform-reconciler")
+        self.git = GitCache(options.cache_dir / "git")
+        self.queue: WorkQueue[AppKey] = WorkQueue()
+        self.live = LiveCache(client, MANAGED_LABEL, FIELD_MANAGER, self._on_managed_event)
+        self.apps = KindCache(
+            client,
+            API_VERSION,
+            KIND,
+            None,
+            FIELD_MANAGER,
+            self._on_app_event,
+            self.live.stop,
+            persistent=True,
+        )
+        self.live.register(self.apps)
+        self.applier = Applier(client, self._remember, options.apply_workers)
+        self._memory: dict[AppKey, Memory] = {}
+        self._memory_lock = threading.Lock()
+        self._namespaces: set[str] = set()  # created for CreateNamespace=true
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self.metrics.gauges["queue_depth"] = lambda: float(self.queue.depth())
+        self.metrics.gauges["managed_objects"] = lambda: float(self.live.size())
+        self.metrics.gauges["applications"] = lambda: float(len(self.apps))
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        for i in range(self.options.workers):
+            thread = threading.Thread(target=self._worker, name=f"reconcile-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        threading.Thread(target=self._seed, name="seed", daemon=True).start()
+
+    def _seed(self) -> None:
+        """Queue every Application once the watch has listed them."""
+        while not self._stop.is_set():
+            if self.apps.synced.wait(1.0):
+                for key in self.apps.all_keys():
+                    self.enqueue(AppKey(key[2], key[3]), fetch=True)
+                return
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self.queue.close()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self.live.close()
+        self.applier.close()
+
+    def _worker(self) -> None:
+        while not self._stop.is_set():
+            key = self.queue.get(timeout=1.0)
+            if key is None:
+                continue
+            try:
+                self.reconcile(key)
+            except Exception:
+                log.exception("failed to reconcile Application '%s': unexpected error", key)
+                self.queue.add(key, delay=10.0)
+            finally:
+                self.queue.done(key)
+
+    def memory(self, key: AppKey) -> Memory:
+        with self._memory_lock:
+            return self._memory.setdefault(key, Memory())
+
+    # ---- triggers ----------------------------------------------------------------------
+
+    def enqueue(self, key: AppKey, fetch: bool = False, delay: float = 0.0) -> None:
+        if fetch:
+            self.memory(key).fetch = True
+        self.queue.add(key, delay)
+
+    def on_push(self, repo: str, ref: str, after: str) -> list[AppKey]:
+        """A push webhook: queue (with a fetch) every app that follows `repo` at `ref`."""
+        branch = ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
+        matched = []
+        for key in self.apps.all_keys():
+            obj = self.apps.get(key)
+            if obj is None:
+                continue
+            source = (obj.get("spec") or {}).get("source") or {}
+            if not _same_repo(str(source.get("repoURL", "")), repo):
+                continue
+            target = str(source.get("targetRevision") or "HEAD")
+            if target not in ("HEAD", branch, ref, after):
+                continue
+            app = AppKey(key[2], key[3])
+            matched.append(app)
+            self.enqueue(app, fetch=True)
+        log.info("push to %s %s: queued %d application(s)", repo, ref, len(matched))
+        return matched
+
+    def _on_app_event(self, kind: str, old: KubeObject | None, new: KubeObject | None) -> None:
+        obj = new or old
+        if obj is None:
+            return
+        key = AppKey.of(obj)
+        if self.options.watch_namespace and key.namespace != self.options.watch_namespace:
+            return
+        if kind == "DELETED":
+            with self._memory_lock:
+                self._memory.pop(key, None)
+        else:
+            old_meta, new_meta = (old or {}).get("metadata") or {}, (new or {}).get("metadata") or {}
+            spec_changed = kind == "ADDED" or old is None or old_meta.get("generation") != new_meta.get("generation")
+            refresh_changed = annotations_of(old or {}) != annotations_of(new or {})
+            lifecycle = bool(new_meta.get("deletionTimestamp")) and (
+                old_meta.get("finalizers") != new_meta.get("finalizers")
+                or not old_meta.get("deletionTimestamp")
+            )
+            if spec_changed or refresh_changed or lifecycle:
+                self.enqueue(key, fetch=spec_changed or refresh_changed)
+        if _app_state(old) != _app_state(new):
+            self._notify_related(key, obj)
+        self._on_managed_event(kind, old, new)  # a child Application is also a managed object
+
+    def _notify_related(self, key: AppKey, obj: KubeObject) -> None:
+        for other_key in self.apps.all_keys():
+            other = self.apps.get(other_key)
+            if other is None:
+                continue
+            for dep in (other.get("spec") or {}).get("dependsOn") or []:
+                dep_ns = dep.get("namespace") or other_key[2]
+                if dep_ns == key.namespace and dep.get("name") == key.name:
+                    self.enqueue(AppKey(other_key[2], other_key[3]))
+
+    def _on_managed_event(self, kind: str, old: KubeObject | None, new: KubeObject | None) -> None:
+        obj = new or old
+        if obj is None:
+            return
+        owner = owner_of_tracking(annotations_of(obj).get(TRACKING, ""))
+        if owner is None:
+            return
+        key = ObjectRef.of(obj).key
+        memory = self.memory(owner)
+        if kind == "DELETED":
+            trigger = key in memory.expected or memory.inventory is None
+        else:
+            expected = memory.expected.get(key)
+            drifted = expected is not None and fields_hash(obj) != expected
+            trigger = drifted or health_of(old or {}) != health_of(new or {}) if old else drifted
+        if trigger:
+            self.queue.add(owner, delay=self.options.drift_debounce)
+
+    def _remember(self, live: KubeObject) -> None:
+        ref = ObjectRef.of(live)
+        self.live.kind(ref.api_version, ref.kind).put(live)
+        owner = owner_of_tracking(annotations_of(live).get(TRACKING, ""))
+        if owner is not None:
+            self.memory(owner).expected[ref.key] = fields_hash(live)
+
+    # ---- reconcile ---------------------------------------------------------------------
+
+    def reconcile(self, key: AppKey) -> None:
+        obj = self.apps.get(("gitops.platform.local", "Application", key.namespace, key.name))
+        if obj is None:
+            return
+        memory = self.memory(key)
+        previous: dict[str, Any] = dict(obj.get("status") or {})
+        started = time.monotonic()
+        try:
+            spec = AppSpec.parse(obj)
+        except PermanentError as error:
+            report = Report(int((obj.get("metadata") or {}).get("generation") or 0), {}, {})
+            report.fail("InvalidSpec", str(error), stalled=True)
+            self._write_status(obj, report, previous, memory)
+            return
+        if spec.deleting:
+            self._finalize(spec, obj, memory)
+            return
+        report = Report(
+            spec.generation,
+            source={
+                "repoURL": redact_url(spec.source.repo_url),
+                "path": spec.source.path,
+                "targetRevision": spec.source.target_revision,
+            },
+            destination={"namespace": spec.namespace},
+        )
+        report.health = Health(
+            HealthStatus((previous.get("health") or {}).get("status") or "Unknown"),
+            str((previous.get("health") or {}).get("message") or ""),
+        )
+        report.sync = SyncStatus((previous.get("sync") or {}).get("status") or "Unknown")
+        requeue = spec.interval * random.uniform(0.95, 1.05)  # noqa: S311 - jitter, not crypto
+        result = "success"
+        try:
+            requeue = min(requeue, self._sync(spec, obj, previous, memory, report))
+            memory.failures = 0
+        except ReconcileFailed as error:
+            memory.failures += 1
+            result = error.reason
+            report.fail(error.reason, str(error), stalled=error.stalled)
+            retry = error.retry if error.retry is not None else _backoff(memory.failures, spec.interval)
+            requeue = min(requeue, retry)
+        except RenderError as error:
+            memory.failures += 1
+            result = "RenderFailed"
+            report.sync = SyncStatus.UNKNOWN
+            report.fail("RenderFailed", str(error), stalled=True)
+            requeue = min(requeue, _backoff(memory.failures, spec.interval))
+        except FetchError as error:
+            memory.failures += 1
+            memory.fetch = True
+            result = "FetchFailed"
+            report.fail("FetchFailed", f"failed to fetch {redact_url(spec.source.repo_url)}: {error}")
+            requeue = min(requeue, _backoff(memory.failures, spec.interval))
+        except TransientError as error:
+            memory.failures += 1
+            result = "TransientError"
+            report.fail("ReconcileFailed", str(error))
+            requeue = min(requeue, _backoff(memory.failures, spec.interval))
+        except PermanentError as error:
+            memory.failures += 1
+            result = "Stalled"
+            report.fail("Stalled", f"{error}" + (f" ({error.hint})" if error.hint else ""), stalled=True)
+            requeue = min(requeue, _backoff(memory.failures, spec.interval))
+        finally:
+            if spec.refresh and spec.refresh != previous.get("lastHandledRefresh"):
+                report.handled_refresh = spec.refresh
+            self._write_status(obj, report, previous, memory)
+            self.metrics.sync(result, time.monotonic() - started)
+            if result != "success":
+                self.metrics.error(result)
+                message = report.ready[2]
+                if message != memory.last_warning:
+                    memory.last_warning = message
+                    self.recorder.record(obj, result, message, warning=True)
+            else:
+                memory.last_warning = ""
+        self.queue.add(key, delay=max(requeue, 0.05))
+
+    # ---- the sync pipeline -------------------------------------------------------------
+
+    def _dependencies_ready(self, spec: AppSpec) -> str:
+        for dep in spec.depends_on:
+            other = self.apps.get(("gitops.platform.local", "Application", dep.namespace, dep.name))
+            if other is None:
+                return f"waiting for dependency '{dep}': it does not exist"
+            ready = condition_of(other, "Ready")
+            generation = int((other.get("metadata") or {}).get("generation") or 0)
+            observed = int((other.get("status") or {}).get("observedGeneration") or 0)
+            if ready is None or ready.get("status") != "True" or observed < generation:
+                why = (ready or {}).get("message") or "not reconciled yet"
+                return f"waiting for dependency '{dep}' to be Ready: {why}"
+        return ""
+
+    def _credentials(self, spec: AppSpec) -> Credentials | None:
+        if spec.source.secret_name:
+            secret = self.client.get("v1", "Secret", spec.source.secret_name, spec.key.namespace)
+            if secret is None:
+                raise ReconcileFailed(
+                    "CredentialsMissing",
+                    f"the git credentials Secret '{spec.key.namespace}/{spec.source.secret_name}' does not exist",
+                    stalled=True,
+                )
+            return secret_credentials(secret.get("data") or {})
+        if self.options.credentials_file is not None:
+            return read_credentials_file(self.options.credentials_file, spec.source.repo_url)
+        return None
+
+    def _revision(self, spec: AppSpec, memory: Memory) -> str:
+        due = time.monotonic() - memory.fetched_at >= spec.interval * 0.9
+        if memory.fetch or not memory.revision or due:
+            memory.fetch = True  # cleared only when the fetch succeeds
+            revision = self.git.fetch(spec.source.repo_url, spec.source.target_revision, self._credentials(spec))
+            memory.revision = revision
+            memory.fetched_at = time.monotonic()
+            memory.fetch = False
+        return memory.revision
+
+    def _render(self, spec: AppSpec, memory: Memory, revision: str) -> list[Manifest]:
+        key = (revision, spec.source.path, spec.source.recurse)
+        if memory.render_key == key:
+            return memory.manifests
+        files = self.git.files(spec.source.repo_url, revision, spec.source.path, spec.source.recurse)
+        if files is None:
+            raise ReconcileFailed(
+                "PathNotFound",
+                f"path '{spec.source.path}' does not exist in {redact_url(spec.source.repo_url)} at {revision[:12]}; nothing was applied or pruned",
+                stalled=True,
+            )
+        manifests = render((f.path, f.content) for f in files)
+        memory.render_key, memory.manifests = key, manifests
+        return manifests
+
+    def _scope(self, api_version: str, kind: str) -> bool | None:
+        try:
+            return self.client.resource(api_version, kind).namespaced
+        except NotFound:
+            return None
+
+    def _live_state(
+        self, refs: Iterable[ObjectRef]
+    ) -> tuple[dict[Key, Live | None], dict[Key, KubeObject | None]]:
+        refs = list(refs)
+        caches: dict[tuple[str, str], KindCache] = {}
+        for ref in refs:
+            if (ref.group, ref.kind) not in caches and ref.version:
+                caches[(ref.group, ref.kind)] = self.live.kind(ref.api_version, ref.kind)
+        if not self.live.wait_synced(list(caches.values()), timeout=15.0):
+            raise TransientError("the watches of managed kinds have not listed yet")
+        live: dict[Key, Live | None] = {}
+        objects: dict[Key, KubeObject | None] = {}
+        for ref in refs:
+            cache = caches.get((ref.group, ref.kind))
+            if cache is not None and not cache.unusable:
+                found = cache.get(ref.key)
+            else:
+                try:
+                    found = self.client.get_ref(ref) if ref.version else None
+                except NotFound:
+                    found = None
+            objects[ref.key] = found
+            live[ref.key] = Live.of(found) if found is not None else None
+        return live, objects
+
+    def _lookup(self, ref: ObjectRef) -> KubeObject | None:
+        cache = self.live.kind(ref.api_version, ref.kind)
+        if cache.unusable:
+            return self.client.get_ref(ref)
+        return cache.get(ref.key)
+
+    def _sync(self, spec: AppSpec, obj: KubeObject, previous: dict[str, Any], memory: Memory, report: Report) -> float:
+        """One pass of the pipeline; returns when to look again (seconds)."""
+        waiting = self._dependencies_ready(spec)
+        if waiting:
+            report.ready = ("False", "DependencyNotReady", waiting)
+            report.reconciling = waiting
+            if report.health.status in (HealthStatus.UNKNOWN, HealthStatus.MISSING):
+                report.health = Health(HealthStatus.PROGRESSING, waiting)
+            return self.options.dependency_retry
+
+        revision = self._revision(spec, memory)
+        report.revision = revision
+        report.last_attempted_revision = revision
+        manifests = self._render(spec, memory, revision)
+        if not manifests and not spec.allow_empty:
+            report.sync = SyncStatus.UNKNOWN
+            raise ReconcileFailed(
+                "EmptyRender",
+                f"path '{spec.source.path}' at {revision[:12]} holds no objects; nothing was applied or pruned "
+                "(set syncPolicy.automated.allowEmpty to allow an empty application)",
+                stalled=True,
+            )
+        try:
+            desired = normalize(manifests, spec.key, spec.namespace, self._scope)
+        except RenderError:
+            report.sync = SyncStatus.UNKNOWN
+            raise
+        inventory = memory.inventory
+        if inventory is None:
+            inventory = [InventoryEntry.from_json(e) for e in previous.get("inventory") or [] if e.get("id")]
+            memory.inventory = inventory
+            memory.expected = {e.ref.key: e.fields for e in inventory if e.fields}
+        refs = [d.ref for d in desired] + [e.ref for e in inventory]
+        live, objects = self._live_state(refs)
+        manual = bool(spec.refresh) and spec.refresh != previous.get("lastHandledRefresh")
+        plan = make_plan(
+            spec.key,
+            desired,
+            live,
+            inventory,
+            prune=spec.prune or (manual and not spec.automated),
+            allow_empty=spec.allow_empty,
+            allow_mass_prune=mass_prune_allowed(spec.allow_mass_prune, revision),
+            revision=revision,
+        )
+        operation = memory.operation if memory.operation and memory.operation.revision == revision else None
+        git_changes = any(not s.drift for s in plan.changes) or bool(plan.prunes)
+        if spec.self_heal and any(s.drift for s in plan.changes):
+            now = time.monotonic()
+            memory.heals = [t for t in memory.heals if now - t < 60] + [now]
+            if len(memory.heals) > 10:  # something keeps fighting us: back off
+                report.ready = ("False", "SelfHealBackoff", "objects keep drifting; self-heal backs off for 30s")
+                memory.heals = memory.heals[-5:]
+                return 30.0
+        allowed = (
+            operation is not None
+            or manual
+            or (spec.automated and (spec.self_heal or git_changes))
+        )
+        requeue = 3600.0
+        outcomes: list[Outcome] = []
+        failed: list[Outcome] = []
+        pruned = pruning.PruneResult((), (), ())
+        finished = not plan.changes and not plan.prunes
+        if allowed and (plan.changes or plan.prunes or operation is not None):
+            operation = operation or Operation(revision, manual)
+            memory.operation = operation
+            if spec.create_namespace and spec.namespace:
+                self._ensure_namespace(spec.namespace)
+            finished = True
+            for index, wave in enumerate(plan.waves):
+                for group in wave.groups:
+                    done = self.applier.apply_group(group)
+                    outcomes += done
+                    failed += [o for o in done if not o.ok]
+                if failed:
+                    finished = False
+                    break
+                if index == len(plan.waves) - 1:
+                    break
+                _, unhealthy = wave_health(wave.steps, self._lookup)
+                if unhealthy:
+                    began = operation.wave_started.setdefault(wave.number, time.monotonic())
+                    ref, health = unhealthy[0]
+                    detail = f"{ref}: {health.message or health.status}"
+                    if time.monotonic() - began > spec.wave_timeout:
+                        memory.operation = None
+                        finished = False
+                        self._record_inventory(memory, report, plan, outcomes, pruned)
+                        self._describe(report, plan, outcomes, objects, applied=True)
+                        raise ReconcileFailed(
+                            "WaveTimeout",
+                            f"wave {wave.number} did not become healthy within {spec.wave_timeout:.0f}s: {detail}",
+                            stalled=False,
+                        )
+                    report.reconciling = f"waiting for wave {wave.number} to be healthy ({len(unhealthy)} not yet): {detail}"
+                    log.debug("Application '%s': %s", spec.key, report.reconciling)
+                    finished = False
+                    requeue = self.options.wave_poll
+                    break
+            if finished and plan.prunes:
+                pruned = pruning.prune(self.client, plan.prunes)
+            self.metrics.count(applies=len([o for o in outcomes if o.ok]), prunes=len(pruned.deleted))
+            if finished or failed:
+                memory.operation = None
+        self._record_inventory(memory, report, plan, outcomes, pruned)
+        synced_now = self._describe(report, plan, outcomes, objects, applied=allowed)
+        changed = [o for o in outcomes if o.ok]
+        if changed or pruned.deleted or pruned.failed:
+            created = sum(1 for o in changed if o.step.action is Action.CREATE)
+            summary = {
+                "created": created,
+                "configured": len(changed) - created,
+                "unchanged": len(plan.steps) - len(outcomes),
+                "pruned": len(pruned.deleted),
+                "failed": len(failed) + len(pruned.failed),
+            }
+            report.summary = summary
+            text = ", ".join(f"{k} {v}" for k, v in summary.items() if v)
+            self.recorder.record(obj, "Synced" if not failed else "SyncFailed", f"revision {revision[:12]}: {text}", warning=bool(failed))
+            log.info("synced Application '%s' at %s: %s", spec.key, revision[:12], text)
+        if failed:
+            self._namespaces.clear()  # a namespace deleted by hand is created again
+            messages = "; ".join(f"{o.step.desired.where}: {o.error}" for o in failed[:3])
+            more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
+            permanent = all(o.permanent for o in failed)
+            raise ReconcileFailed("ApplyFailed", f"failed to apply {len(failed)} object(s): {messages}{more}; nothing was pruned", stalled=permanent)
+        if pruned.failed:
+            ref, why = pruned.failed[0]
+            raise ReconcileFailed("PruneFailed", f"failed to delete {ref}: {why}; it stays in the inventory", stalled=False)
+        if plan.blocked and spec.prune and allowed:
+            report.sync = SyncStatus.OUT_OF_SYNC
+            raise ReconcileFailed("PruneBlocked", plan.blocked, stalled=True, retry=spec.interval)
+        if finished and synced_now:
+            report.last_applied_revision = revision
+        return requeue
+
+    def _ensure_namespace(self, name: str) -> None:
+        if name in self._namespaces:
+            return
+        try:
+            self.client.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}, NAMESPACE_MANAGER, force=False)
+        except ApiError as error:
+            raise ReconcileFailed("CreateNamespaceFailed", f"failed to create Namespace '{name}': {error.message}", stalled=isinstance(error, Invalid)) from error
+        self._namespaces.add(name)
+
+    def _record_inventory(self, memory: Memory, report: Report, plan: Plan, outcomes: list[Outcome], pruned: pruning.PruneResult) -> None:
+        old = {e.ref.key: e for e in memory.inventory or []}
+        applied = {o.step.ref.key: o for o in outcomes if o.ok}
+        entries: list[InventoryEntry] = []
+        wanted = set()
+        for step in plan.steps:
+            key = step.ref.key
+            wanted.add(key)
+            if key in applied:
+                entries.append(InventoryEntry(step.ref, step.desired.hash, applied[key].fields))
+            elif key in old:
+                entries.append(old[key])
+        dropped = {r.key for r in pruned.deleted} | {r.key for r in pruned.gone} | {p.ref.key for p in plan.orphans}
+        for key, entry in old.items():
+            if key not in wanted and key not in dropped:
+                entries.append(entry)
+        memory.inventory = entries
+        memory.expected = {e.ref.key: e.fields for e in entries if e.fields}
+        report.inventory = entries
+
+    def _describe(
+        self, report: Report, plan: Plan, outcomes: list[Outcome], objects: dict[Key, KubeObject | None], applied: bool
+    ) -> bool:
+        """Fill resources, sync and health; True when everything is in sync now."""
+        ok = {o.step.ref.key for o in outcomes if o.ok}
+        resources = []
+        healths: list[Health] = []
+        live_count = 0
+        out_of_sync: list[str] = []
+        for step in plan.steps:
+            ref = step.ref
+            current = self._lookup(ref) if ref.key in ok else objects.get(ref.key)
+            synced = step.action is Action.UNCHANGED or ref.key in ok
+            if not synced:
+                out_of_sync.append(f"{ref} {step.reason}")
+            entry: dict[str, Any] = {
+                "group": ref.group,
+                "version": ref.version,
+                "kind": ref.kind,
+                "namespace": ref.namespace,
+                "name": ref.name,
+                "status": "Synced" if synced else "OutOfSync",
+                "syncWave": step.desired.wave,
+            }
+            health = object_health(current)
+            if current is not None:
+                live_count += 1
+            if health is not None:
+                entry["health"] = {"status": str(health.status), "message": health.message[:300]}
+                if health.status is not HealthStatus.MISSING:
+                    healths.append(health)
+            resources.append(entry)
+        for item in plan.pending_prunes:
+            ref = item.ref
+            resources.append(
+                {"group": ref.group, "version": ref.version, "kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "status": "OutOfSync", "requiresPruning": True}
+            )
+            out_of_sync.append(f"{ref} requires pruning")
+        report.resources = resources
+        in_sync = not out_of_sync
+        report.sync = SyncStatus.SYNCED if in_sync else SyncStatus.OUT_OF_SYNC
+        if plan.steps and live_count == 0:
+            report.health = Health(HealthStatus.MISSING, "none of the application's objects exists yet")
+        else:
+            overall = worst(healths)
+            if overall.healthy:
+                overall = Health(HealthStatus.HEALTHY, f"{len(plan.steps)} objects healthy")
+            report.health = overall
+        if report.reconciling:
+            report.ready = ("Unknown", "Progressing", report.reconciling)
+        elif not in_sync:
+            reason = "OutOfSync"
+            hint = "" if applied else " (selfHeal is off: `platform sync` applies it)"
+            report.ready = ("False", reason, f"{len(out_of_sync)} object(s) differ from git{hint}: " + "; ".join(out_of_sync[:3]))
+        elif report.health.status is HealthStatus.HEALTHY:
+            report.ready = ("True", "Succeeded", f"applied revision {report.revision[:12]}: {report.health.message}")
+        elif report.health.status in (HealthStatus.PROGRESSING, HealthStatus.MISSING, HealthStatus.SUSPENDED):
+            report.ready = ("Unknown", "Progressing", report.health.message)
+        else:
+            report.ready = ("False", "HealthCheckFailed", report.health.message)
+        return in_sync
+
+    # ---- deletion ----------------------------------------------------------------------
+
+    def _finalize(self, spec: AppSpec, obj: KubeObject, memory: Memory) -> None:
+        finalizers = list((obj.get("metadata") or {}).get("finalizers") or [])
+        if FINALIZER not in finalizers:
+            return
+        inventory = [InventoryEntry.from_json(e) for e in (obj.get("status") or {}).get("inventory") or [] if e.get("id")]
+        if memory.inventory is not None:
+            inventory = memory.inventory
+        live, _ = self._live_state(e.ref for e in inventory)
+        plan = make_plan(spec.key, [], live, inventory, prune=True, allow_empty=True, allow_mass_prune=True)
+        result = pruning.prune(self.client, plan.prunes)
+        if result.failed:
+            ref, why = result.failed[0]
+            message = f"failed to delete {ref}: {why}; will retry"
+            self.recorder.record(obj, "DeletionFailed", message, warning=True)
+            with contextlib.suppress(PlatformError):
+                self.client.merge_patch(
+                    API_VERSION, KIND, spec.key.name,
+                    {"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "DeletionError", "message": message}]}},
+                    spec.key.namespace, subresource="/status",
+                )
+            memory.failures += 1
+            self.queue.add(spec.key, delay=_backoff(memory.failures, 60.0))
+            return
+        self.recorder.record(obj, "Deleted", f"deleted {len(result.deleted)} object(s) with the Application")
+        remaining = [f for f in finalizers if f != FINALIZER]
+        try:
+            self.client.merge_patch(
+                API_VERSION, KIND, spec.key.name,
+                {"metadata": {"finalizers": remaining, "resourceVersion": obj["metadata"]["resourceVersion"]}},
+                spec.key.namespace,
+            )
+        except NotFound:
+            pass
+        except PlatformError as error:
+            log.warning("failed to update Application '%s': %s", spec.key, error)
+            self.queue.add(spec.key, delay=1.0)
+
+    # ---- status ------------------------------------------------------------------------
+
+    def _write_status(self, obj: KubeObject, report: Report, previous: dict[str, Any], memory: Memory) -> None:
+        status = to_status(report, previous)
+        comparable = json.dumps(_without_times(status), sort_keys=True, default=str)
+        digest = hashlib.sha256(comparable.encode()).hexdigest()
+        if digest == memory.status_hash:
+            return
+        key = AppKey.of(obj)
+        try:
+            live = self.client.merge_patch(API_VERSION, KIND, key.name, {"status": status}, key.namespace, subresource="/status")
+            memory.status_hash = digest
+            self.apps.put(live)
+            if _app_state(obj) != _app_state(live):  # the watch will see no change: tell now
+                self._notify_related(key, live)
+                self._on_managed_event("MODIFIED", obj, live)
+        except NotFound:
+            return
+        except PlatformError as error:
+            memory.status_hash = ""
+            log.warning("failed to update status of Application '%s': %s", key, error)
+
+
+def _without_times(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_times(v) for k, v in value.items() if k != "lastTransitionTime"}
+    if isinstance(value, list):
+        return [_without_times(v) for v in value]
+    return value
+
+
+def _app_state(obj: KubeObject | None) -> tuple[Any, ...]:
+    if obj is None:
+        return ()
+    status = obj.get("status") or {}
+    ready = condition_of(obj, "Ready") or {}
+    return ((status.get("health") or {}).get("status"), (status.get("sync") or {}).get("status"), ready.get("status"), status.get("observedGeneration"))
+
+
+Callback = Callable[[], None]

@@ -1,0 +1,377 @@
+"""Plan: desired objects vs live state vs the recorded inventory -> a frozen Plan. Pure.
+
+    normalize(manifests, app, scope)   rendered objects -> Desired (namespace defaulted,
+                                       tracking id stamped, sync wave read, content hash)
+    make_plan(...)                     what to create, update, leave alone and prune
+
+An object is left alone ("unchanged") only when the content we last applied (hash in the
+inventory) equals what git wants now AND the live object still exists with our field
+manager's fields exactly as our last apply left them; a delete or a hand edit of a field
+we own changes those fields, so drift is seen without a diff of every object.
+
+Pruning only ever considers the inventory (never a label scan), only objects that still
+carry this app's tracking id, never PVCs or Namespaces unless annotated
+`gitops.platform.local/prune: "true"`, and stops (the breaker) when it would delete more
+than half of what the app manages, unless the app carries the allow-mass-prune
+annotation ("true" or the revision).
+
+Called by the controller for every reconcile and by `platform diff`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from stacks.kube.objects import KubeObject, ObjectRef, annotations_of
+from stacks.reconciler.api import (
+    ALLOW_MASS_PRUNE,
+    FIELD_MANAGER,
+    MANAGED_LABEL,
+    PRUNE,
+    SYNC_WAVE,
+    TRACKING,
+    AppKey,
+    tracking_id,
+)
+from stacks.reconciler.render import Manifest, RenderError, RenderProblem
+
+# Helm / gitops-engine install order; kinds not listed (custom resources) come last.
+KIND_ORDER: tuple[str, ...] = (
+    "Namespace",
+    "NetworkPolicy",
+    "ResourceQuota",
+    "LimitRange",
+    "PodSecurityPolicy",
+    "PodDisruptionBudget",
+    "ServiceAccount",
+    "Secret",
+    "SecretList",
+    "ConfigMap",
+    "StorageClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleList",
+    "ClusterRoleBinding",
+    "ClusterRoleBindingList",
+    "Role",
+    "RoleList",
+    "RoleBinding",
+    "RoleBindingList",
+    "Service",
+    "DaemonSet",
+    "Pod",
+    "ReplicationController",
+    "ReplicaSet",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "IngressClass",
+    "Ingress",
+    "APIService",
+)
+_KIND_RANK = {kind: rank for rank, kind in enumerate(KIND_ORDER)}
+PROTECTED_KINDS = frozenset({("", "Namespace"), ("", "PersistentVolumeClaim")})
+
+Key = tuple[str, str, str, str]  # ObjectRef.key
+
+
+def kind_rank(kind: str) -> int:
+    return _KIND_RANK.get(kind, len(KIND_ORDER))
+
+
+def content_hash(obj: KubeObject) -> str:
+    data = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def fields_hash(live: KubeObject, manager: str = FIELD_MANAGER) -> str:
+    """Hash of the fields `manager` owns through apply on `live` ("" when none)."""
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        if (
+            entry.get("manager") == manager
+            and entry.get("operation") == "Apply"
+            and not entry.get("subresource")
+        ):
+            return content_hash(entry.get("fieldsV1") or {})
+    return ""
+
+
+# ---- values ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Desired:
+    ref: ObjectRef
+    obj: KubeObject
+    wave: int
+    hash: str
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class InventoryEntry:
+    ref: ObjectRef
+    hash: str = ""
+    fields: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        entry = {"id": self.ref.inventory_id(), "v": self.ref.version}
+        if self.hash:
+            entry["hash"] = self.hash
+        if self.fields:
+            entry["fields"] = self.fields
+        return entry
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> InventoryEntry:
+        return cls(
+            ObjectRef.from_inventory_id(str(raw["id"]), str(raw.get("v", ""))),
+            str(raw.get("hash", "")),
+            str(raw.get("fields", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Live:
+    """What the planner needs to know of a live object."""
+
+    fields: str = ""  # fields_hash of the live object
+    tracking: str = ""  # its tracking-id annotation
+    prune_annotation: str = ""  # its gitops.platform.local/prune annotation
+    deleting: bool = False
+
+    @classmethod
+    def of(cls, obj: KubeObject) -> Live:
+        notes = annotations_of(obj)
+        return cls(
+            fields=fields_hash(obj),
+            tracking=notes.get(TRACKING, ""),
+            prune_annotation=notes.get(PRUNE, ""),
+            deleting=bool((obj.get("metadata") or {}).get("deletionTimestamp")),
+        )
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class Step:
+    desired: Desired
+    action: Action
+    reason: str = ""
+    drift: bool = False  # git did not change it; the cluster did (a hand edit or delete)
+
+    @property
+    def ref(self) -> ObjectRef:
+        return self.desired.ref
+
+
+@dataclass(frozen=True)
+class Wave:
+    number: int
+    groups: tuple[tuple[Step, ...], ...]  # in kind order; a group's steps may run in parallel
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return tuple(step for group in self.groups for step in group)
+
+
+@dataclass(frozen=True)
+class PruneStep:
+    ref: ObjectRef
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    waves: tuple[Wave, ...]
+    prunes: tuple[PruneStep, ...]  # to delete now, in order
+    pending_prunes: tuple[PruneStep, ...]  # would be deleted, but held (prune off or breaker)
+    orphans: tuple[PruneStep, ...]  # leave the inventory without a delete (protected, foreign, gone)
+    blocked: str = ""  # why pruning is held back (breaker, empty render), "" if not
+    inventory: tuple[InventoryEntry, ...] = field(default=())  # recorded before this sync
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return tuple(step for wave in self.waves for step in wave.steps)
+
+    @property
+    def changes(self) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.action is not Action.UNCHANGED)
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.changes and not self.prunes and not self.pending_prunes
+
+
+# ---- normalize -------------------------------------------------------------------------
+
+# (apiVersion, kind) -> True namespaced, False cluster-scoped, None unknown kind
+Scope = Callable[[str, str], "bool | None"]
+
+
+def _crd_scopes(manifests: Sequence[Manifest]) -> dict[tuple[str, str], bool]:
+    """Kinds defined by CRDs in the same render (so their CRs can be planned before install)."""
+    scopes: dict[tuple[str, str], bool] = {}
+    for manifest in manifests:
+        obj = manifest.obj
+        if obj.get("kind") != "CustomResourceDefinition":
+            continue
+        spec = obj.get("spec") or {}
+        kind = (spec.get("names") or {}).get("kind", "")
+        for version in spec.get("versions") or []:
+            scopes[(f"{spec.get('group')}/{version.get('name')}", kind)] = spec.get("scope") == "Namespaced"
+    return scopes
+
+
+def normalize(manifests: Sequence[Manifest], app: AppKey, namespace: str, scope: Scope) -> list[Desired]:
+    """Rendered objects -> Desired, ready to apply; RenderError names file:line on problems."""
+    problems: list[RenderProblem] = []
+    local_scopes = _crd_scopes(manifests)
+    result: list[Desired] = []
+    for manifest in manifests:
+        obj = copy.deepcopy(manifest.obj)
+        api_version, kind = str(obj["apiVersion"]), str(obj["kind"])
+        namespaced = local_scopes.get((api_version, kind))
+        if namespaced is None:
+            namespaced = scope(api_version, kind)
+        if namespaced is None:
+            problems.append(
+                RenderProblem(manifest.file, manifest.line, f"the API server has no kind {kind!r} in {api_version!r} (is its CRD installed?)")
+            )
+            continue
+        meta = obj["metadata"]
+        for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"):
+            meta.pop(key, None)
+        if namespaced:
+            if not meta.get("namespace"):
+                if not namespace:
+                    problems.append(
+                        RenderProblem(manifest.file, manifest.line, f"{kind} '{meta['name']}' has no namespace and the Application has no destination.namespace")
+                    )
+                    continue
+                meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        annotations = dict(meta.get("annotations") or {})
+        wave_text = annotations.get(SYNC_WAVE, "0")
+        try:
+            wave = int(str(wave_text).strip())
+        except ValueError:
+            problems.append(RenderProblem(manifest.file, manifest.line, f"annotation {SYNC_WAVE} must be an integer, not {wave_text!r}"))
+            continue
+        ref = ObjectRef.of(obj)
+        annotations[TRACKING] = tracking_id(app, ref.group, ref.kind, ref.namespace, ref.name)
+        meta["annotations"] = annotations
+        labels = dict(meta.get("labels") or {})
+        labels[MANAGED_LABEL] = "true"
+        meta["labels"] = labels
+        result.append(Desired(ref, obj, wave, content_hash(obj), manifest.where))
+    if problems:
+        raise RenderError(problems)
+    return result
+
+
+# ---- plan ------------------------------------------------------------------------------
+
+
+def mass_prune_allowed(annotation: str, revision: str) -> bool:
+    value = annotation.strip()
+    return value == "true" or (bool(value) and revision.startswith(value))
+
+
+def make_plan(
+    app: AppKey,
+    desired: Sequence[Desired],
+    live: Mapping[Key, Live | None],
+    inventory: Sequence[InventoryEntry],
+    *,
+    prune: bool,
+    allow_empty: bool,
+    allow_mass_prune: bool,
+    revision: str = "",
+) -> Plan:
+    """Pair desired with live and inventory. `live[key]` None = known absent; no key = unknown."""
+    recorded = {entry.ref.key: entry for entry in inventory}
+    by_wave: dict[int, list[Step]] = {}
+    for item in desired:
+        state = live.get(item.ref.key)
+        entry = recorded.get(item.ref.key)
+        if item.ref.key in live and state is None:
+            drift = entry is not None and entry.hash == item.hash
+            step = Step(item, Action.CREATE, "missing from the cluster", drift)
+        elif state is None:
+            step = Step(item, Action.UPDATE, "live state unknown")
+        elif entry is None or not entry.hash:
+            step = Step(item, Action.UPDATE, "not yet applied by this app")
+        elif entry.hash != item.hash:
+            step = Step(item, Action.UPDATE, "changed in git")
+        elif not state.fields or state.fields != entry.fields:
+            step = Step(item, Action.UPDATE, "changed in the cluster", True)
+        else:
+            step = Step(item, Action.UNCHANGED)
+        by_wave.setdefault(item.wave, []).append(step)
+
+    waves = []
+    for number in sorted(by_wave):
+        steps = sorted(by_wave[number], key=lambda s: (kind_rank(s.ref.kind), s.ref.kind, s.ref.namespace, s.ref.name))
+        groups: list[list[Step]] = []
+        for step in steps:
+            if groups and kind_rank(groups[-1][0].ref.kind) == kind_rank(step.ref.kind):
+                groups[-1].append(step)
+            else:
+                groups.append([step])
+        waves.append(Wave(number, tuple(tuple(g) for g in groups)))
+
+    wanted = {item.ref.key for item in desired}
+    candidates: list[PruneStep] = []
+    orphans: list[PruneStep] = []
+    for entry in inventory:
+        if entry.ref.key in wanted:
+            continue
+        ref = entry.ref
+        state = live.get(ref.key)
+        if ref.key in live and state is None:
+            orphans.append(PruneStep(ref, "already gone"))
+            continue
+        if state is not None:
+            expected = tracking_id(app, ref.group, ref.kind, ref.namespace, ref.name)
+            if state.tracking != expected:
+                orphans.append(PruneStep(ref, "not pruned: it no longer carries this app's tracking id"))
+                continue
+            if state.prune_annotation == "false":
+                orphans.append(PruneStep(ref, f"not pruned: annotated {PRUNE}=false"))
+                continue
+            if (ref.group, ref.kind) in PROTECTED_KINDS and state.prune_annotation != "true":
+                orphans.append(PruneStep(ref, f"not pruned: {ref.kind} objects are kept unless annotated {PRUNE}=true"))
+                continue
+        candidates.append(PruneStep(ref, "removed from git"))
+    candidates.sort(key=lambda p: (-kind_rank(p.ref.kind), p.ref.namespace, p.ref.name))
+
+    blocked = ""
+    if candidates:
+        if not prune:
+            blocked = "pruning is off (syncPolicy.automated.prune is false)"
+        elif not desired and not allow_empty:
+            blocked = "the render is empty; refusing to prune everything (set syncPolicy.automated.allowEmpty)"
+        elif len(candidates) * 2 > len(inventory) and not allow_mass_prune:
+            blocked = (
+                f"this sync would prune {len(candidates)} of the {len(inventory)} objects the app manages; "
+                f"annotate the Application {ALLOW_MASS_PRUNE}=true (or ={revision[:12] or '<revision>'}) to allow it"
+            )
+    if blocked:
+        return Plan(tuple(waves), (), tuple(candidates), tuple(orphans), blocked, tuple(inventory))
+    return Plan(tuple(waves), tuple(candidates), (), tuple(orphans), "", tuple(inventory))

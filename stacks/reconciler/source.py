@@ -1,0 +1,290 @@
+"""Fetch a revision of a git repository into a local cache, and read files from it.
+
+One bare repository per repoURL under the cache directory; `fetch()` updates it with
+`git fetch` and resolves the target revision (HEAD, a branch, a tag or a commit) to a
+commit SHA. Files are read straight from git objects (`ls-tree` + `cat-file --batch`),
+so there is no checkout to go stale and two apps on one repo never interfere.
+
+Credentials come from a Secret (keys `username`, `password`) or from a git-credentials
+file (`https://user:password@host/` per line). They reach git through the environment
+as an `http.extraHeader` (never argv, never a log line, never a message: error text is
+scrubbed of them and of any userinfo in URLs).
+
+Called by the reconciler's controller and by `platform diff`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import re
+import subprocess
+import threading
+import time
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from stacks.errors import PermanentError, TransientError, trim
+
+log = logging.getLogger(__name__)
+
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+FETCH_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never print a password, even in a debugger
+        return f"Credentials(username={self.username!r}, password=***)"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: str  # relative to the repository root
+    content: bytes
+
+
+class FetchError(TransientError):
+    """The repository could not be reached or read (retry with backoff)."""
+
+
+class RevisionNotFound(PermanentError):
+    """The target revision does not exist in the repository."""
+
+
+def redact_url(url: str) -> str:
+    """The URL without any user:password@ part."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def read_credentials_file(path: Path, repo_url: str) -> Credentials | None:
+    """The credentials for `repo_url` from a git-credentials file (longest URL prefix wins)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as error:
+        raise PermanentError(
+            f"cannot read the git credentials file {path}: {error.strerror}",
+            hint="check --git-credentials-file points at a readable file",
+        ) from error
+    target = urllib.parse.urlsplit(repo_url)
+    best: tuple[int, Credentials] | None = None
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = urllib.parse.urlsplit(line)
+        if parts.username is None or parts.scheme != target.scheme:
+            continue
+        if (parts.hostname, parts.port) != (target.hostname, target.port):
+            continue
+        prefix = parts.path.rstrip("/")
+        if prefix and not target.path.startswith(prefix):
+            continue
+        creds = Credentials(
+            urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
+        )
+        if best is None or len(prefix) > best[0]:
+            best = (len(prefix), creds)
+    return best[1] if best else None
+
+
+class GitCache:
+    """Bare repositories under `root`, one per repoURL; thread-safe per repository."""
+
+    def __init__(self, root: Path, git: str = "git") -> None:
+        self.root = root
+        self.git = git
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _lock(self, url: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(url, threading.Lock())
+
+    def repo_dir(self, url: str) -> Path:
+        digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+        tail = re.sub(r"[^A-Za-z0-9._-]", "_", url.rstrip("/").rsplit("/", 1)[-1])[:40]
+        return self.root / f"{tail}-{digest}.git"
+
+    def _env(self, creds: Credentials | None) -> dict[str, str]:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k == "GIT_SSL_CAINFO"
+        }
+        env.update(
+            {
+                "GIT_TERMINAL_PROMPT": "0",
+                "GIT_ASKPASS": "/bin/false",
+                "GIT_CONFIG_NOSYSTEM": "1",
+                "GIT_CONFIG_GLOBAL": "/dev/null",
+                "LC_ALL": "C",
+            }
+        )
+        config = [("gc.auto", "0"), ("protocol.version", "2")]
+        if creds is not None:
+            token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+            config.append(("http.extraHeader", f"Authorization: Basic {token}"))
+        env["GIT_CONFIG_COUNT"] = str(len(config))
+        for i, (key, value) in enumerate(config):
+            env[f"GIT_CONFIG_KEY_{i}"] = key
+            env[f"GIT_CONFIG_VALUE_{i}"] = value
+        return env
+
+    def _run(
+        self,
+        args: list[str],
+        cwd: Path,
+        creds: Credentials | None,
+        secrets: tuple[str, ...] = (),
+        timeout: float = FETCH_TIMEOUT,
+        stdin: bytes | None = None,
+    ) -> bytes:
+        try:
+            result = subprocess.run(
+                [self.git, *args],
+                cwd=cwd,
+                env=self._env(creds),
+                input=stdin,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as error:
+            raise FetchError(f"git {args[0]} timed out after {timeout:.0f}s") from error
+        if result.returncode != 0:
+            text = result.stderr.decode(errors="replace")
+            for secret in secrets:
+                if secret:
+                    text = text.replace(secret, "***")
+            text = re.sub(r"://[^/@\s]+@", "://", text)
+            raise FetchError(f"git {args[0]} failed: {trim(text, 400) or f'exit {result.returncode}'}")
+        return result.stdout
+
+    def fetch(self, url: str, revision: str, creds: Credentials | None = None) -> str:
+        """Update the cache from `url` and return the commit SHA of `revision`."""
+        secrets = (creds.password,) if creds else ()
+        with self._lock(url):
+            repo = self.repo_dir(url)
+            if not (repo / "HEAD").exists():
+                tmp = repo.with_suffix(f".tmp{os.getpid()}")
+                self._run(["init", "--bare", "-q", str(tmp)], self.root, None)
+                os.replace(tmp, repo)
+            refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
+            want = revision.strip() or "HEAD"
+            if want == "HEAD":
+                refspecs.append("+HEAD:refs/platform/remote-head")
+            started = time.monotonic()
+            self._run(
+                ["fetch", "--quiet", "--prune", "--no-write-fetch-head", url, *refspecs],
+                repo,
+                creds,
+                secrets,
+            )
+            log.debug("fetched %s in %.0f ms", redact_url(url), (time.monotonic() - started) * 1000)
+            candidates = (
+                ["refs/platform/remote-head"]
+                if want == "HEAD"
+                else [want, f"refs/heads/{want}", f"refs/tags/{want}"]
+                if not want.startswith("refs/")
+                else [want]
+            )
+            for ref in candidates:
+                try:
+                    out = self._run(
+                        ["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], repo, None
+                    )
+                    return out.decode().strip()
+                except FetchError:
+                    continue
+            if _SHA.match(want):
+                self._run(["fetch", "--quiet", "--no-write-fetch-head", url, want], repo, creds, secrets)
+                return want
+            raise RevisionNotFound(
+                f"revision {want!r} does not exist in {redact_url(url)}",
+                hint="set spec.source.targetRevision to a branch, tag or commit of the repository",
+            )
+
+    def files(self, url: str, sha: str, path: str, recurse: bool) -> list[SourceFile] | None:
+        """YAML/JSON files under `path` at commit `sha`; None if `path` does not exist."""
+        repo = self.repo_dir(url)
+        prefix = "" if path in ("", ".") else path.strip("/")
+        with self._lock(url):
+            if prefix:
+                try:
+                    kind = self._run(["cat-file", "-t", f"{sha}:{prefix}"], repo, None, timeout=30)
+                except FetchError:
+                    return None
+                if kind.strip() != b"tree":
+                    return None
+            args = ["ls-tree", "-z", "--full-tree"]
+            if recurse:
+                args.append("-r")
+            args.append(f"{sha}:{prefix}" if prefix else sha)
+            listing = self._run(args, repo, None, timeout=30)
+            entries: list[tuple[str, str]] = []
+            for record in listing.split(b"\0"):
+                if not record:
+                    continue
+                info, name = record.split(b"\t", 1)
+                _, type_, obj = info.split()
+                rel = name.decode()
+                if type_ != b"blob" or not rel.endswith((".yaml", ".yml", ".json")):
+                    continue
+                entries.append((f"{prefix}/{rel}" if prefix else rel, obj.decode()))
+            entries.sort()
+            if not entries:
+                return []
+            batch = self._run(
+                ["cat-file", "--batch"],
+                repo,
+                None,
+                timeout=30,
+                stdin="".join(f"{obj}\n" for _, obj in entries).encode(),
+            )
+        return _split_batch(batch, [name for name, _ in entries])
+
+    def exists(self, url: str, sha: str, path: str) -> bool:
+        try:
+            return self.files(url, sha, path, recurse=False) is not None
+        except FetchError:
+            return False
+
+
+def _split_batch(batch: bytes, names: list[str]) -> list[SourceFile]:
+    files = []
+    pos = 0
+    for name in names:
+        header_end = batch.index(b"\n", pos)
+        header = batch[pos:header_end].split()
+        size = int(header[2])
+        start = header_end + 1
+        files.append(SourceFile(name, batch[start : start + size]))
+        pos = start + size + 1
+    return files
+
+
+def secret_credentials(data: Mapping[str, str]) -> Credentials:
+    """Credentials from a Secret's base64 `data` (keys `username` and `password`)."""
+    try:
+        return Credentials(
+            base64.b64decode(data.get("username", "")).decode(),
+            base64.b64decode(data.get("password", "")).decode(),
+        )
+    except (ValueError, UnicodeDecodeError) as error:
+        raise PermanentError(
+            "the git credentials Secret is not valid base64 text",
+            hint="store keys `username` and `password` in the Secret",
+        ) from error
