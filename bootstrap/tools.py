@@ -6,7 +6,6 @@ Offline, the download fails fast with a sentence saying what to install by hand.
 
 from __future__ import annotations
 
-import os
 import platform as python_platform
 import urllib.error
 import urllib.request
@@ -55,5 +54,4 @@ def install_k3d(destination: Path | None = None) -> Path:
             hint=f"install k3d {K3D_VERSION} by hand from https://k3d.io",
         )
     write_atomic(target, data, mode=0o755)
-    os.chmod(target, 0o755)
     return target
