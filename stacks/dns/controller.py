@@ -1,0 +1,161 @@
+"""The DNS stub controller: sources -> the two owned keys of `kube-system/coredns-custom`.
+
+Every change of an Ingress, Service, DNSRecord or of `coredns-custom` queues the one key
+"sync" (the work queue collapses bursts). A sync lists every source fresh from the API;
+if ANY listing fails it raises and writes nothing, so the hosts file keeps its last good
+content (external-dns#1238). Otherwise it merges its entries into `platform.hosts`
+(foreign lines kept verbatim, see `stacks.dns.hosts`) and writes the two keys with a
+merge patch carrying the resourceVersion it read (a concurrent writer causes a conflict
+and a retry, never a lost update). Other keys of the ConfigMap are never sent.
+
+Created by `stacks.dns.program`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from stacks.dns import hosts, sources
+from stacks.errors import PlatformError, TransientError
+from stacks.kube.client import KubeClient, WatchEvent
+from stacks.kube.controller import Controller, Key, Watch
+from stacks.kube.errors import Conflict
+from stacks.kube.events import EventRecorder
+
+log = logging.getLogger(__name__)
+
+CONFIGMAP_NAMESPACE = "kube-system"
+CONFIGMAP_NAME = "coredns-custom"
+SYNC: Key = "sync"
+
+
+@dataclass(frozen=True)
+class Options:
+    domain: str = "localdev.me"
+    default_target: str = ""
+    owner_id: str = "platform-dns"
+    configmap_namespace: str = CONFIGMAP_NAMESPACE
+    configmap_name: str = CONFIGMAP_NAME
+    hosts_ttl: int = 30
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    skipped: tuple[str, ...]
+    written: bool
+
+
+class DnsController:
+    def __init__(self, client: KubeClient, options: Options, events: EventRecorder | None = None) -> None:
+        self.client = client
+        self.options = options
+        self.events = events
+        self.syncs = 0
+        self.writes = 0
+        self.last_error = ""
+
+        def to_sync(event: WatchEvent) -> list[Key]:
+            return [SYNC]
+
+        def cm_to_sync(event: WatchEvent) -> list[Key]:
+            name = (event.object.get("metadata") or {}).get("name")
+            return [SYNC] if name == options.configmap_name else []
+
+        self.runtime = Controller(
+            name="dns",
+            client=client,
+            reconcile=self.reconcile,
+            workers=1,
+            watches=[
+                Watch("networking.k8s.io/v1", "Ingress", to_sync),
+                Watch("v1", "Service", to_sync),
+                Watch(sources.DNS_API_VERSION, "DNSRecord", to_sync),
+                Watch("v1", "ConfigMap", cm_to_sync, namespace=options.configmap_namespace),
+            ],
+        )
+
+    def reconcile(self, key: Key) -> float | None:
+        self.sync()
+        return None
+
+    def list_endpoints(self) -> list[sources.Endpoint]:
+        """Every endpoint from every source; raises if any listing fails (no partial set)."""
+        default = self.options.default_target
+        endpoints: list[sources.Endpoint] = []
+        try:
+            for obj in self.client.list_objects("networking.k8s.io/v1", "Ingress"):
+                endpoints.extend(sources.ingress_endpoints(obj, default))
+            for obj in self.client.list_objects("v1", "Service"):
+                endpoints.extend(sources.service_endpoints(obj, default))
+            for obj in self.client.list_objects(sources.DNS_API_VERSION, "DNSRecord"):
+                endpoints.extend(sources.record_endpoints(obj))
+        except PlatformError as error:
+            self.last_error = str(error)
+            log.warning("failed to list DNS sources, keeping the hosts file as it is: %s", error)
+            raise TransientError(f"failed to list DNS sources: {error}") from error
+        return endpoints
+
+    def sync(self) -> SyncResult:
+        self.syncs += 1
+        endpoints = self.list_endpoints()
+        entries, skipped = hosts.desired_entries(endpoints, self.options.owner_id, self.options.domain)
+        for note in skipped:
+            log.debug("skipped %s", note)
+        server = hosts.render_server_block(self.options.domain, ttl=self.options.hosts_ttl)
+        live = self.client.get("v1", "ConfigMap", self.options.configmap_name, self.options.configmap_namespace)
+        data: dict[str, Any] = (live or {}).get("data") or {}
+        old_hosts = str(data.get(hosts.HOSTS_KEY) or "")
+        new_hosts = hosts.merge(old_hosts, entries, self.options.owner_id)
+        before = set(hosts.owned_lines(old_hosts, self.options.owner_id))
+        after = set(hosts.owned_lines(new_hosts, self.options.owner_id))
+        result = SyncResult(
+            tuple(sorted(after - before)), tuple(sorted(before - after)), tuple(skipped),
+            written=False,
+        )
+        if data.get(hosts.SERVER_KEY) == server and old_hosts == new_hosts:
+            self.last_error = ""
+            return result
+        where = f"ConfigMap '{self.options.configmap_namespace}/{self.options.configmap_name}'"
+        try:
+            if live is None:
+                self.client.create(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {
+                            "name": self.options.configmap_name,
+                            "namespace": self.options.configmap_namespace,
+                            "labels": {"app.kubernetes.io/part-of": "platform"},
+                        },
+                        "data": {hosts.SERVER_KEY: server, hosts.HOSTS_KEY: new_hosts},
+                    }
+                )
+            else:
+                self.client.merge_patch(
+                    "v1",
+                    "ConfigMap",
+                    self.options.configmap_name,
+                    {
+                        "metadata": {"resourceVersion": live["metadata"]["resourceVersion"]},
+                        "data": {hosts.SERVER_KEY: server, hosts.HOSTS_KEY: new_hosts},
+                    },
+                    self.options.configmap_namespace,
+                )
+        except Conflict as error:
+            raise TransientError(f"{where} changed while updating it; retrying") from error
+        except PlatformError as error:
+            log.warning("failed to update %s: %s", where, error)
+            raise
+        self.writes += 1
+        self.last_error = ""
+        log.info(
+            "updated %s: %d entries (+%d -%d) at %s",
+            where, len(after), len(result.added), len(result.removed),
+            dt.datetime.now(dt.UTC).strftime("%H:%M:%S"),
+        )
+        return SyncResult(result.added, result.removed, result.skipped, written=True)
