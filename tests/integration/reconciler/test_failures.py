@@ -1,0 +1,160 @@
+"""Failures never prune: bad YAML, a missing or empty path, an object the API server
+rejects, an unreachable git source; the prune breaker; other apps keep syncing."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+import urllib.request
+
+import pytest
+
+from stacks.kube.client import KubeClient
+from tests.integration.reconciler.conftest import (
+    Apps,
+    GitRepo,
+    Reconciler,
+    condition,
+    configmap,
+    ready,
+)
+
+pytestmark = pytest.mark.integration
+
+REFRESH = "gitops.platform.local/refresh"
+
+
+def _two_apps(repo: GitRepo, apps: Apps) -> str:
+    repo.write("broken/cm.yaml", [configmap("one"), configmap("two")])
+    repo.write("healthy/cm.yaml", configmap("fine"))
+    rev = repo.commit()
+    apps.create("broken", "broken")
+    apps.create("healthy", "healthy")
+    apps.wait_synced("broken", rev)
+    apps.wait_synced("healthy", rev)
+    return rev
+
+
+def _other_app_still_syncs(repo: GitRepo, apps: Apps, kube: KubeClient, namespace: str) -> None:
+    repo.write("healthy/cm.yaml", configmap("fine", {"k": "new"}))
+    rev = repo.commit()
+    apps.annotate("healthy", **{REFRESH: rev})
+    apps.wait_synced("healthy", rev)
+    live = kube.get("v1", "ConfigMap", "fine", namespace)
+    assert live is not None and live["data"] == {"k": "new"}
+
+
+def test_bad_yaml_reports_file_and_line_and_prunes_nothing(
+    reconciler: Reconciler, repo: GitRepo, apps: Apps, kube: KubeClient, namespace: str
+) -> None:
+    _two_apps(repo, apps)
+    repo.write("broken/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: one\ndata: [unclosed\n")
+    rev = repo.commit("break it")
+    apps.annotate("broken", **{REFRESH: rev})
+    obj = apps.wait("broken", lambda o: condition(o, "Ready").get("reason") == "RenderFailed", "RenderFailed")
+    message = condition(obj, "Ready")["message"]
+    assert re.search(r"broken/cm\.yaml:\d+: invalid YAML", message), message
+    assert condition(obj, "Stalled")["status"] == "True"
+    assert obj["status"]["sync"]["status"] == "Unknown"
+    assert kube.get("v1", "ConfigMap", "two", namespace) is not None  # not pruned
+    _other_app_still_syncs(repo, apps, kube, namespace)
+
+
+def test_missing_path_is_reported_and_prunes_nothing(
+    reconciler: Reconciler, repo: GitRepo, apps: Apps, kube: KubeClient, namespace: str
+) -> None:
+    _two_apps(repo, apps)
+    repo.remove("broken")
+    rev = repo.commit("remove the directory")
+    apps.annotate("broken", **{REFRESH: rev})
+    obj = apps.wait("broken", lambda o: condition(o, "Ready").get("reason") == "PathNotFound", "PathNotFound")
+    assert "path 'broken' does not exist" in condition(obj, "Ready")["message"]
+    assert kube.get("v1", "ConfigMap", "one", namespace) is not None
+    _other_app_still_syncs(repo, apps, kube, namespace)
+
+
+def test_empty_path_is_reported_and_prunes_nothing(
+    reconciler: Reconciler, repo: GitRepo, apps: Apps, kube: KubeClient, namespace: str
+) -> None:
+    _two_apps(repo, apps)
+    repo.remove("broken/cm.yaml")
+    repo.write("broken/README.md", "nothing here\n")
+    rev = repo.commit("empty the directory")
+    apps.annotate("broken", **{REFRESH: rev})
+    obj = apps.wait("broken", lambda o: condition(o, "Ready").get("reason") == "EmptyRender", "EmptyRender")
+    assert "holds no objects" in condition(obj, "Ready")["message"]
+    assert kube.get("v1", "ConfigMap", "one", namespace) is not None
+    assert kube.get("v1", "ConfigMap", "two", namespace) is not None
+    assert len(obj["status"]["inventory"]) == 2
+
+
+def test_object_rejected_by_the_api_server(
+    reconciler: Reconciler, repo: GitRepo, apps: Apps, kube: KubeClient, namespace: str
+) -> None:
+    _two_apps(repo, apps)
+    bad = configmap("Not_A_Valid_Name")
+    repo.write("broken/cm.yaml", [configmap("one", {"k": "v2"}), bad])  # `two` removed
+    rev = repo.commit("an invalid object")
+    apps.annotate("broken", **{REFRESH: rev})
+    obj = apps.wait("broken", lambda o: condition(o, "Ready").get("reason") == "ApplyFailed", "ApplyFailed")
+    message = condition(obj, "Ready")["message"]
+    assert "broken/cm.yaml:" in message and "Not_A_Valid_Name" in message
+    assert "nothing was pruned" in message
+    assert kube.get("v1", "ConfigMap", "two", namespace) is not None  # not pruned
+    _other_app_still_syncs(repo, apps, kube, namespace)
+
+
+def test_prune_breaker_holds_until_allowed(
+    reconciler: Reconciler, repo: GitRepo, apps: Apps, kube: KubeClient, namespace: str
+) -> None:
+    repo.write("many/cm.yaml", [configmap(f"cm{i}") for i in range(4)])
+    rev = repo.commit()
+    apps.create("many", "many")
+    apps.wait_synced("many", rev)
+    repo.write("many/cm.yaml", [configmap("cm0")])
+    rev = repo.commit("drop three of four")
+    apps.annotate("many", **{REFRESH: rev})
+    obj = apps.wait("many", lambda o: condition(o, "Ready").get("reason") == "PruneBlocked", "PruneBlocked")
+    message = condition(obj, "Ready")["message"]
+    assert "would prune 3 of the 4" in message and "allow-mass-prune" in message
+    assert all(kube.get("v1", "ConfigMap", f"cm{i}", namespace) for i in range(4))
+    assert obj["status"]["sync"]["status"] == "OutOfSync"
+    apps.annotate("many", **{"gitops.platform.local/allow-mass-prune": rev[:12]})
+    apps.wait_synced("many", rev)
+    assert kube.get("v1", "ConfigMap", "cm1", namespace) is None
+    assert kube.get("v1", "ConfigMap", "cm0", namespace) is not None
+
+
+def _metric(reconciler: Reconciler, name: str) -> float:
+    with urllib.request.urlopen(f"{reconciler.url}/metrics", timeout=5) as answer:  # noqa: S310
+        text = answer.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_unreachable_source_backs_off_and_resumes(
+    reconciler: Reconciler, repo: GitRepo, apps: Apps, kube: KubeClient, namespace: str
+) -> None:
+    repo.write("app/cm.yaml", configmap("kept"))
+    rev = repo.commit()
+    apps.create("remote", "app", interval="1h")
+    apps.wait_synced("remote", rev)
+    moved = repo.bare.with_name("moved.git")
+    shutil.move(repo.bare, moved)
+    apps.annotate("remote", **{REFRESH: "while-down"})
+    obj = apps.wait("remote", lambda o: condition(o, "Ready").get("reason") == "FetchFailed", "FetchFailed")
+    assert "failed to fetch" in condition(obj, "Ready")["message"]
+    start = _metric(reconciler, 'platform_reconciler_errors_total{reason="FetchFailed"}')
+    time.sleep(7)
+    attempts = _metric(reconciler, 'platform_reconciler_errors_total{reason="FetchFailed"}') - start
+    assert 1 <= attempts <= 4, f"{attempts} retries in 7s: not backing off"
+    assert kube.get("v1", "ConfigMap", "kept", namespace) is not None
+    shutil.move(moved, repo.bare)
+    repo.write("app/cm.yaml", configmap("kept", {"k": "after"}))
+    rev = repo.commit("after the outage")
+    obj = apps.wait_synced("remote", rev, timeout=40)
+    assert ready(obj) == "True"
