@@ -9,10 +9,12 @@ from __future__ import annotations
 from bootstrap.stages.base import Stage
 from bootstrap.stages.cluster import ClusterStage
 from bootstrap.stages.preflight import PreflightStage
+from bootstrap.stages.terraform import TerraformStage
+from bootstrap.stages.vault import VaultStage
 
 
 def all_stages() -> list[Stage]:
-    return [PreflightStage(), ClusterStage()]
+    return [PreflightStage(), ClusterStage(), VaultStage(), TerraformStage()]
 
 
 def stage_names() -> list[str]:

@@ -1,0 +1,152 @@
+"""The OpenTofu/Terraform adapter: the only module that imports `python_terraform`.
+
+python-terraform builds the command lines (`init`, `plan -detailed-exitcode -out`,
+`apply PLAN`); this module runs them with an explicit environment, because secrets (the
+Vault token, sensitive `TF_VAR_*` values) must reach tofu through the environment only,
+never argv, and never through this process's own `os.environ`, which every other child
+would inherit. Output is returned for the log; failures become PermanentError with the
+last lines of tofu's error output (which never holds a sensitive variable's value:
+tofu prints "(sensitive value)").
+
+Called by the `terraform` stage.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import python_terraform
+
+from stacks import redact
+from stacks.errors import PermanentError, TransientError
+
+PLAN_LINE = re.compile(r"Plan: (\d+) to add, (\d+) to change, (\d+) to destroy")
+_ERROR_TAIL = 12
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    changes: bool
+    add: int = 0
+    change: int = 0
+    destroy: int = 0
+    output: str = ""
+
+    def summary(self) -> str:
+        if not self.changes:
+            return "no changes"
+        return f"{self.add} to add, {self.change} to change, {self.destroy} to destroy"
+
+
+def find_binary(configured: str, environ: Mapping[str, str]) -> str:
+    """`terraform.binary`, else $PLATFORM_TERRAFORM_BIN, else tofu or terraform on PATH."""
+    wanted = configured or environ.get("PLATFORM_TERRAFORM_BIN", "")
+    if wanted:
+        path = shutil.which(os.path.expanduser(wanted))
+        if path is None:
+            raise PermanentError(
+                f"the Terraform binary {wanted!r} (terraform.binary or PLATFORM_TERRAFORM_BIN) "
+                "is not an executable",
+                hint="point terraform.binary at an OpenTofu or Terraform binary",
+            )
+        return path
+    for name in ("tofu", "terraform"):
+        path = shutil.which(name, path=environ.get("PATH"))
+        if path:
+            return path
+    raise PermanentError(
+        "neither `tofu` nor `terraform` is on PATH",
+        hint="install OpenTofu (https://opentofu.org/docs/intro/install/) or set "
+        "PLATFORM_TERRAFORM_BIN to its path, then run `platform up` again",
+    )
+
+
+class _Command(python_terraform.Terraform):  # type: ignore[misc]
+    """python-terraform's command builder, run with our environment."""
+
+    def run(
+        self, env: Mapping[str, str], timeout: float, cmd: str, *args: Any, **options: Any
+    ) -> tuple[int, str, str]:
+        argv = [str(a) for a in self.generate_cmd_string(cmd, *args, **options)]
+        try:
+            done = subprocess.run(
+                argv,
+                cwd=self.working_dir,
+                env=dict(env),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise TransientError(
+                f"`{Path(argv[0]).name} {cmd}` did not finish in {timeout:.0f}s"
+            ) from None
+        return done.returncode, done.stdout, done.stderr
+
+
+class Tofu:
+    """One working directory and one environment."""
+
+    def __init__(
+        self, binary: str, working_dir: Path, env: Mapping[str, str], timeout: float = 300.0
+    ) -> None:
+        self.binary = binary
+        self.working_dir = working_dir
+        self.env = dict(env)
+        self.timeout = timeout
+        self._command = _Command(working_dir=str(working_dir), terraform_bin_path=binary)
+        self.output: list[str] = []
+
+    @property
+    def tool(self) -> str:
+        return Path(self.binary).name
+
+    def _run(
+        self, cmd: str, *args: Any, ok: tuple[int, ...] = (0,), **options: Any
+    ) -> tuple[int, str]:
+        code, out, err = self._command.run(self.env, self.timeout, cmd, *args, **options)
+        self.output.append(f"$ {self.tool} {cmd} (exit {code})\n{out}{err}")
+        if code not in ok:
+            tail = "\n".join((err or out).strip().splitlines()[-_ERROR_TAIL:])
+            raise PermanentError(
+                f"`{self.tool} {cmd}` failed (exit {code}): {redact.redact(tail)}",
+                hint="see the log for the full output; fix the cause and run `platform up` again",
+            )
+        return code, out
+
+    def version(self) -> str:
+        _, out = self._run("version")
+        return out.splitlines()[0] if out else self.tool
+
+    def init(self) -> None:
+        self._run("init", input=False, no_color=python_terraform.IsFlagged)
+
+    def plan(self, plan_file: str) -> PlanResult:
+        code, out = self._run(
+            "plan",
+            ok=(0, 2),
+            input=False,
+            no_color=python_terraform.IsFlagged,
+            detailed_exitcode=python_terraform.IsFlagged,
+            out=plan_file,
+            lock_timeout="30s",
+        )
+        if code == 0:
+            return PlanResult(False, output=out)
+        match = PLAN_LINE.search(out)
+        add, change, destroy = (int(n) for n in match.groups()) if match else (0, 0, 0)
+        return PlanResult(True, add, change, destroy, output=out)
+
+    def apply(self, plan_file: str) -> str:
+        _, out = self._run(
+            "apply", plan_file, input=False, no_color=python_terraform.IsFlagged, lock_timeout="30s"
+        )
+        return out

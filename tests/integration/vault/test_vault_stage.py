@@ -1,0 +1,203 @@
+"""The `vault` stage and the unsealer against a real OpenBao with raft storage.
+
+Init, unseal, idempotent re-run, sealing by restart (as Docker restarts and laptop sleep
+do), the unsealer as a real `platform run unsealer` process, and the errors a person
+sees when keys are wrong or missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bootstrap.stages.vault import VaultStage
+from stacks.errors import PermanentError
+from stacks.vault.api import UnsealFailed, VaultApi
+from stacks.vault.keys import FILE_NAME
+from tests.integration.vault.conftest import MakeContext
+from tests.support import processes
+from tests.support.kwok import KwokCluster
+from tests.support.openbao import InitResult, OpenBaoServer
+
+pytestmark = pytest.mark.integration
+
+PLATFORM = Path(sys.executable).parent / "platform"
+
+
+def test_initialises_unseals_stores_keys_and_reruns_as_noop(
+    vault: OpenBaoServer, make_context: MakeContext
+) -> None:
+    ctx = make_context(
+        vault.address, PLATFORM_VAULT_KEY_SHARES="5", PLATFORM_VAULT_KEY_THRESHOLD="3"
+    )
+    stage = VaultStage()
+    assert not stage.check(ctx).done
+
+    summary = stage.run(ctx)
+
+    assert "initialised" in summary and "unsealed" in summary
+    status = VaultApi(vault.address).status()
+    assert status.initialized and not status.sealed and status.shares == 5 and status.threshold == 3
+    path = ctx.state.secrets_dir / FILE_NAME
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    stored = json.loads(path.read_text())
+    assert len(stored["unseal_keys_hex"]) == 5 and stored["root_token"]
+    assert VaultApi(vault.address, stored["root_token"]).token_valid()
+    assert stage.check(ctx).done
+
+    started = time.monotonic()
+    again = stage.run(ctx)
+    assert "already initialised and unsealed" in again
+    assert time.monotonic() - started < 3
+    assert json.loads(path.read_text()) == stored  # nothing re-initialised
+
+
+def test_sealed_vault_is_unsealed_from_stored_keys(
+    vault: OpenBaoServer, make_context: MakeContext
+) -> None:
+    ctx = make_context(vault.address)
+    VaultStage().run(ctx)
+    vault.restart()
+    assert vault.health()["sealed"] is True
+    assert not VaultStage().check(ctx).done
+
+    summary = VaultStage().run(ctx)
+
+    assert "unsealed" in summary
+    assert vault.health()["sealed"] is False
+
+
+def test_initialised_vault_without_keys_stops_with_a_sentence(
+    unsealed_vault: tuple[OpenBaoServer, InitResult], make_context: MakeContext
+) -> None:
+    server, _ = unsealed_vault
+    server.restart()  # sealed, initialised by someone else: we have no keys
+    ctx = make_context(server.address)
+
+    with pytest.raises(PermanentError) as caught:
+        VaultStage().run(ctx)
+
+    message = str(caught.value)
+    assert "initialised and sealed" in message and "no unseal keys are stored" in message
+    assert "vault.unseal_keys_file" in caught.value.hint
+
+
+def test_unseal_keys_file_setting_unseals_an_existing_vault(
+    unsealed_vault: tuple[OpenBaoServer, InitResult], make_context: MakeContext, tmp_path: Path
+) -> None:
+    server, init = unsealed_vault
+    server.restart()
+    keys_file = tmp_path / "init.json"
+    keys_file.write_text(
+        json.dumps({"unseal_keys_hex": list(init.keys), "root_token": init.root_token})
+    )
+    ctx = make_context(server.address, PLATFORM_VAULT_UNSEAL_KEYS_FILE=str(keys_file))
+
+    assert "unsealed" in VaultStage().run(ctx)
+    assert server.health()["sealed"] is False
+
+
+def test_wrong_keys_give_a_clear_error_without_the_keys(
+    unsealed_vault: tuple[OpenBaoServer, InitResult], make_context: MakeContext, tmp_path: Path
+) -> None:
+    server, _ = unsealed_vault
+    server.restart()
+    wrong = ["ab" * 32, "cd" * 32]
+    keys_file = tmp_path / "wrong.json"
+    keys_file.write_text(json.dumps({"unseal_keys_hex": wrong}))
+    ctx = make_context(server.address, PLATFORM_VAULT_UNSEAL_KEYS_FILE=str(keys_file))
+
+    with pytest.raises(UnsealFailed) as caught:
+        VaultStage().run(ctx)
+
+    text = f"{caught.value} {caught.value.hint}"
+    assert "rejected unseal key" in text and "do not belong to this Vault" in text
+    assert not any(key in text for key in wrong)
+    assert server.health()["sealed"] is True
+
+
+def test_keys_are_also_stored_in_the_cluster_secret(
+    vault: OpenBaoServer, make_context: MakeContext, cluster: KwokCluster
+) -> None:
+    ctx = make_context(vault.address, kubeconfig=cluster.kubeconfig, name="vt-secret")
+    VaultStage().run(ctx)
+    secret = json.loads(
+        cluster.kubectl("get", "secret", "-n", "platform-vault", "vault-init", "-o", "json")
+    )
+    assert set(secret["data"]) == {"unseal-keys", "root-token", "key-threshold"}
+
+    # The state file is lost; the Secret alone is enough to unseal after a restart.
+    (ctx.state.secrets_dir / FILE_NAME).unlink()
+    vault.restart()
+    assert "unsealed" in VaultStage().run(ctx)
+    assert (ctx.state.secrets_dir / FILE_NAME).exists()  # restored from the Secret
+    cluster.kubectl("delete", "namespace", "platform-vault", "--wait=false", check=False)
+
+
+def _unsealer(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    return processes.start([PLATFORM, "run", "unsealer", *args], log)
+
+
+def test_unsealer_process_unseals_after_restart_and_stops_on_sigterm(
+    vault: OpenBaoServer, make_context: MakeContext, tmp_path: Path
+) -> None:
+    ctx = make_context(vault.address)
+    VaultStage().run(ctx)
+    keys_file = ctx.state.secrets_dir / FILE_NAME
+    log = tmp_path / "unsealer.log"
+    process = _unsealer(["--address", vault.address, "--keys-file", str(keys_file)], log)
+    try:
+        vault.restart()
+        restarted = time.monotonic()
+        processes.wait_for(
+            lambda: vault.health().get("sealed") is False, timeout=15, what="the unsealer"
+        )
+        took = time.monotonic() - restarted
+        assert took < 6, f"unsealed after {took:.1f}s"
+        # And again: a second restart is handled the same way.
+        vault.restart()
+        processes.wait_for(lambda: vault.health().get("sealed") is False, timeout=15, what="again")
+    finally:
+        process.terminate()
+        code = process.wait(timeout=10)
+    assert code == 0
+    text = log.read_text()
+    assert "unsealed Vault" in text and "stopping" in text
+    stored = json.loads(keys_file.read_text())
+    for secret in [stored["root_token"], *stored["unseal_keys_hex"]]:
+        assert secret not in text
+
+
+def test_unsealer_with_missing_keys_file_says_so(vault: OpenBaoServer, tmp_path: Path) -> None:
+    from tests.support.openbao import initialise_and_unseal
+
+    initialise_and_unseal(vault)
+    vault.restart()
+    log = tmp_path / "unsealer.log"
+    missing = tmp_path / "nope.json"
+    result = subprocess.run(
+        [
+            PLATFORM,
+            "run",
+            "unsealer",
+            "--address",
+            vault.address,
+            "--keys-file",
+            str(missing),
+            "--once",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ},
+    )
+    assert result.returncode == 1
+    assert f"cannot read the unseal keys file {missing}" in result.stderr
+    assert not log.exists()
