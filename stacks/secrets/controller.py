@@ -148,11 +148,17 @@ class SecretsController:
 
     # ---- wiring -------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> None:
-        try:
-            self.runtime.run(stop)
-        finally:
-            self.stores.close()
+    def run(self, stop: threading.Event, drain_seconds: float = 4.0) -> None:
+        """Run until `stop` is set; then give in-flight reconciles `drain_seconds`.
+
+        The runtime's watch threads may sit in a long poll; they are daemons, so the
+        process does not wait for them.
+        """
+        runtime = threading.Thread(target=self.runtime.run, args=(stop,), name="secrets-runtime", daemon=True)
+        runtime.start()
+        stop.wait()
+        runtime.join(timeout=drain_seconds)
+        self.stores.close()
 
     def _cached(self, kind: str, namespace: str, name: str) -> KubeObject | None:
         informer = self.runtime.informers.get(kind)
