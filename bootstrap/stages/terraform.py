@@ -138,7 +138,7 @@ def reviewer_jwt(ctx: StageContext) -> str:
     ]
     for obj in objects:
         client.apply(obj, FIELD_MANAGER)
-    for _ in range(40):
+    for _ in range(120):  # the token controller fills it, usually at once
         secret = client.get("v1", "Secret", REVIEWER, NAMESPACE) or {}
         encoded = (secret.get("data") or {}).get("token")
         if encoded:

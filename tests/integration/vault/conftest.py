@@ -18,7 +18,7 @@ from bootstrap.state import PlatformState
 from stacks.errors import PermanentError
 from stacks.redact import RedactingFilter
 from testenv import locate
-from testenv.provide import terraform_cli_config
+from testenv.provide import terraform_plugin_dir
 from tests.support.binaries import require_binary
 
 
@@ -93,12 +93,22 @@ def make_context(tmp_path: Path, debug_log: Path) -> MakeContext:
 
 
 @pytest.fixture
-def tofu_env(monkeypatch: pytest.MonkeyPatch) -> Path:
+def tofu_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """tofu from testenv on PATH-free terms, and the offline provider mirror."""
     tofu = require_binary("tofu")
-    config = terraform_cli_config()
-    if not config.exists():
-        pytest.fail(f"{config} is missing: run `make testenv`", pytrace=False)
+    mirror = terraform_plugin_dir()
+    if not any(mirror.glob("*/hashicorp/vault/*")):
+        pytest.fail(f"no Vault provider in {mirror}: run `make testenv`", pytrace=False)
+    # testenv's own file (terraform_cli_config()) uses "*/hashicorp/vault", which tofu
+    # 1.6 rejects (a wildcard host needs wildcard namespace and type): name both hosts.
+    config = tmp_path / "tofurc"
+    config.write_text(
+        "provider_installation {\n"
+        f'  filesystem_mirror {{\n    path = "{mirror}"\n'
+        '    include = ["registry.terraform.io/hashicorp/vault", '
+        '"registry.opentofu.org/hashicorp/vault"]\n  }\n'
+        "}\n"
+    )
     monkeypatch.setenv("PLATFORM_TERRAFORM_BIN", str(tofu))
     monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(config))
     monkeypatch.setenv("CHECKPOINT_DISABLE", "1")
