@@ -182,7 +182,11 @@ def validate(request: CertRequest) -> None:
 
 
 def _builder(
-    request: CertRequest, subject_key: PrivateKey, issuer: x509.Name, now: dt.datetime
+    request: CertRequest,
+    subject_key: PrivateKey,
+    issuer: x509.Name,
+    now: dt.datetime,
+    not_after_limit: dt.datetime | None = None,
 ) -> x509.CertificateBuilder:
     validate(request)
     usages = request.usages or DEFAULT_USAGES
@@ -210,7 +214,11 @@ def _builder(
         .public_key(subject_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
-        .not_valid_after(now + request.duration)
+        .not_valid_after(
+            min(now + request.duration, not_after_limit)
+            if not_after_limit
+            else now + request.duration
+        )
         .add_extension(x509.KeyUsage(**key_flags), critical=True)
         .add_extension(
             x509.BasicConstraints(ca=request.is_ca, path_length=None), critical=True
@@ -289,13 +297,11 @@ def issue(
     if constraints is None or not constraints.ca:
         raise PermanentError("the CA secret's certificate is not a CA (basicConstraints CA:FALSE)")
     key = load_key(key_pem) if key_pem else generate_key(request.key)
-    builder = _builder(request, key, ca_cert.subject, now)
+    # Never outlive the CA: clamp like a real CA would (the observed lifetime is what counts).
+    builder = _builder(request, key, ca_cert.subject, now, ca_cert.not_valid_after_utc)
     builder = builder.add_extension(
         x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
     )
-    # Never outlive the CA: clamp like a real CA would (the observed lifetime is what counts).
-    if now + request.duration > ca_cert.not_valid_after_utc:
-        builder = builder.not_valid_after(ca_cert.not_valid_after_utc)
     return KeyPair(_pem(_sign(builder, ca_key)), key_pem or key_to_pem(key))
 
 
