@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "doctor": ("bootstrap.cli.doctor", "doctor", "Check this machine can run a platform."),
     "config": ("bootstrap.cli.config", "config", "Show effective settings and their sources."),
     "run": ("bootstrap.cli.run", "run", "Run an in-house component (reconciler, gitserver, ...)."),
+    "vault": ("bootstrap.cli.vault", "vault", "Vault: status, unseal, credentials, ui."),
     "version": ("bootstrap.cli.version", "version", "Print the version of platform."),
 }
 

@@ -1,0 +1,167 @@
+"""`platform vault status|unseal|credentials|ui`: the platform's Vault by hand.
+
+Thin: the work is in bootstrap.stages.vault (stored keys, tokens), bootstrap.stages.
+vault_access (the address) and stacks.vault.api (the HTTP calls). `credentials` prints
+the people's login; the root token only with --show-root-token, after a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from bootstrap.cli.common import Session, common_options, open_session, reported_errors
+
+if TYPE_CHECKING:
+    from bootstrap.stages.base import StageContext
+
+
+def _context(session: Session) -> StageContext:
+    from bootstrap.engines.base import engine_for
+    from bootstrap.stages.base import NullProgress, StageContext
+
+    return StageContext(
+        settings=session.settings,
+        state=session.state,
+        progress=NullProgress(),
+        engine=engine_for(session.settings, session.state),
+        log=logging.getLogger("platform.vault"),
+    )
+
+
+@click.group()
+def vault() -> None:
+    """Vault (OpenBao) of a platform: status, unseal, credentials, UI address."""
+
+
+@vault.command()
+@common_options
+def status(
+    name: str | None,
+    config_file: Path | None,
+    output: str | None,
+    verbose: int,
+    quiet: bool,
+    debug: bool,
+) -> None:
+    """Show whether Vault is initialised and sealed, and its version."""
+    session = open_session(name, config_file, output, verbose, quiet, debug)
+    from bootstrap.stages.vault_access import vault_address
+    from stacks.vault.api import VaultApi
+
+    with reported_errors(session):
+        address = vault_address(session.settings)
+        state = VaultApi(address).status()
+        session.terminal.info(f"Vault at {address}: {state.describe()}")
+        session.terminal.result(
+            {
+                "ok": state.initialized and not state.sealed,
+                "address": address,
+                "initialized": state.initialized,
+                "sealed": state.sealed,
+                "version": state.version,
+            }
+        )
+
+
+@vault.command()
+@common_options
+def unseal(
+    name: str | None,
+    config_file: Path | None,
+    output: str | None,
+    verbose: int,
+    quiet: bool,
+    debug: bool,
+) -> None:
+    """Unseal Vault with the keys stored when it was initialised."""
+    session = open_session(name, config_file, output, verbose, quiet, debug)
+    from bootstrap.stages.vault import stored_keys
+    from bootstrap.stages.vault_access import vault_address
+    from stacks.errors import PermanentError
+    from stacks.vault.api import VaultApi
+
+    with reported_errors(session):
+        address = vault_address(session.settings)
+        api = VaultApi(address)
+        if not api.status().sealed:
+            session.terminal.success(f"Vault at {address} is already unsealed.")
+            session.terminal.result({"ok": True, "address": address, "changed": False})
+            return
+        keys, _ = stored_keys(_context(session))
+        if keys is None:
+            raise PermanentError(
+                f"no unseal keys are stored for Vault at {address}",
+                hint="unseal it with `bao operator unseal`, or set vault.unseal_keys_file",
+            )
+        api.unseal(keys.keys)
+        session.terminal.success(f"Vault at {address} is unsealed.")
+        session.terminal.result({"ok": True, "address": address, "changed": True})
+
+
+@vault.command()
+@common_options
+@click.option(
+    "--show-root-token",
+    is_flag=True,
+    help="Also print the root token (full control of Vault: do not share it).",
+)
+def credentials(
+    name: str | None,
+    config_file: Path | None,
+    output: str | None,
+    verbose: int,
+    quiet: bool,
+    debug: bool,
+    show_root_token: bool,
+) -> None:
+    """Print how to log in to Vault (the root token only with --show-root-token)."""
+    session = open_session(name, config_file, output, verbose, quiet, debug)
+    from bootstrap.stages.terraform import VARS_FILE
+    from bootstrap.stages.vault import vault_token
+    from bootstrap.stages.vault_access import vault_address
+
+    with reported_errors(session):
+        address = vault_address(session.settings)
+        generated = json.loads(session.state.read_secret(VARS_FILE) or "{}")
+        data: dict[str, str] = {"address": address}
+        if generated.get("userpass_password"):
+            data.update(username="platform", password=generated["userpass_password"])
+            session.terminal.info(f"Vault {address}: user 'platform' (userpass)")
+            click.echo(f"password: {generated['userpass_password']}")
+        else:
+            session.terminal.info("No userpass login yet: the terraform stage creates it.")
+        if show_root_token:
+            token = vault_token(_context(session))
+            click.echo(
+                "WARNING: the root token has full control of this Vault; do not share it "
+                "or paste it into tickets or chats.",
+                err=True,
+            )
+            click.echo(f"root token: {token}")
+            data["root_token"] = token
+        session.terminal.result({"ok": True, **data})
+
+
+@vault.command()
+@common_options
+def ui(
+    name: str | None,
+    config_file: Path | None,
+    output: str | None,
+    verbose: int,
+    quiet: bool,
+    debug: bool,
+) -> None:
+    """Print the address of Vault's web UI."""
+    session = open_session(name, config_file, output, verbose, quiet, debug)
+    from bootstrap.stages.vault_access import vault_address
+
+    with reported_errors(session):
+        url = f"{vault_address(session.settings)}/ui/"
+        click.echo(url)
+        session.terminal.result({"ok": True, "url": url})
