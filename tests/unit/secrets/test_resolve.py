@@ -100,7 +100,7 @@ def test_render_template_rejects_unknown_keys_and_actions(text: str) -> None:
 
 
 def test_template_replace_and_merge_policies() -> None:
-    raw = {
+    raw: dict[str, Any] = {
         "target": {"template": {"type": "kubernetes.io/basic-auth", "data": {"url": "x://{{ .u }}"},
                                 "metadata": {"labels": {"l": "1"}}}},
         "data": [item("u", "k", "u")],
@@ -108,7 +108,7 @@ def test_template_replace_and_merge_policies() -> None:
     spec = parse_external_secret(es(raw))
     result = resolve(spec, {"k": {"u": "me"}})
     assert result.secret == DesiredSecret(data=(("url", b"x://me"),), type="kubernetes.io/basic-auth", labels=(("l", "1"),))
-    raw["target"]["template"]["mergePolicy"] = "Merge"  # type: ignore[index]
+    raw["target"]["template"]["mergePolicy"] = "Merge"
     merged = resolve(parse_external_secret(es(raw)), {"k": {"u": "me"}})
     assert merged.secret is not None and merged.secret.data_dict() == {"u": b"me", "url": b"x://me"}
 
@@ -132,7 +132,7 @@ def test_hash_is_stable_and_changes_with_any_written_field() -> None:
 def test_live_matches_detects_drift() -> None:
     desired = DesiredSecret(data=(("a", b"1"),), type="Opaque")
     wanted = data_hash(desired)
-    live = {
+    live: dict[str, Any] = {
         "type": "Opaque",
         "metadata": {"annotations": {"secrets.platform.local/data-hash": wanted}},
         "data": {"a": base64.b64encode(b"1").decode()},
@@ -249,7 +249,7 @@ def test_owner_conflict() -> None:
 
 
 def test_synced_version_changes_with_force_sync_annotation() -> None:
-    obj = {"metadata": {"generation": 3, "annotations": {}}}
+    obj: dict[str, Any] = {"metadata": {"generation": 3, "annotations": {}}}
     before = synced_version(obj)
     obj["metadata"]["annotations"]["secrets.platform.local/force-sync"] = "1"
     assert synced_version(obj) != before and synced_version(obj).startswith("3-")
