@@ -34,7 +34,7 @@ from typing import Any
 from stacks.errors import PermanentError, PlatformError, TransientError
 from stacks.kube.cache import KindCache, LiveCache
 from stacks.kube.client import KubeClient
-from stacks.kube.errors import ApiError, Invalid, NotFound
+from stacks.kube.errors import ApiError, Forbidden, Invalid, NotFound
 from stacks.kube.events import EventRecorder
 from stacks.kube.health import Health, HealthStatus, health_of, worst
 from stacks.kube.objects import KubeObject, ObjectRef, annotations_of, condition_of
@@ -466,7 +466,9 @@ class Controller:
             else:
                 try:
                     found = self.client.get_ref(ref) if ref.version else None
-                except NotFound:
+                except (NotFound, Forbidden) as error:
+                    if isinstance(error, Forbidden):  # unknown: apply says why; never prune it
+                        continue
                     found = None
             objects[ref.key] = found
             live[ref.key] = Live.of(found) if found is not None else None

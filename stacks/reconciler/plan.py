@@ -304,7 +304,8 @@ def make_plan(
     allow_mass_prune: bool,
     revision: str = "",
 ) -> Plan:
-    """Pair desired with live and inventory. `live[key]` None = known absent; no key = unknown."""
+    """Pair desired with live and inventory. `live[key]` None = known absent; no key =
+    unknown (applied anyway; never pruned)."""
     recorded = {entry.ref.key: entry for entry in inventory}
     by_wave: dict[int, list[Step]] = {}
     for item in desired:
@@ -343,21 +344,22 @@ def make_plan(
         if entry.ref.key in wanted:
             continue
         ref = entry.ref
+        if ref.key not in live:
+            continue  # live state unknown (e.g. not readable): keep it, never delete blind
         state = live.get(ref.key)
-        if ref.key in live and state is None:
+        if state is None:
             orphans.append(PruneStep(ref, "already gone"))
             continue
-        if state is not None:
-            expected = tracking_id(app, ref.group, ref.kind, ref.namespace, ref.name)
-            if state.tracking != expected:
-                orphans.append(PruneStep(ref, "not pruned: it no longer carries this app's tracking id"))
-                continue
-            if state.prune_annotation == "false":
-                orphans.append(PruneStep(ref, f"not pruned: annotated {PRUNE}=false"))
-                continue
-            if (ref.group, ref.kind) in PROTECTED_KINDS and state.prune_annotation != "true":
-                orphans.append(PruneStep(ref, f"not pruned: {ref.kind} objects are kept unless annotated {PRUNE}=true"))
-                continue
+        expected = tracking_id(app, ref.group, ref.kind, ref.namespace, ref.name)
+        if state.tracking != expected:
+            orphans.append(PruneStep(ref, "not pruned: it no longer carries this app's tracking id"))
+            continue
+        if state.prune_annotation == "false":
+            orphans.append(PruneStep(ref, f"not pruned: annotated {PRUNE}=false"))
+            continue
+        if (ref.group, ref.kind) in PROTECTED_KINDS and state.prune_annotation != "true":
+            orphans.append(PruneStep(ref, f"not pruned: {ref.kind} objects are kept unless annotated {PRUNE}=true"))
+            continue
         candidates.append(PruneStep(ref, "removed from git"))
     candidates.sort(key=lambda p: (-kind_rank(p.ref.kind), p.ref.namespace, p.ref.name))
 
