@@ -138,7 +138,6 @@ def test_keys_are_also_stored_in_the_cluster_secret(
     vault.restart()
     assert "unsealed" in VaultStage().run(ctx)
     assert (ctx.state.secrets_dir / FILE_NAME).exists()  # restored from the Secret
-    cluster.kubectl("delete", "namespace", "platform-vault", "--wait=false", check=False)
 
 
 def _unsealer(args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -201,3 +200,30 @@ def test_unsealer_with_missing_keys_file_says_so(vault: OpenBaoServer, tmp_path:
     assert result.returncode == 1
     assert f"cannot read the unseal keys file {missing}" in result.stderr
     assert not log.exists()
+
+
+def test_deploy_path_applies_valid_manifests(
+    make_context: MakeContext, cluster: KwokCluster
+) -> None:
+    """Without vault.address the stage deploys OpenBao. kwok runs no containers, so only
+    the apply (server-side, validated by the real API server) and the wait are real here."""
+    from stacks.errors import WaitingError
+
+    ctx = make_context("", kubeconfig=cluster.kubeconfig, name="vt-deploy")
+    try:
+        VaultStage()._deploy(ctx)
+    except WaitingError as waiting:
+        assert "StatefulSet 'platform-vault/openbao'" in str(waiting)
+    for kind, name in [
+        ("statefulset", "openbao"),
+        ("service", "openbao"),
+        ("ingress", "openbao"),
+        ("deployment", "vault-unsealer"),
+        ("serviceaccount", "openbao"),
+        ("role", "vault-unsealer"),
+    ]:
+        cluster.kubectl("get", kind, "-n", "platform-vault", name)
+    host = cluster.kubectl(
+        "get", "ingress", "-n", "platform-vault", "openbao", "-o", "jsonpath={.spec.rules[0].host}"
+    )
+    assert host == f"vault.{ctx.settings.domain}"
