@@ -29,6 +29,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("bootstrap.cli.run", "run", "Run an in-house component (reconciler, gitserver, ...)."),
     "vault": ("bootstrap.cli.vault", "vault", "Vault: status, unseal, credentials, ui."),
     "version": ("bootstrap.cli.version", "version", "Print the version of platform."),
+    "apps": ("bootstrap.cli.apps", "apps", "List Applications: sync, health, revision, message."),
+    "sync": ("bootstrap.cli.sync", "sync", "Sync an Application now and wait for the result."),
+    "diff": ("bootstrap.cli.diff", "diff", "Show what syncing an Application would change."),
 }
 
 

@@ -1,0 +1,53 @@
+"""`platform diff APP`: what a sync of APP would change, as unified diffs (exit 1 if any).
+
+Fetches APP's source on this machine (its repoURL must be reachable from here), renders
+it, and asks the API server for a server-side dry run of every object; objects that
+would be pruned are listed too. Heavy imports stay inside the command body.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from bootstrap.cli.apps import cluster_options, kube_client
+from bootstrap.cli.common import common_options, open_session, reported_errors
+
+
+@click.command()
+@common_options
+@cluster_options
+@click.argument("app")
+def diff(
+    name: str | None,
+    config_file: Path | None,
+    output: str | None,
+    verbose: int,
+    quiet: bool,
+    debug: bool,
+    kubeconfig: str | None,
+    context: str | None,
+    app_namespace: str | None,
+    app: str,
+) -> None:
+    """Show what syncing APP would create, change or prune."""
+    session = open_session(name, config_file, output, verbose, quiet, debug)
+    with reported_errors(session):
+        from stacks.reconciler.inspect import diff_app, find_app
+
+        client = kube_client(session, kubeconfig, context)
+        obj = find_app(client, app, app_namespace)
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "platform" / "diff-git"
+        diffs = diff_app(client, obj, cache)
+        if not diffs:
+            session.terminal.success(f"'{app}' is in sync with git: a sync would change nothing.")
+        for item in diffs:
+            if session.terminal.mode == "json":
+                session.terminal.emit("diff", object=str(item.ref), action=item.action, diff=item.diff)
+            else:
+                session.terminal.info(f"=== {item.action}: {item.ref}\n{item.diff.rstrip()}")
+        session.terminal.result({"ok": not diffs, "changes": len(diffs)})
+        if diffs:
+            raise SystemExit(1)

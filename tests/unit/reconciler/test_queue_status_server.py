@@ -1,0 +1,75 @@
+"""The work queue's semantics, status conditions and the webhook signature check."""
+
+from __future__ import annotations
+
+import time
+
+from stacks.kube.health import Health, HealthStatus
+from stacks.reconciler.queue import WorkQueue
+from stacks.reconciler.server import sign, verify
+from stacks.reconciler.status import Report, SyncStatus, to_status
+
+
+def test_queue_dedupes_and_never_runs_a_key_twice_at_once() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("a")
+    queue.add("a")
+    queue.add("b")
+    assert queue.depth() == 2
+    first = queue.get(0.1)
+    assert first == "a"
+    queue.add("a")  # while processing: marked dirty, not handed out
+    assert queue.get(0.1) == "b"
+    assert queue.get(0.05) is None
+    queue.done("a")
+    assert queue.get(0.1) == "a"
+
+
+def test_queue_delay_keeps_the_earliest() -> None:
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("a", delay=10)
+    queue.add("a", delay=0.05)
+    started = time.monotonic()
+    assert queue.get(1.0) == "a"
+    assert time.monotonic() - started < 0.5
+    queue.done("a")
+    assert queue.get(0.1) is None  # the later timer was superseded
+
+
+def test_status_conditions_keep_transition_times() -> None:
+    report = Report(2, {"repoURL": "r"}, {"namespace": "n"}, revision="abc")
+    report.sync = SyncStatus.SYNCED
+    report.health = Health(HealthStatus.HEALTHY, "ok")
+    report.ready = ("True", "Succeeded", "applied")
+    first = to_status(report, {})
+    assert first["observedGeneration"] == 2 and first["sync"]["status"] == "Synced"
+    ready = next(c for c in first["conditions"] if c["type"] == "Ready")
+    old = {**first, "conditions": [{**c, "lastTransitionTime": "2000-01-01T00:00:00Z"} for c in first["conditions"]]}
+    again = to_status(report, old)
+    assert next(c for c in again["conditions"] if c["type"] == "Ready")["lastTransitionTime"] == "2000-01-01T00:00:00Z"
+    report.fail("FetchFailed", "down")
+    failed = to_status(report, old)
+    ready = next(c for c in failed["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["lastTransitionTime"] != "2000-01-01T00:00:00Z"
+    assert failed["inventory"] == [] and failed["lastAppliedRevision"] == ""
+
+
+def test_status_carries_forward_what_this_run_did_not_learn() -> None:
+    previous = {"inventory": [{"id": "n_a__ConfigMap", "v": "v1"}], "lastAppliedRevision": "old", "resources": [{"name": "a"}]}
+    report = Report(1, {}, {})
+    report.fail("FetchFailed", "git is down")
+    status = to_status(report, previous)
+    assert status["inventory"] == previous["inventory"]
+    assert status["lastAppliedRevision"] == "old"
+    assert status["resources"] == [{"name": "a"}]
+
+
+def test_webhook_signature() -> None:
+    body = b'{"repo":"gitops","ref":"refs/heads/main","before":"a","after":"b"}'
+    header = sign(b"s3cret", body)
+    assert header.startswith("sha256=") and len(header) == 7 + 64
+    assert verify(b"s3cret", body, header)
+    assert not verify(b"s3cret", body + b" ", header)
+    assert not verify(b"other", body, header)
+    assert not verify(b"", body, header)
+    assert not verify(b"s3cret", body, None)
