@@ -231,6 +231,8 @@ class SecretsController:
 
     def reconcile_external_secret(self, namespace: str, name: str) -> float | None:
         key = (namespace, name)
+        if not all(informer.synced.is_set() for informer in self.runtime.informers.values()):
+            return 0.5  # the stores are not listed yet: "store not found" would be a lie
         es = self._cached(EXTERNAL_SECRET, namespace, name)
         if es is None or (es.get("metadata") or {}).get("deletionTimestamp"):
             self._forget(key)

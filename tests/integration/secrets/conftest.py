@@ -233,7 +233,9 @@ def kubeconfig_ca(cluster: KwokCluster) -> str:
     return Path(entry["certificate-authority"]).read_text()
 
 
-def configure_kubernetes_auth(bao: Bao, cluster: KwokCluster, namespace: str, account: str, role: str) -> None:
+def configure_kubernetes_auth(
+    bao: Bao, cluster: KwokCluster, namespace: str, account: str, role: str, ttl: str = "60s"
+) -> None:
     """OpenBao's kubernetes auth method pointed at the test cluster (real TokenReview)."""
     bao.call("POST", "sys/auth/kubernetes", {"type": "kubernetes"})
     bao.call("POST", "auth/kubernetes/config", {
@@ -249,7 +251,8 @@ def configure_kubernetes_auth(bao: Bao, cluster: KwokCluster, namespace: str, ac
         "bound_service_account_names": [account],
         "bound_service_account_namespaces": [namespace],
         "token_policies": ["read-secrets"],
-        "token_ttl": "60s",
+        "token_ttl": ttl,
+        "token_max_ttl": ttl,
     })
     # OpenBao reviews the login JWT with itself as the reviewer: the account needs
     # system:auth-delegator (what the Vault docs tell users to grant).

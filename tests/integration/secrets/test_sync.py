@@ -119,7 +119,8 @@ def test_kv_v1_and_templates(controller: Controller, secrets: Secrets, bao: Bao)
 def test_kubernetes_auth_end_to_end(
     controller: Controller, secrets: Secrets, bao: Bao, cluster: KwokCluster, namespace: str
 ) -> None:
-    configure_kubernetes_auth(bao, cluster, namespace, account="app-reader", role="app")
+    # Vault tokens from this role live 3 s: the controller must log in again before expiry.
+    configure_kubernetes_auth(bao, cluster, namespace, account="app-reader", role="app", ttl="3s")
     bao.put("app/api", {"token": "abc"})
     secrets.store("k8s", {"kubernetes": {"mountPath": "kubernetes", "role": "app",
                                          "serviceAccountRef": {"name": "app-reader"}}})
@@ -130,9 +131,13 @@ def test_kubernetes_auth_end_to_end(
         "data": [{"secretKey": "token", "remoteRef": {"key": "app/api", "property": "token"}}],
     })
     secrets.wait_data("api", {"token": "abc"})
-    # The Vault token lives 60 s; keep syncing past its expiry (re-login before expiry).
-    bao.put("app/api", {"token": "def"})
-    secrets.wait_data("api", {"token": "def"}, timeout=10)
+    # keep syncing well past the first token's expiry
+    for value in ("def", "ghi"):
+        time.sleep(4)
+        bao.put("app/api", {"token": value})
+        secrets.wait_data("api", {"token": value}, timeout=5)
+    secrets.wait_ready("api", reason="SecretSynced")
+    assert "refused" not in controller.output()
 
     # a role that does not bind this account: the store says why
     secrets.store("wrong", {"kubernetes": {"role": "nobody", "serviceAccountRef": {"name": "app-reader"}}})
