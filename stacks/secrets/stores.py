@@ -16,6 +16,7 @@ import base64
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -25,6 +26,7 @@ from stacks.secrets.api import (
     CLUSTER_SECRET_STORE,
     KubernetesAuth,
     Reason,
+    SecretKeyRef,
     SpecError,
     TokenAuth,
     VaultStore,
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 VALID_RECHECK = 300.0
 INVALID_RECHECK = 30.0
 TOKEN_SECONDS = 600  # the TokenRequest minimum; Vault only needs it for the login
+TOKEN_CACHE_SECONDS = 15.0  # a rotated token Secret is picked up within this time
 
 
 class KubeAPI(Protocol):
@@ -71,11 +74,25 @@ class Stores:
         self._lookup = lookup  # (kind, namespace, name) -> the cached store object
         self._factory = provider_factory
         self._providers: dict[tuple[Any, ...], tuple[tuple[Any, ...], VaultProvider]] = {}
+        self._tokens: dict[SecretKeyRef, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
     # ---- providers ----------------------------------------------------------------------
 
     def _token(self, auth: TokenAuth) -> str:
+        """The token from its Secret, re-read at most every TOKEN_CACHE_SECONDS."""
+        ref = auth.secret
+        now = time.monotonic()
+        with self._lock:
+            cached = self._tokens.get(ref)
+        if cached is not None and now - cached[1] < TOKEN_CACHE_SECONDS:
+            return cached[0]
+        token = self._read_token(auth)
+        with self._lock:
+            self._tokens[ref] = (token, now)
+        return token
+
+    def _read_token(self, auth: TokenAuth) -> str:
         ref = auth.secret
         secret = self._client.get("v1", "Secret", ref.name, ref.namespace)
         if secret is None:
@@ -85,7 +102,7 @@ class Stores:
             raise SpecError(f"token Secret '{ref.namespace}/{ref.name}' has no key {ref.key!r}")
         return base64.b64decode(raw).decode().strip()
 
-    def provider(self, store: KubeObject, es_namespace: str = "") -> VaultProvider:
+    def provider(self, store: KubeObject) -> VaultProvider:
         """A provider for `store` (raises SpecError, VaultAuthError, VaultUnavailable)."""
         meta = store.get("metadata") or {}
         parsed = parse_store(store)
@@ -130,6 +147,7 @@ class Stores:
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         with self._lock:
+            self._tokens.clear()
             cached = self._providers.pop((kind, namespace, name), None)
         if cached is not None:
             cached[1].close()

@@ -253,3 +253,19 @@ def test_synced_version_changes_with_force_sync_annotation() -> None:
     before = synced_version(obj)
     obj["metadata"]["annotations"]["secrets.platform.local/force-sync"] = "1"
     assert synced_version(obj) != before and synced_version(obj).startswith("3-")
+
+
+def test_install_manifests_and_platform_store() -> None:
+    from stacks.secrets.install import manifests, platform_cluster_store
+
+    objects = manifests("registry.local/platform:1")
+    kinds = [o["kind"] for o in objects]
+    assert kinds[0] == "Namespace" and kinds.count("CustomResourceDefinition") == 3
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.local/platform:1"
+    assert container["command"] == ["platform", "run", "secrets"]
+    store = platform_cluster_store("http://openbao.vault:8200")
+    parsed = parse_store(store)
+    assert isinstance(parsed.auth, KubernetesAuth)
+    assert parsed.auth.service_account.namespace == "platform-secrets"
