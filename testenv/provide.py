@@ -100,12 +100,14 @@ def _install_provider_mirror(provider_binary: Path) -> None:
                 shutil.copy2(provider_binary, target)
     terraform_cli_config().write_text(
         "provider_installation {\n"
+        # tofu 1.6 refuses "*/hashicorp/vault" (a wildcard host needs wildcard namespace
+        # and type), so both registries are named.
         "  filesystem_mirror {\n"
         f'    path    = "{terraform_plugin_dir()}"\n'
-        '    include = ["*/hashicorp/vault"]\n'
+        '    include = ["registry.terraform.io/hashicorp/vault", "registry.opentofu.org/hashicorp/vault"]\n'
         "  }\n"
         "  direct {\n"
-        '    exclude = ["*/hashicorp/vault"]\n'
+        '    exclude = ["registry.terraform.io/hashicorp/vault", "registry.opentofu.org/hashicorp/vault"]\n'
         "  }\n"
         "}\n"
     )

@@ -201,6 +201,14 @@ class TerraformStage:
             f"(state in {self.workdir(ctx)})"
         ]
 
+    def remove(self, ctx: StageContext) -> str:
+        """`platform down` (engine existing): the cluster-scoped binding this stage made
+        for Vault's token reviewer (its namespace goes with the vault stage's)."""
+        name = f"platform-{REVIEWER}"
+        if ctx.kube().delete("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", name):
+            return f"deleted ClusterRoleBinding {name}"
+        return ""
+
     def run(self, ctx: StageContext) -> str:
         binary = find_binary(ctx.settings.terraform.binary, os.environ)
         address = vault_address(ctx.settings)

@@ -117,6 +117,20 @@ class VaultStage:
             lines.append(f"unseal Vault at {address}")
         return lines or [f"nothing: Vault at {address} is {status.describe() if status else ''}"]
 
+    def remove(self, ctx: StageContext) -> str:
+        """`platform down` (engine existing): delete the namespace this stage created and
+        wait until it is gone, so the cluster is left as it was found. The Vault itself,
+        when it is an external one (vault.address), is not touched."""
+        client = ctx.kube()
+        if client.get("v1", "Namespace", NAMESPACE) is None:
+            return ""
+        client.delete("v1", "Namespace", NAMESPACE)
+        for _ in range(120):
+            if client.get("v1", "Namespace", NAMESPACE) is None:
+                return f"deleted namespace {NAMESPACE}"
+            ctx.wait(0.5)
+        raise TransientError(f"namespace {NAMESPACE} is still terminating after 60s")
+
     def run(self, ctx: StageContext) -> str:
         address = vault_address(ctx.settings)
         if deploys_vault(ctx.settings):
