@@ -1,0 +1,249 @@
+"""Benchmark the GitOps reconciler against `kubectl apply --server-side`, in one run.
+
+    .venv/bin/python bench/reconciler_bench.py [--objects 500] [--rounds 5] [--pushes 15]
+
+One kwokctl cluster (real kube-apiserver and etcd), one real git server (`platform run
+gitserver`, webhooks to the reconciler) and `platform run reconciler` as a subprocess.
+The repository holds `--objects` objects (ConfigMaps, Services, ServiceAccounts; 10 per
+file) under one path.
+
+- first sync: ours = creating the Application until its status says Synced at the
+  revision; peer = `kubectl apply --server-side -f DIR` of the same files into another
+  namespace (wall time of the command). Goal: ours/kubectl <= 1.5.
+- re-sync of the unchanged objects: ours = refresh annotation until handled; peer = the
+  same kubectl command again. Medians of `--rounds`. Goal: <= 0.5.
+- push to applied: `git push` of a one-object change until the API server has it
+  (webhook path). Goal p50 < 1 s.
+- manual delete to restored: delete a managed ConfigMap until it is back. Goal p50 < 2 s.
+- RSS of the reconciler while managing the objects. Goal < 150 MB.
+Results go in bench/README.md, section "## Reconciler".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from stacks.kube.client import KubeClient  # noqa: E402
+from tests.conftest import KUBE_BINARIES  # noqa: E402
+from tests.support import processes  # noqa: E402
+from tests.support.binaries import require_binary  # noqa: E402
+from tests.support.gitserver import READER, GitServer  # noqa: E402
+from tests.support.kwok import KwokCluster  # noqa: E402
+
+PLATFORM = Path(sys.executable).parent / "platform"
+API = "gitops.platform.local/v1alpha1"
+SECRET = "bench-webhook-secret"
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def objects(count: int) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    for i in range(count):
+        kind = i % 10
+        if kind < 8:
+            items.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{i}", "labels": {"bench": "x"}}, "data": {"index": str(i), "text": "x" * 200}})
+        elif kind == 8:
+            items.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"svc-{i}"}, "spec": {"ports": [{"port": 80, "targetPort": 8080}], "selector": {"app": f"a{i}"}}})
+        else:
+            items.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": f"sa-{i}"}})
+    return items
+
+
+def write_files(directory: Path, items: list[dict[str, Any]]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(items), 10):
+        (directory / f"objects-{start // 10:03d}.yaml").write_text(yaml.safe_dump_all(items[start : start + 10]))
+
+
+def wait(predicate: Any, timeout: float, interval: float = 0.02) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(interval)
+    raise TimeoutError("benchmark step timed out")
+
+
+def status_of(kube: KubeClient, name: str, namespace: str) -> dict[str, Any]:
+    obj = kube.get(API, "Application", name, namespace) or {}
+    return dict(obj.get("status") or {})
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--pushes", type=int, default=15)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="reconciler-bench-"))
+    binaries = {name: require_binary(name) for name in KUBE_BINARIES}
+    cluster = KwokCluster(name=f"bench-{uuid.uuid4().hex[:6]}", workdir=work / "kwok", binaries=binaries)
+    try:
+        cluster.create()
+    except Exception:
+        cluster.delete()
+        raise
+    kube = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
+    reconciler: subprocess.Popen[bytes] | None = None
+    git = GitServer(workdir=work / "git", webhook_urls=(), webhook_secret=SECRET.encode())
+    results: dict[str, Any] = {"objects": args.objects}
+    try:
+        cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "stacks/reconciler/manifests/10-crd.yaml"))
+        cluster.kubectl("wait", "--for=condition=Established", "crd/applications.gitops.platform.local")
+        for ns in ("bench-kubectl", "bench-ours", "bench-apps"):
+            cluster.kubectl("create", "namespace", ns)
+
+        port = processes.free_port()
+        git.webhook_urls = (f"http://127.0.0.1:{port}/webhook",)
+        git.start()
+        url = git.create_repo("gitops")
+        clone = work / "clone"
+        git.git("clone", "-q", url, str(clone))
+        git.git("checkout", "-q", "-B", "main", cwd=clone)
+        items = objects(args.objects)
+        write_files(clone / "bench", items)
+        (clone / "push").mkdir()
+        (clone / "push" / "cm.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pushed"}, "data": {"round": "0"}}))
+        git.git("add", "-A", cwd=clone)
+        git.git("commit", "-q", "-m", "bench objects", cwd=clone)
+        git.git("push", "-q", "origin", "HEAD:main", cwd=clone)
+        revision = git.git("rev-parse", "HEAD", cwd=clone).stdout.strip()
+
+        # ---- the peer: kubectl apply --server-side of the same files ----------------------
+        def kubectl_apply() -> float:
+            start = time.monotonic()
+            cluster.kubectl("apply", "--server-side", "-n", "bench-kubectl", "-f", str(clone / "bench"))
+            return time.monotonic() - start
+
+        kubectl_first = kubectl_apply()
+        kubectl_again = [kubectl_apply() for _ in range(args.rounds)]
+
+        # ---- ours ------------------------------------------------------------------------
+        creds = work / "git-credentials"
+        creds.write_text(f"http://{READER}:{git.passwords[READER]}@127.0.0.1:{git.port}\n")
+        secret_file = work / "webhook-secret"
+        secret_file.write_text(SECRET)
+        reconciler = processes.start(
+            [PLATFORM, "run", "reconciler", f"--kubeconfig={cluster.kubeconfig}", "--no-leader-elect",
+             f"--listen=127.0.0.1:{port}", f"--webhook-secret-file={secret_file}",
+             f"--git-credentials-file={creds}", f"--cache-dir={work / 'cache'}"],
+            work / "reconciler.log",
+        )
+        import urllib.request
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:  # noqa: S310
+                return bool(answer.status == 200)
+
+        processes.wait_for(healthy, 30, "the reconciler")
+        time.sleep(1.0)  # idle, watches established
+        rss_idle = rss_mib(reconciler.pid)
+
+        def app(name: str, namespace: str, path: str) -> dict[str, Any]:
+            return {
+                "apiVersion": API, "kind": "Application", "metadata": {"name": name, "namespace": "bench-apps"},
+                "spec": {"source": {"repoURL": url, "path": path, "targetRevision": "main"},
+                         "destination": {"namespace": namespace}, "interval": "1h",
+                         "syncPolicy": {"automated": {"prune": True, "selfHeal": True}}},
+            }
+
+        start = time.monotonic()
+        kube.create(app("bench", "bench-ours", "bench"))
+        wait(lambda: (s := status_of(kube, "bench", "bench-apps")).get("lastAppliedRevision") == revision and s["sync"]["status"] == "Synced", 300, 0.02)
+        ours_first = time.monotonic() - start
+        rss_after_sync = rss_mib(reconciler.pid)
+
+        ours_again = []
+        for i in range(args.rounds):
+            token = f"bench-{i}-{uuid.uuid4().hex[:6]}"
+            start = time.monotonic()
+            kube.merge_patch(API, "Application", "bench", {"metadata": {"annotations": {"gitops.platform.local/refresh": token}}}, "bench-apps")
+            wait(lambda token=token: status_of(kube, "bench", "bench-apps").get("lastHandledRefresh") == token, 120, 0.01)  # type: ignore[misc]
+            ours_again.append(time.monotonic() - start)
+
+        # ---- push to applied (webhook) -----------------------------------------------------
+        kube.create(app("push", "bench-ours", "push"))
+        wait(lambda: kube.get("v1", "ConfigMap", "pushed", "bench-ours") is not None, 60)
+        push_latency = []
+        for i in range(1, args.pushes + 1):
+            (clone / "push" / "cm.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pushed"}, "data": {"round": str(i)}}))
+            git.git("commit", "-q", "-am", f"push {i}", cwd=clone)
+            start = time.monotonic()
+            git.git("push", "-q", "origin", "HEAD:main", cwd=clone)
+            wait(lambda i=i: (kube.get("v1", "ConfigMap", "pushed", "bench-ours") or {}).get("data", {}).get("round") == str(i), 60, 0.01)  # type: ignore[misc]
+            push_latency.append(time.monotonic() - start)
+
+        # ---- manual delete to restored -----------------------------------------------------
+        heal = []
+        for i in range(args.pushes):
+            name = f"cm-{i * 10}"
+            before = kube.get("v1", "ConfigMap", name, "bench-ours")
+            assert before is not None
+            start = time.monotonic()
+            kube.delete("v1", "ConfigMap", name, "bench-ours")
+            wait(lambda name=name, uid=before["metadata"]["uid"]: ((kube.get("v1", "ConfigMap", name, "bench-ours") or {}).get("metadata", {}).get("uid") not in (None, uid)), 60, 0.01)  # type: ignore[misc]
+            heal.append(time.monotonic() - start)
+        rss_end = rss_mib(reconciler.pid)
+
+        results.update(
+            kubectl_first_s=round(kubectl_first, 3),
+            ours_first_s=round(ours_first, 3),
+            first_ratio=round(ours_first / kubectl_first, 2),
+            kubectl_resync_median_s=round(statistics.median(kubectl_again), 3),
+            ours_resync_median_s=round(statistics.median(ours_again), 3),
+            resync_ratio=round(statistics.median(ours_again) / statistics.median(kubectl_again), 3),
+            push_p50_s=round(pct(push_latency, 0.5), 3),
+            push_p95_s=round(pct(push_latency, 0.95), 3),
+            restore_p50_s=round(pct(heal, 0.5), 3),
+            restore_p95_s=round(pct(heal, 0.95), 3),
+            rss_idle_mib=round(rss_idle, 1),
+            rss_after_first_sync_mib=round(rss_after_sync, 1),
+            rss_end_mib=round(rss_end, 1),
+        )
+    finally:
+        if reconciler is not None:
+            processes.stop(reconciler)
+        git.stop()
+        kube.close()
+        cluster.delete()
+        if not processes.leaked():
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(results, indent=1))
+    print(f"first sync of {args.objects} objects: ours {results['ours_first_s']} s, kubectl {results['kubectl_first_s']} s -> {results['first_ratio']}x (goal <= 1.5)")
+    print(f"re-sync unchanged: ours {results['ours_resync_median_s']} s, kubectl {results['kubectl_resync_median_s']} s -> {results['resync_ratio']}x (goal <= 0.5)")
+    print(f"push to applied: p50 {results['push_p50_s']} s, p95 {results['push_p95_s']} s (goal p50 < 1 s)")
+    print(f"manual delete to restored: p50 {results['restore_p50_s']} s, p95 {results['restore_p95_s']} s (goal p50 < 2 s)")
+    print(f"reconciler RSS: idle {results['rss_idle_mib']} MiB, after first sync {results['rss_after_first_sync_mib']} MiB, end {results['rss_end_mib']} MiB (goal < 150 MB)")
+    print(f"cpus: {os.cpu_count()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
