@@ -16,7 +16,6 @@ from bootstrap.engines.existing import ExistingEngine
 from bootstrap.stages.base import StageContext
 from bootstrap.state import PlatformState
 from stacks.errors import PermanentError
-from stacks.redact import RedactingFilter
 from testenv import locate
 from testenv.provide import terraform_plugin_dir
 from tests.support.binaries import require_binary
@@ -45,10 +44,10 @@ class NoCluster:
 
 @pytest.fixture
 def debug_log(tmp_path: Path) -> Iterator[Path]:
-    """Root logger at DEBUG into a file, through the redacting filter (as the CLI does)."""
+    """Root logger at DEBUG into a file *without* the redacting filter the CLI installs:
+    the leak test checks the first line of defence (nothing logs a secret at all)."""
     path = tmp_path / "debug.log"
     handler = logging.FileHandler(path)
-    handler.addFilter(RedactingFilter())
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     old_level = root.level

@@ -139,6 +139,33 @@ def test_keys_are_also_stored_in_the_cluster_secret(
     assert "unsealed" in VaultStage().run(ctx)
     assert (ctx.state.secrets_dir / FILE_NAME).exists()  # restored from the Secret
 
+    # The unsealer reads the same Secret through the real API server.
+    vault.restart()
+    result = subprocess.run(
+        [
+            PLATFORM,
+            "run",
+            "unsealer",
+            "--address",
+            vault.address,
+            "--secret",
+            "vault-init",
+            "--namespace",
+            "platform-vault",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "--once",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "unsealed Vault" in result.stderr and "Secret 'platform-vault/vault-init'" in result.stderr
+    )
+    assert vault.health()["sealed"] is False
+
 
 def _unsealer(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     return processes.start([PLATFORM, "run", "unsealer", *args], log)
