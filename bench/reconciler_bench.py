@@ -47,7 +47,7 @@ from tests.support.kwok import KwokCluster  # noqa: E402
 
 PLATFORM = Path(sys.executable).parent / "platform"
 API = "gitops.platform.local/v1alpha1"
-SECRET = "bench-webhook-secret"
+SECRET = "bench-webhook-secret"  # noqa: S105 - a throwaway test value
 
 
 def rss_mib(pid: int) -> float:
@@ -62,18 +62,39 @@ def objects(count: int) -> list[dict[str, Any]]:
     for i in range(count):
         kind = i % 10
         if kind < 8:
-            items.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{i}", "labels": {"bench": "x"}}, "data": {"index": str(i), "text": "x" * 200}})
+            items.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": f"cm-{i}", "labels": {"bench": "x"}},
+                    "data": {"index": str(i), "text": "x" * 200},
+                }
+            )
         elif kind == 8:
-            items.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"svc-{i}"}, "spec": {"ports": [{"port": 80, "targetPort": 8080}], "selector": {"app": f"a{i}"}}})
+            items.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": f"svc-{i}"},
+                    "spec": {
+                        "ports": [{"port": 80, "targetPort": 8080}],
+                        "selector": {"app": f"a{i}"},
+                    },
+                }
+            )
         else:
-            items.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": f"sa-{i}"}})
+            items.append(
+                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": f"sa-{i}"}}
+            )
     return items
 
 
 def write_files(directory: Path, items: list[dict[str, Any]]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(items), 10):
-        (directory / f"objects-{start // 10:03d}.yaml").write_text(yaml.safe_dump_all(items[start : start + 10]))
+        (directory / f"objects-{start // 10:03d}.yaml").write_text(
+            yaml.safe_dump_all(items[start : start + 10])
+        )
 
 
 def wait(predicate: Any, timeout: float, interval: float = 0.02) -> float:
@@ -92,7 +113,7 @@ def status_of(kube: KubeClient, name: str, namespace: str) -> dict[str, Any]:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> int:
@@ -104,7 +125,9 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="reconciler-bench-"))
     binaries = {name: require_binary(name) for name in KUBE_BINARIES}
-    cluster = KwokCluster(name=f"bench-{uuid.uuid4().hex[:6]}", workdir=work / "kwok", binaries=binaries)
+    cluster = KwokCluster(
+        name=f"bench-{uuid.uuid4().hex[:6]}", workdir=work / "kwok", binaries=binaries
+    )
     try:
         cluster.create()
     except Exception:
@@ -115,8 +138,12 @@ def main() -> int:
     git = GitServer(workdir=work / "git", webhook_urls=(), webhook_secret=SECRET.encode())
     results: dict[str, Any] = {"objects": args.objects}
     try:
-        cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "stacks/reconciler/manifests/10-crd.yaml"))
-        cluster.kubectl("wait", "--for=condition=Established", "crd/applications.gitops.platform.local")
+        cluster.kubectl(
+            "apply", "--server-side", "-f", str(ROOT / "stacks/reconciler/manifests/10-crd.yaml")
+        )
+        cluster.kubectl(
+            "wait", "--for=condition=Established", "crd/applications.gitops.platform.local"
+        )
         for ns in ("bench-kubectl", "bench-ours", "bench-apps"):
             cluster.kubectl("create", "namespace", ns)
 
@@ -130,7 +157,16 @@ def main() -> int:
         items = objects(args.objects)
         write_files(clone / "bench", items)
         (clone / "push").mkdir()
-        (clone / "push" / "cm.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pushed"}, "data": {"round": "0"}}))
+        (clone / "push" / "cm.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "pushed"},
+                    "data": {"round": "0"},
+                }
+            )
+        )
         git.git("add", "-A", cwd=clone)
         git.git("commit", "-q", "-m", "bench objects", cwd=clone)
         git.git("push", "-q", "origin", "HEAD:main", cwd=clone)
@@ -139,7 +175,9 @@ def main() -> int:
         # ---- the peer: kubectl apply --server-side of the same files ----------------------
         def kubectl_apply() -> float:
             start = time.monotonic()
-            cluster.kubectl("apply", "--server-side", "-n", "bench-kubectl", "-f", str(clone / "bench"))
+            cluster.kubectl(
+                "apply", "--server-side", "-n", "bench-kubectl", "-f", str(clone / "bench")
+            )
             return time.monotonic() - start
 
         kubectl_first = kubectl_apply()
@@ -151,15 +189,23 @@ def main() -> int:
         secret_file = work / "webhook-secret"
         secret_file.write_text(SECRET)
         reconciler = processes.start(
-            [PLATFORM, "run", "reconciler", f"--kubeconfig={cluster.kubeconfig}", "--no-leader-elect",
-             f"--listen=127.0.0.1:{port}", f"--webhook-secret-file={secret_file}",
-             f"--git-credentials-file={creds}", f"--cache-dir={work / 'cache'}"],
+            [
+                PLATFORM,
+                "run",
+                "reconciler",
+                f"--kubeconfig={cluster.kubeconfig}",
+                "--no-leader-elect",
+                f"--listen=127.0.0.1:{port}",
+                f"--webhook-secret-file={secret_file}",
+                f"--git-credentials-file={creds}",
+                f"--cache-dir={work / 'cache'}",
+            ],
             work / "reconciler.log",
         )
         import urllib.request
 
         def healthy() -> bool:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
                 return bool(answer.status == 200)
 
         processes.wait_for(healthy, 30, "the reconciler")
@@ -168,15 +214,27 @@ def main() -> int:
 
         def app(name: str, namespace: str, path: str) -> dict[str, Any]:
             return {
-                "apiVersion": API, "kind": "Application", "metadata": {"name": name, "namespace": "bench-apps"},
-                "spec": {"source": {"repoURL": url, "path": path, "targetRevision": "main"},
-                         "destination": {"namespace": namespace}, "interval": "1h",
-                         "syncPolicy": {"automated": {"prune": True, "selfHeal": True}}},
+                "apiVersion": API,
+                "kind": "Application",
+                "metadata": {"name": name, "namespace": "bench-apps"},
+                "spec": {
+                    "source": {"repoURL": url, "path": path, "targetRevision": "main"},
+                    "destination": {"namespace": namespace},
+                    "interval": "1h",
+                    "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
+                },
             }
 
         start = time.monotonic()
         kube.create(app("bench", "bench-ours", "bench"))
-        wait(lambda: (s := status_of(kube, "bench", "bench-apps")).get("lastAppliedRevision") == revision and s["sync"]["status"] == "Synced", 300, 0.02)
+        wait(
+            lambda: (
+                (s := status_of(kube, "bench", "bench-apps")).get("lastAppliedRevision") == revision
+                and s["sync"]["status"] == "Synced"
+            ),
+            300,
+            0.02,
+        )
         ours_first = time.monotonic() - start
         rss_after_sync = rss_mib(reconciler.pid)
 
@@ -184,8 +242,20 @@ def main() -> int:
         for i in range(args.rounds):
             token = f"bench-{i}-{uuid.uuid4().hex[:6]}"
             start = time.monotonic()
-            kube.merge_patch(API, "Application", "bench", {"metadata": {"annotations": {"gitops.platform.local/refresh": token}}}, "bench-apps")
-            wait(lambda token=token: status_of(kube, "bench", "bench-apps").get("lastHandledRefresh") == token, 120, 0.01)  # type: ignore[misc]
+            kube.merge_patch(
+                API,
+                "Application",
+                "bench",
+                {"metadata": {"annotations": {"gitops.platform.local/refresh": token}}},
+                "bench-apps",
+            )
+            wait(
+                lambda token=token: (
+                    status_of(kube, "bench", "bench-apps").get("lastHandledRefresh") == token
+                ),
+                120,
+                0.01,
+            )
             ours_again.append(time.monotonic() - start)
 
         # ---- push to applied (webhook) -----------------------------------------------------
@@ -193,11 +263,29 @@ def main() -> int:
         wait(lambda: kube.get("v1", "ConfigMap", "pushed", "bench-ours") is not None, 60)
         push_latency = []
         for i in range(1, args.pushes + 1):
-            (clone / "push" / "cm.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pushed"}, "data": {"round": str(i)}}))
+            (clone / "push" / "cm.yaml").write_text(
+                yaml.safe_dump(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {"name": "pushed"},
+                        "data": {"round": str(i)},
+                    }
+                )
+            )
             git.git("commit", "-q", "-am", f"push {i}", cwd=clone)
             start = time.monotonic()
             git.git("push", "-q", "origin", "HEAD:main", cwd=clone)
-            wait(lambda i=i: (kube.get("v1", "ConfigMap", "pushed", "bench-ours") or {}).get("data", {}).get("round") == str(i), 60, 0.01)  # type: ignore[misc]
+            wait(
+                lambda i=i: (
+                    (kube.get("v1", "ConfigMap", "pushed", "bench-ours") or {})
+                    .get("data", {})
+                    .get("round")
+                    == str(i)
+                ),
+                60,
+                0.01,
+            )
             push_latency.append(time.monotonic() - start)
 
         # ---- manual delete to restored -----------------------------------------------------
@@ -208,7 +296,16 @@ def main() -> int:
             assert before is not None
             start = time.monotonic()
             kube.delete("v1", "ConfigMap", name, "bench-ours")
-            wait(lambda name=name, uid=before["metadata"]["uid"]: ((kube.get("v1", "ConfigMap", name, "bench-ours") or {}).get("metadata", {}).get("uid") not in (None, uid)), 60, 0.01)  # type: ignore[misc]
+            wait(
+                lambda name=name, uid=before["metadata"]["uid"]: (
+                    (kube.get("v1", "ConfigMap", name, "bench-ours") or {})
+                    .get("metadata", {})
+                    .get("uid")
+                    not in (None, uid)
+                ),
+                60,
+                0.01,
+            )
             heal.append(time.monotonic() - start)
         rss_end = rss_mib(reconciler.pid)
 
@@ -236,11 +333,21 @@ def main() -> int:
         if not processes.leaked():
             shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(results, indent=1))
-    print(f"first sync of {args.objects} objects: ours {results['ours_first_s']} s, kubectl {results['kubectl_first_s']} s -> {results['first_ratio']}x (goal <= 1.5)")
-    print(f"re-sync unchanged: ours {results['ours_resync_median_s']} s, kubectl {results['kubectl_resync_median_s']} s -> {results['resync_ratio']}x (goal <= 0.5)")
-    print(f"push to applied: p50 {results['push_p50_s']} s, p95 {results['push_p95_s']} s (goal p50 < 1 s)")
-    print(f"manual delete to restored: p50 {results['restore_p50_s']} s, p95 {results['restore_p95_s']} s (goal p50 < 2 s)")
-    print(f"reconciler RSS: idle {results['rss_idle_mib']} MiB, after first sync {results['rss_after_first_sync_mib']} MiB, end {results['rss_end_mib']} MiB (goal < 150 MB)")
+    print(
+        f"first sync of {args.objects} objects: ours {results['ours_first_s']} s, kubectl {results['kubectl_first_s']} s -> {results['first_ratio']}x (goal <= 1.5)"
+    )
+    print(
+        f"re-sync unchanged: ours {results['ours_resync_median_s']} s, kubectl {results['kubectl_resync_median_s']} s -> {results['resync_ratio']}x (goal <= 0.5)"
+    )
+    print(
+        f"push to applied: p50 {results['push_p50_s']} s, p95 {results['push_p95_s']} s (goal p50 < 1 s)"
+    )
+    print(
+        f"manual delete to restored: p50 {results['restore_p50_s']} s, p95 {results['restore_p95_s']} s (goal p50 < 2 s)"
+    )
+    print(
+        f"reconciler RSS: idle {results['rss_idle_mib']} MiB, after first sync {results['rss_after_first_sync_mib']} MiB, end {results['rss_end_mib']} MiB (goal < 150 MB)"
+    )
     print(f"cpus: {os.cpu_count()}")
     return 0
 

@@ -29,7 +29,12 @@ def cluster_options(func: F) -> F:
             default=None,
             help="Kubeconfig of the cluster [env PLATFORM_KUBECONFIG; default: the platform's, then $KUBECONFIG].",
         ),
-        click.option("--context", envvar="PLATFORM_CONTEXT", default=None, help="Kubeconfig context [env PLATFORM_CONTEXT]."),
+        click.option(
+            "--context",
+            envvar="PLATFORM_CONTEXT",
+            default=None,
+            help="Kubeconfig context [env PLATFORM_CONTEXT].",
+        ),
         click.option(
             "--namespace",
             "-n",
@@ -75,11 +80,20 @@ def apps(
 
         rows = list_apps(kube_client(session, kubeconfig, context), app_namespace)
         if not rows:
-            session.terminal.info("No Applications yet. The bootstrap's `reconciler` stage creates the root one.")
+            session.terminal.info(
+                "No Applications yet. The bootstrap's `reconciler` stage creates the root one."
+            )
         show_ns = len({r.namespace for r in rows}) > 1
-        columns = (["NAMESPACE"] if show_ns else []) + ["NAME", "SYNC", "HEALTH", "REVISION", "MESSAGE"]
+        columns = (["NAMESPACE"] if show_ns else []) + [
+            "NAME",
+            "SYNC",
+            "HEALTH",
+            "REVISION",
+            "MESSAGE",
+        ]
         table = [
-            ([r.namespace] if show_ns else []) + [r.name, r.sync, r.health, r.revision, r.message[:100]]
+            ([r.namespace] if show_ns else [])
+            + [r.name, r.sync, r.health, r.revision, r.message[:100]]
             for r in rows
         ]
         if rows:

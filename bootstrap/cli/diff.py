@@ -39,13 +39,19 @@ def diff(
 
         client = kube_client(session, kubeconfig, context)
         obj = find_app(client, app, app_namespace)
-        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "platform" / "diff-git"
+        cache = (
+            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+            / "platform"
+            / "diff-git"
+        )
         diffs = diff_app(client, obj, cache)
         if not diffs:
             session.terminal.success(f"'{app}' is in sync with git: a sync would change nothing.")
         for item in diffs:
             if session.terminal.mode == "json":
-                session.terminal.emit("diff", object=str(item.ref), action=item.action, diff=item.diff)
+                session.terminal.emit(
+                    "diff", object=str(item.ref), action=item.action, diff=item.diff
+                )
             else:
                 session.terminal.info(f"=== {item.action}: {item.ref}\n{item.diff.rstrip()}")
         session.terminal.result({"ok": not diffs, "changes": len(diffs)})

@@ -18,8 +18,18 @@ from bootstrap.cli.common import common_options, open_session, reported_errors
 @common_options
 @cluster_options
 @click.argument("app")
-@click.option("--wait/--no-wait", default=True, help="Wait until the reconciler has handled it [default: wait].")
-@click.option("--timeout", type=float, default=120.0, envvar="PLATFORM_SYNC_TIMEOUT", help="Seconds to wait [env PLATFORM_SYNC_TIMEOUT].")
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    help="Wait until the reconciler has handled it [default: wait].",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=120.0,
+    envvar="PLATFORM_SYNC_TIMEOUT",
+    help="Seconds to wait [env PLATFORM_SYNC_TIMEOUT].",
+)
 def sync(
     name: str | None,
     config_file: Path | None,
@@ -60,6 +70,15 @@ def sync(
             session.terminal.success(line)
         else:
             session.terminal.failure(line, "fix what the message names and push, then sync again")
-        session.terminal.result({"ok": ok, "application": str(key), "sync": sync_status, "health": health, "revision": revision, "message": ready.get("message", "")})
+        session.terminal.result(
+            {
+                "ok": ok,
+                "application": str(key),
+                "sync": sync_status,
+                "health": health,
+                "revision": revision,
+                "message": ready.get("message", ""),
+            }
+        )
         if not ok:
             raise SystemExit(1)

@@ -24,7 +24,9 @@ REFRESH = f"{GROUP}/refresh"  # any new value asks for a sync now (platform sync
 ALLOW_MASS_PRUNE = f"{GROUP}/allow-mass-prune"  # "true" or the revision allowed to prune
 PRUNE = f"{GROUP}/prune"  # on an object: "false" never prune; "true" allows PVC/Namespace
 TRACKING = f"{GROUP}/tracking-id"  # on managed objects: <app-ns>/<app>:<group>/<kind>:<ns>/<name>
-MANAGED_LABEL = f"{GROUP}/managed"  # "true" on managed objects: watch filter only, never prune source
+MANAGED_LABEL = (
+    f"{GROUP}/managed"  # "true" on managed objects: watch filter only, never prune source
+)
 IGNORE_HEALTH = f"{GROUP}/ignore-healthcheck"
 FINALIZER = f"resources-finalizer.{GROUP}"
 
@@ -120,7 +122,9 @@ class AppSpec:
         options = tuple(str(o) for o in policy.get("syncOptions") or [])
         deps = []
         for dep in spec.get("dependsOn") or []:
-            deps.append(AppKey(str(dep.get("namespace") or key.namespace), str(dep.get("name", ""))))
+            deps.append(
+                AppKey(str(dep.get("namespace") or key.namespace), str(dep.get("name", "")))
+            )
         try:
             interval = parse_duration(str(spec.get("interval") or ""), DEFAULT_INTERVAL)
             wave_timeout = parse_duration(str(spec.get("timeout") or ""), DEFAULT_WAVE_TIMEOUT)

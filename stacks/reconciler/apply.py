@@ -71,7 +71,9 @@ class Applier:
         try:
             live = self._client.apply(step.desired.obj, FIELD_MANAGER, force=True)
         except ApiError as error:
-            log.warning("failed to apply %s '%s': %s", step.ref.kind, _where(step.ref), error.message)
+            log.warning(
+                "failed to apply %s '%s': %s", step.ref.kind, _where(step.ref), error.message
+            )
             return Outcome(step, None, error.message, isinstance(error, PermanentError))
         except PlatformError as error:
             log.warning("failed to apply %s '%s': %s", step.ref.kind, _where(step.ref), error)

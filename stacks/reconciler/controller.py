@@ -121,7 +121,9 @@ class Memory:
 
 
 class ReconcileFailed(PlatformError):
-    def __init__(self, reason: str, message: str, stalled: bool, retry: float | None = None) -> None:
+    def __init__(
+        self, reason: str, message: str, stalled: bool, retry: float | None = None
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.stalled = stalled
@@ -258,8 +260,15 @@ class Controller:
             with self._memory_lock:
                 self._memory.pop(key, None)
         else:
-            old_meta, new_meta = (old or {}).get("metadata") or {}, (new or {}).get("metadata") or {}
-            spec_changed = kind == "ADDED" or old is None or old_meta.get("generation") != new_meta.get("generation")
+            old_meta, new_meta = (
+                (old or {}).get("metadata") or {},
+                (new or {}).get("metadata") or {},
+            )
+            spec_changed = (
+                kind == "ADDED"
+                or old is None
+                or old_meta.get("generation") != new_meta.get("generation")
+            )
             refresh_changed = annotations_of(old or {}) != annotations_of(new or {})
             lifecycle = bool(new_meta.get("deletionTimestamp")) and (
                 old_meta.get("finalizers") != new_meta.get("finalizers")
@@ -348,7 +357,9 @@ class Controller:
             memory.failures += 1
             result = error.reason
             report.fail(error.reason, str(error), stalled=error.stalled)
-            retry = error.retry if error.retry is not None else _backoff(memory.failures, spec.interval)
+            retry = (
+                error.retry if error.retry is not None else _backoff(memory.failures, spec.interval)
+            )
             requeue = min(requeue, retry)
         except RenderError as error:
             memory.failures += 1
@@ -360,7 +371,9 @@ class Controller:
             memory.failures += 1
             memory.fetch = True
             result = "FetchFailed"
-            report.fail("FetchFailed", f"failed to fetch {redact_url(spec.source.repo_url)}: {error}")
+            report.fail(
+                "FetchFailed", f"failed to fetch {redact_url(spec.source.repo_url)}: {error}"
+            )
             requeue = min(requeue, _backoff(memory.failures, spec.interval))
         except TransientError as error:
             memory.failures += 1
@@ -370,7 +383,9 @@ class Controller:
         except PermanentError as error:
             memory.failures += 1
             result = "Stalled"
-            report.fail("Stalled", f"{error}" + (f" ({error.hint})" if error.hint else ""), stalled=True)
+            report.fail(
+                "Stalled", f"{error}" + (f" ({error.hint})" if error.hint else ""), stalled=True
+            )
             requeue = min(requeue, _backoff(memory.failures, spec.interval))
         finally:
             if spec.refresh and spec.refresh != previous.get("lastHandledRefresh"):
@@ -420,7 +435,9 @@ class Controller:
         due = time.monotonic() - memory.fetched_at >= spec.interval * 0.9
         if memory.fetch or not memory.revision or due:
             memory.fetch = True  # cleared only when the fetch succeeds
-            revision = self.git.fetch(spec.source.repo_url, spec.source.target_revision, self._credentials(spec))
+            revision = self.git.fetch(
+                spec.source.repo_url, spec.source.target_revision, self._credentials(spec)
+            )
             memory.revision = revision
             memory.fetched_at = time.monotonic()
             memory.fetch = False
@@ -430,7 +447,9 @@ class Controller:
         key = (revision, spec.source.path, spec.source.recurse)
         if memory.render_key == key:
             return memory.manifests
-        files = self.git.files(spec.source.repo_url, revision, spec.source.path, spec.source.recurse)
+        files = self.git.files(
+            spec.source.repo_url, revision, spec.source.path, spec.source.recurse
+        )
         if files is None:
             raise ReconcileFailed(
                 "PathNotFound",
@@ -480,7 +499,14 @@ class Controller:
             return self.client.get_ref(ref)
         return cache.get(ref.key)
 
-    def _sync(self, spec: AppSpec, obj: KubeObject, previous: dict[str, Any], memory: Memory, report: Report) -> float:
+    def _sync(
+        self,
+        spec: AppSpec,
+        obj: KubeObject,
+        previous: dict[str, Any],
+        memory: Memory,
+        report: Report,
+    ) -> float:
         """One pass of the pipeline; returns when to look again (seconds)."""
         waiting = self._dependencies_ready(spec)
         if waiting:
@@ -509,7 +535,9 @@ class Controller:
             raise
         inventory = memory.inventory
         if inventory is None:
-            inventory = [InventoryEntry.from_json(e) for e in previous.get("inventory") or [] if e.get("id")]
+            inventory = [
+                InventoryEntry.from_json(e) for e in previous.get("inventory") or [] if e.get("id")
+            ]
             memory.inventory = inventory
             memory.expected = {e.ref.key: e.fields for e in inventory if e.fields}
         refs = [d.ref for d in desired] + [e.ref for e in inventory]
@@ -525,19 +553,23 @@ class Controller:
             allow_mass_prune=mass_prune_allowed(spec.allow_mass_prune, revision),
             revision=revision,
         )
-        operation = memory.operation if memory.operation and memory.operation.revision == revision else None
+        operation = (
+            memory.operation if memory.operation and memory.operation.revision == revision else None
+        )
         git_changes = any(not s.drift for s in plan.changes) or bool(plan.prunes)
         if spec.self_heal and any(s.drift for s in plan.changes):
             now = time.monotonic()
             memory.heals = [t for t in memory.heals if now - t < 60] + [now]
             if len(memory.heals) > 10:  # something keeps fighting us: back off
-                report.ready = ("False", "SelfHealBackoff", "objects keep drifting; self-heal backs off for 30s")
+                report.ready = (
+                    "False",
+                    "SelfHealBackoff",
+                    "objects keep drifting; self-heal backs off for 30s",
+                )
                 memory.heals = memory.heals[-5:]
                 return 30.0
         allowed = (
-            operation is not None
-            or manual
-            or (spec.automated and (spec.self_heal or git_changes))
+            operation is not None or manual or (spec.automated and (spec.self_heal or git_changes))
         )
         requeue = 3600.0
         outcomes: list[Outcome] = []
@@ -582,7 +614,9 @@ class Controller:
                     break
             if finished and plan.prunes:
                 pruned = pruning.prune(self.client, plan.prunes)
-            self.metrics.count(applies=len([o for o in outcomes if o.ok]), prunes=len(pruned.deleted))
+            self.metrics.count(
+                applies=len([o for o in outcomes if o.ok]), prunes=len(pruned.deleted)
+            )
             if finished or failed:
                 memory.operation = None
         self._record_inventory(memory, report, plan, outcomes, pruned)
@@ -599,17 +633,30 @@ class Controller:
             }
             report.summary = summary
             text = ", ".join(f"{k} {v}" for k, v in summary.items() if v)
-            self.recorder.record(obj, "Synced" if not failed else "SyncFailed", f"revision {revision[:12]}: {text}", warning=bool(failed))
+            self.recorder.record(
+                obj,
+                "Synced" if not failed else "SyncFailed",
+                f"revision {revision[:12]}: {text}",
+                warning=bool(failed),
+            )
             log.info("synced Application '%s' at %s: %s", spec.key, revision[:12], text)
         if failed:
             self._namespaces.clear()  # a namespace deleted by hand is created again
             messages = "; ".join(f"{o.step.desired.where}: {o.error}" for o in failed[:3])
             more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
             permanent = all(o.permanent for o in failed)
-            raise ReconcileFailed("ApplyFailed", f"failed to apply {len(failed)} object(s): {messages}{more}; nothing was pruned", stalled=permanent)
+            raise ReconcileFailed(
+                "ApplyFailed",
+                f"failed to apply {len(failed)} object(s): {messages}{more}; nothing was pruned",
+                stalled=permanent,
+            )
         if pruned.failed:
             ref, why = pruned.failed[0]
-            raise ReconcileFailed("PruneFailed", f"failed to delete {ref}: {why}; it stays in the inventory", stalled=False)
+            raise ReconcileFailed(
+                "PruneFailed",
+                f"failed to delete {ref}: {why}; it stays in the inventory",
+                stalled=False,
+            )
         if plan.blocked and spec.prune and allowed:
             report.sync = SyncStatus.OUT_OF_SYNC
             raise ReconcileFailed("PruneBlocked", plan.blocked, stalled=True, retry=spec.interval)
@@ -621,12 +668,27 @@ class Controller:
         if name in self._namespaces:
             return
         try:
-            self.client.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}, NAMESPACE_MANAGER, force=False)
+            self.client.apply(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+                NAMESPACE_MANAGER,
+                force=False,
+            )
         except ApiError as error:
-            raise ReconcileFailed("CreateNamespaceFailed", f"failed to create Namespace '{name}': {error.message}", stalled=isinstance(error, Invalid)) from error
+            raise ReconcileFailed(
+                "CreateNamespaceFailed",
+                f"failed to create Namespace '{name}': {error.message}",
+                stalled=isinstance(error, Invalid),
+            ) from error
         self._namespaces.add(name)
 
-    def _record_inventory(self, memory: Memory, report: Report, plan: Plan, outcomes: list[Outcome], pruned: pruning.PruneResult) -> None:
+    def _record_inventory(
+        self,
+        memory: Memory,
+        report: Report,
+        plan: Plan,
+        outcomes: list[Outcome],
+        pruned: pruning.PruneResult,
+    ) -> None:
         old = {e.ref.key: e for e in memory.inventory or []}
         applied = {o.step.ref.key: o for o in outcomes if o.ok}
         entries: list[InventoryEntry] = []
@@ -638,7 +700,11 @@ class Controller:
                 entries.append(InventoryEntry(step.ref, step.desired.hash, applied[key].fields))
             elif key in old:
                 entries.append(old[key])
-        dropped = {r.key for r in pruned.deleted} | {r.key for r in pruned.gone} | {p.ref.key for p in plan.orphans}
+        dropped = (
+            {r.key for r in pruned.deleted}
+            | {r.key for r in pruned.gone}
+            | {p.ref.key for p in plan.orphans}
+        )
         for key, entry in old.items():
             if key not in wanted and key not in dropped:
                 entries.append(entry)
@@ -647,7 +713,12 @@ class Controller:
         report.inventory = entries
 
     def _describe(
-        self, report: Report, plan: Plan, outcomes: list[Outcome], objects: dict[Key, KubeObject | None], applied: bool
+        self,
+        report: Report,
+        plan: Plan,
+        outcomes: list[Outcome],
+        objects: dict[Key, KubeObject | None],
+        applied: bool,
     ) -> bool:
         """Fill resources, sync and health; True when everything is in sync now."""
         ok = {o.step.ref.key for o in outcomes if o.ok}
@@ -681,14 +752,24 @@ class Controller:
         for item in plan.pending_prunes:
             ref = item.ref
             resources.append(
-                {"group": ref.group, "version": ref.version, "kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "status": "OutOfSync", "requiresPruning": True}
+                {
+                    "group": ref.group,
+                    "version": ref.version,
+                    "kind": ref.kind,
+                    "namespace": ref.namespace,
+                    "name": ref.name,
+                    "status": "OutOfSync",
+                    "requiresPruning": True,
+                }
             )
             out_of_sync.append(f"{ref} requires pruning")
         report.resources = resources
         in_sync = not out_of_sync
         report.sync = SyncStatus.SYNCED if in_sync else SyncStatus.OUT_OF_SYNC
         if plan.steps and live_count == 0:
-            report.health = Health(HealthStatus.MISSING, "none of the application's objects exists yet")
+            report.health = Health(
+                HealthStatus.MISSING, "none of the application's objects exists yet"
+            )
         else:
             overall = worst(healths)
             if overall.healthy:
@@ -699,10 +780,23 @@ class Controller:
         elif not in_sync:
             reason = "OutOfSync"
             hint = "" if applied else " (selfHeal is off: `platform sync` applies it)"
-            report.ready = ("False", reason, f"{len(out_of_sync)} object(s) differ from git{hint}: " + "; ".join(out_of_sync[:3]))
+            report.ready = (
+                "False",
+                reason,
+                f"{len(out_of_sync)} object(s) differ from git{hint}: "
+                + "; ".join(out_of_sync[:3]),
+            )
         elif report.health.status is HealthStatus.HEALTHY:
-            report.ready = ("True", "Succeeded", f"applied revision {report.revision[:12]}: {report.health.message}")
-        elif report.health.status in (HealthStatus.PROGRESSING, HealthStatus.MISSING, HealthStatus.SUSPENDED):
+            report.ready = (
+                "True",
+                "Succeeded",
+                f"applied revision {report.revision[:12]}: {report.health.message}",
+            )
+        elif report.health.status in (
+            HealthStatus.PROGRESSING,
+            HealthStatus.MISSING,
+            HealthStatus.SUSPENDED,
+        ):
             report.ready = ("Unknown", "Progressing", report.health.message)
         else:
             report.ready = ("False", "HealthCheckFailed", report.health.message)
@@ -714,11 +808,17 @@ class Controller:
         finalizers = list((obj.get("metadata") or {}).get("finalizers") or [])
         if FINALIZER not in finalizers:
             return
-        inventory = [InventoryEntry.from_json(e) for e in (obj.get("status") or {}).get("inventory") or [] if e.get("id")]
+        inventory = [
+            InventoryEntry.from_json(e)
+            for e in (obj.get("status") or {}).get("inventory") or []
+            if e.get("id")
+        ]
         if memory.inventory is not None:
             inventory = memory.inventory
         live, _ = self._live_state(e.ref for e in inventory)
-        plan = make_plan(spec.key, [], live, inventory, prune=True, allow_empty=True, allow_mass_prune=True)
+        plan = make_plan(
+            spec.key, [], live, inventory, prune=True, allow_empty=True, allow_mass_prune=True
+        )
         result = pruning.prune(self.client, plan.prunes)
         if result.failed:
             ref, why = result.failed[0]
@@ -726,19 +826,42 @@ class Controller:
             self.recorder.record(obj, "DeletionFailed", message, warning=True)
             with contextlib.suppress(PlatformError):
                 self.client.merge_patch(
-                    API_VERSION, KIND, spec.key.name,
-                    {"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "DeletionError", "message": message}]}},
-                    spec.key.namespace, subresource="/status",
+                    API_VERSION,
+                    KIND,
+                    spec.key.name,
+                    {
+                        "status": {
+                            "conditions": [
+                                {
+                                    "type": "Ready",
+                                    "status": "False",
+                                    "reason": "DeletionError",
+                                    "message": message,
+                                }
+                            ]
+                        }
+                    },
+                    spec.key.namespace,
+                    subresource="/status",
                 )
             memory.failures += 1
             self.queue.add(spec.key, delay=_backoff(memory.failures, 60.0))
             return
-        self.recorder.record(obj, "Deleted", f"deleted {len(result.deleted)} object(s) with the Application")
+        self.recorder.record(
+            obj, "Deleted", f"deleted {len(result.deleted)} object(s) with the Application"
+        )
         remaining = [f for f in finalizers if f != FINALIZER]
         try:
             self.client.merge_patch(
-                API_VERSION, KIND, spec.key.name,
-                {"metadata": {"finalizers": remaining, "resourceVersion": obj["metadata"]["resourceVersion"]}},
+                API_VERSION,
+                KIND,
+                spec.key.name,
+                {
+                    "metadata": {
+                        "finalizers": remaining,
+                        "resourceVersion": obj["metadata"]["resourceVersion"],
+                    }
+                },
                 spec.key.namespace,
             )
         except NotFound:
@@ -749,7 +872,9 @@ class Controller:
 
     # ---- status ------------------------------------------------------------------------
 
-    def _write_status(self, obj: KubeObject, report: Report, previous: dict[str, Any], memory: Memory) -> None:
+    def _write_status(
+        self, obj: KubeObject, report: Report, previous: dict[str, Any], memory: Memory
+    ) -> None:
         status = to_status(report, previous)
         comparable = json.dumps(_without_times(status), sort_keys=True, default=str)
         digest = hashlib.sha256(comparable.encode()).hexdigest()
@@ -757,7 +882,14 @@ class Controller:
             return
         key = AppKey.of(obj)
         try:
-            live = self.client.merge_patch(API_VERSION, KIND, key.name, {"status": status}, key.namespace, subresource="/status")
+            live = self.client.merge_patch(
+                API_VERSION,
+                KIND,
+                key.name,
+                {"status": status},
+                key.namespace,
+                subresource="/status",
+            )
             memory.status_hash = digest
             self.apps.put(live)
             if _app_state(obj) != _app_state(live):  # the watch will see no change: tell now
@@ -783,7 +915,12 @@ def _app_state(obj: KubeObject | None) -> tuple[Any, ...]:
         return ()
     status = obj.get("status") or {}
     ready = condition_of(obj, "Ready") or {}
-    return ((status.get("health") or {}).get("status"), (status.get("sync") or {}).get("status"), ready.get("status"), status.get("observedGeneration"))
+    return (
+        (status.get("health") or {}).get("status"),
+        (status.get("sync") or {}).get("status"),
+        ready.get("status"),
+        status.get("observedGeneration"),
+    )
 
 
 Callback = Callable[[], None]

@@ -31,11 +31,29 @@ from stacks.reconciler.source import GitCache, secret_credentials
 
 
 class Client(Protocol):
-    def list_objects(self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None) -> list[KubeObject]: ...
-    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> KubeObject | None: ...
+    def list_objects(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+    ) -> list[KubeObject]: ...
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> KubeObject | None: ...
     def get_ref(self, ref: ObjectRef) -> KubeObject | None: ...
-    def merge_patch(self, api_version: str, kind: str, name: str, patch: dict[str, Any], namespace: str | None = None, subresource: str = "") -> KubeObject: ...
-    def apply(self, obj: KubeObject, field_manager: str, force: bool = True, dry_run: bool = False) -> KubeObject: ...
+    def merge_patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        patch: dict[str, Any],
+        namespace: str | None = None,
+        subresource: str = "",
+    ) -> KubeObject: ...
+    def apply(
+        self, obj: KubeObject, field_manager: str, force: bool = True, dry_run: bool = False
+    ) -> KubeObject: ...
     def resource(self, api_version: str, kind: str) -> Any: ...
 
 
@@ -64,7 +82,9 @@ def list_apps(client: Client, namespace: str | None = None) -> list[AppRow]:
                 health=str((status.get("health") or {}).get("status") or "Unknown"),
                 revision=str((status.get("sync") or {}).get("revision") or "")[:12],
                 ready=str(ready.get("status") or "Unknown"),
-                message=str(ready.get("message") or (status.get("health") or {}).get("message") or ""),
+                message=str(
+                    ready.get("message") or (status.get("health") or {}).get("message") or ""
+                ),
             )
         )
     return sorted(rows, key=lambda r: (r.namespace, r.name))
@@ -75,20 +95,34 @@ def find_app(client: Client, name: str, namespace: str | None) -> KubeObject:
     if namespace:
         obj = client.get(API_VERSION, KIND, name, namespace)
         if obj is None:
-            raise PermanentError(f"there is no Application '{namespace}/{name}'", hint="list them with `platform apps`")
+            raise PermanentError(
+                f"there is no Application '{namespace}/{name}'",
+                hint="list them with `platform apps`",
+            )
         return obj
-    found = [o for o in client.list_objects(API_VERSION, KIND) if (o.get("metadata") or {}).get("name") == name]
+    found = [
+        o
+        for o in client.list_objects(API_VERSION, KIND)
+        if (o.get("metadata") or {}).get("name") == name
+    ]
     if not found:
-        raise PermanentError(f"there is no Application named {name!r}", hint="list them with `platform apps`")
+        raise PermanentError(
+            f"there is no Application named {name!r}", hint="list them with `platform apps`"
+        )
     if len(found) > 1:
         spaces = ", ".join(sorted(str(o["metadata"]["namespace"]) for o in found))
-        raise PermanentError(f"Applications named {name!r} exist in several namespaces ({spaces})", hint="pick one with --namespace")
+        raise PermanentError(
+            f"Applications named {name!r} exist in several namespaces ({spaces})",
+            hint="pick one with --namespace",
+        )
     return found[0]
 
 
 def request_sync(client: Client, key: AppKey) -> str:
     token = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    client.merge_patch(API_VERSION, KIND, key.name, {"metadata": {"annotations": {REFRESH: token}}}, key.namespace)
+    client.merge_patch(
+        API_VERSION, KIND, key.name, {"metadata": {"annotations": {REFRESH: token}}}, key.namespace
+    )
     return token
 
 
@@ -139,7 +173,9 @@ def diff_app(client: Client, app: KubeObject, cache_dir: Path) -> list[ObjectDif
     if spec.source.secret_name:
         secret = client.get("v1", "Secret", spec.source.secret_name, spec.key.namespace)
         if secret is None:
-            raise PermanentError(f"the git credentials Secret '{spec.key.namespace}/{spec.source.secret_name}' does not exist")
+            raise PermanentError(
+                f"the git credentials Secret '{spec.key.namespace}/{spec.source.secret_name}' does not exist"
+            )
         creds = secret_credentials(secret.get("data") or {})
     git = GitCache(cache_dir)
     revision = git.fetch(spec.source.repo_url, spec.source.target_revision, creds)
@@ -153,8 +189,14 @@ def diff_app(client: Client, app: KubeObject, cache_dir: Path) -> list[ObjectDif
         except NotFound:
             return None
 
-    desired: list[Desired] = normalize(render((f.path, f.content) for f in files), spec.key, spec.namespace, scope)
-    inventory = [InventoryEntry.from_json(e) for e in (app.get("status") or {}).get("inventory") or [] if e.get("id")]
+    desired: list[Desired] = normalize(
+        render((f.path, f.content) for f in files), spec.key, spec.namespace, scope
+    )
+    inventory = [
+        InventoryEntry.from_json(e)
+        for e in (app.get("status") or {}).get("inventory") or []
+        if e.get("id")
+    ]
     live_objects: dict[tuple[str, str, str, str], KubeObject | None] = {}
     for ref in [d.ref for d in desired] + [e.ref for e in inventory]:
         try:
@@ -162,7 +204,16 @@ def diff_app(client: Client, app: KubeObject, cache_dir: Path) -> list[ObjectDif
         except (NotFound, ApiError):
             live_objects[ref.key] = None
     live = {k: (Live.of(v) if v is not None else None) for k, v in live_objects.items()}
-    plan = make_plan(spec.key, desired, live, inventory, prune=True, allow_empty=spec.allow_empty, allow_mass_prune=True, revision=revision)
+    plan = make_plan(
+        spec.key,
+        desired,
+        live,
+        inventory,
+        prune=True,
+        allow_empty=spec.allow_empty,
+        allow_mass_prune=True,
+        revision=revision,
+    )
     diffs: list[ObjectDiff] = []
     for item in desired:
         before = _clean(live_objects.get(item.ref.key))
@@ -173,7 +224,9 @@ def diff_app(client: Client, app: KubeObject, cache_dir: Path) -> list[ObjectDif
             continue
         if before == after:
             continue
-        text = "".join(difflib.unified_diff(_yaml(before), _yaml(after), f"live/{item.ref}", f"git/{item.ref}"))
+        text = "".join(
+            difflib.unified_diff(_yaml(before), _yaml(after), f"live/{item.ref}", f"git/{item.ref}")
+        )
         diffs.append(ObjectDiff(item.ref, "update" if before else "create", text))
     for step in plan.prunes:
         before = _clean(live_objects.get(step.ref.key))

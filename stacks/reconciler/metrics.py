@@ -53,13 +53,24 @@ class Metrics:
         p = "platform_reconciler"
         lines: list[str] = []
         with self._lock:
-            lines += [f"# HELP {p}_syncs_total Reconciles of Applications by result.", f"# TYPE {p}_syncs_total counter"]
+            lines += [
+                f"# HELP {p}_syncs_total Reconciles of Applications by result.",
+                f"# TYPE {p}_syncs_total counter",
+            ]
             lines += [f'{p}_syncs_total{{result="{k}"}} {v}' for k, v in sorted(self.syncs.items())]
-            lines += [f"# HELP {p}_errors_total Failed reconciles by reason.", f"# TYPE {p}_errors_total counter"]
-            lines += [f'{p}_errors_total{{reason="{k}"}} {v}' for k, v in sorted(self.errors.items())]
+            lines += [
+                f"# HELP {p}_errors_total Failed reconciles by reason.",
+                f"# TYPE {p}_errors_total counter",
+            ]
+            lines += [
+                f'{p}_errors_total{{reason="{k}"}} {v}' for k, v in sorted(self.errors.items())
+            ]
             lines += [f"# TYPE {p}_applies_total counter", f"{p}_applies_total {self.applies}"]
             lines += [f"# TYPE {p}_prunes_total counter", f"{p}_prunes_total {self.prunes}"]
-            lines += [f"# HELP {p}_sync_duration_seconds Time to reconcile one Application.", f"# TYPE {p}_sync_duration_seconds histogram"]
+            lines += [
+                f"# HELP {p}_sync_duration_seconds Time to reconcile one Application.",
+                f"# TYPE {p}_sync_duration_seconds histogram",
+            ]
             for bound, count in zip(BUCKETS, self.duration_buckets, strict=True):
                 lines.append(f'{p}_sync_duration_seconds_bucket{{le="{bound}"}} {count}')
             lines.append(f'{p}_sync_duration_seconds_bucket{{le="+Inf"}} {self.duration_count}')

@@ -200,7 +200,9 @@ class Plan:
     waves: tuple[Wave, ...]
     prunes: tuple[PruneStep, ...]  # to delete now, in order
     pending_prunes: tuple[PruneStep, ...]  # would be deleted, but held (prune off or breaker)
-    orphans: tuple[PruneStep, ...]  # leave the inventory without a delete (protected, foreign, gone)
+    orphans: tuple[
+        PruneStep, ...
+    ]  # leave the inventory without a delete (protected, foreign, gone)
     blocked: str = ""  # why pruning is held back (breaker, empty render), "" if not
     inventory: tuple[InventoryEntry, ...] = field(default=())  # recorded before this sync
 
@@ -233,11 +235,15 @@ def _crd_scopes(manifests: Sequence[Manifest]) -> dict[tuple[str, str], bool]:
         spec = obj.get("spec") or {}
         kind = (spec.get("names") or {}).get("kind", "")
         for version in spec.get("versions") or []:
-            scopes[(f"{spec.get('group')}/{version.get('name')}", kind)] = spec.get("scope") == "Namespaced"
+            scopes[(f"{spec.get('group')}/{version.get('name')}", kind)] = (
+                spec.get("scope") == "Namespaced"
+            )
     return scopes
 
 
-def normalize(manifests: Sequence[Manifest], app: AppKey, namespace: str, scope: Scope) -> list[Desired]:
+def normalize(
+    manifests: Sequence[Manifest], app: AppKey, namespace: str, scope: Scope
+) -> list[Desired]:
     """Rendered objects -> Desired, ready to apply; RenderError names file:line on problems."""
     problems: list[RenderProblem] = []
     local_scopes = _crd_scopes(manifests)
@@ -250,7 +256,11 @@ def normalize(manifests: Sequence[Manifest], app: AppKey, namespace: str, scope:
             namespaced = scope(api_version, kind)
         if namespaced is None:
             problems.append(
-                RenderProblem(manifest.file, manifest.line, f"the API server has no kind {kind!r} in {api_version!r} (is its CRD installed?)")
+                RenderProblem(
+                    manifest.file,
+                    manifest.line,
+                    f"the API server has no kind {kind!r} in {api_version!r} (is its CRD installed?)",
+                )
             )
             continue
         meta = obj["metadata"]
@@ -260,7 +270,11 @@ def normalize(manifests: Sequence[Manifest], app: AppKey, namespace: str, scope:
             if not meta.get("namespace"):
                 if not namespace:
                     problems.append(
-                        RenderProblem(manifest.file, manifest.line, f"{kind} '{meta['name']}' has no namespace and the Application has no destination.namespace")
+                        RenderProblem(
+                            manifest.file,
+                            manifest.line,
+                            f"{kind} '{meta['name']}' has no namespace and the Application has no destination.namespace",
+                        )
                     )
                     continue
                 meta["namespace"] = namespace
@@ -271,7 +285,13 @@ def normalize(manifests: Sequence[Manifest], app: AppKey, namespace: str, scope:
         try:
             wave = int(str(wave_text).strip())
         except ValueError:
-            problems.append(RenderProblem(manifest.file, manifest.line, f"annotation {SYNC_WAVE} must be an integer, not {wave_text!r}"))
+            problems.append(
+                RenderProblem(
+                    manifest.file,
+                    manifest.line,
+                    f"annotation {SYNC_WAVE} must be an integer, not {wave_text!r}",
+                )
+            )
             continue
         ref = ObjectRef.of(obj)
         annotations[TRACKING] = tracking_id(app, ref.group, ref.kind, ref.namespace, ref.name)
@@ -328,7 +348,10 @@ def make_plan(
 
     waves = []
     for number in sorted(by_wave):
-        steps = sorted(by_wave[number], key=lambda s: (kind_rank(s.ref.kind), s.ref.kind, s.ref.namespace, s.ref.name))
+        steps = sorted(
+            by_wave[number],
+            key=lambda s: (kind_rank(s.ref.kind), s.ref.kind, s.ref.namespace, s.ref.name),
+        )
         groups: list[list[Step]] = []
         for step in steps:
             if groups and kind_rank(groups[-1][0].ref.kind) == kind_rank(step.ref.kind):
@@ -352,13 +375,19 @@ def make_plan(
             continue
         expected = tracking_id(app, ref.group, ref.kind, ref.namespace, ref.name)
         if state.tracking != expected:
-            orphans.append(PruneStep(ref, "not pruned: it no longer carries this app's tracking id"))
+            orphans.append(
+                PruneStep(ref, "not pruned: it no longer carries this app's tracking id")
+            )
             continue
         if state.prune_annotation == "false":
             orphans.append(PruneStep(ref, f"not pruned: annotated {PRUNE}=false"))
             continue
         if (ref.group, ref.kind) in PROTECTED_KINDS and state.prune_annotation != "true":
-            orphans.append(PruneStep(ref, f"not pruned: {ref.kind} objects are kept unless annotated {PRUNE}=true"))
+            orphans.append(
+                PruneStep(
+                    ref, f"not pruned: {ref.kind} objects are kept unless annotated {PRUNE}=true"
+                )
+            )
             continue
         candidates.append(PruneStep(ref, "removed from git"))
     candidates.sort(key=lambda p: (-kind_rank(p.ref.kind), p.ref.namespace, p.ref.name))

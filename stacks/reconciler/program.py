@@ -46,21 +46,84 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="platform run reconciler",
         description="The GitOps reconciler: keeps the cluster equal to git for every Application.",
     )
-    parser.add_argument("--kubeconfig", default=_env("KUBECONFIG") or None, help="kubeconfig file (env PLATFORM_RECONCILER_KUBECONFIG; default: in-cluster, then $KUBECONFIG)")
-    parser.add_argument("--context", default=_env("CONTEXT") or None, help="kubeconfig context (env PLATFORM_RECONCILER_CONTEXT)")
-    parser.add_argument("--server", default=_env("SERVER") or None, help="API server URL, with --token-file (env PLATFORM_RECONCILER_SERVER)")
-    parser.add_argument("--token-file", default=_env("TOKEN_FILE") or None, help="bearer token file, e.g. a ServiceAccount token (env PLATFORM_RECONCILER_TOKEN_FILE)")
-    parser.add_argument("--ca-file", default=_env("CA_FILE") or None, help="API server CA bundle for --server (env PLATFORM_RECONCILER_CA_FILE)")
-    parser.add_argument("--namespace", default=_env("NAMESPACE") or os.environ.get("POD_NAMESPACE") or "platform-system", help="namespace of the leader Lease (env PLATFORM_RECONCILER_NAMESPACE)")
-    parser.add_argument("--watch-namespace", default=_env("WATCH_NAMESPACE") or None, help="only Applications in this namespace (default: all; env PLATFORM_RECONCILER_WATCH_NAMESPACE)")
-    parser.add_argument("--listen", default=_env("LISTEN", "0.0.0.0:8080"), help="HTTP address for /webhook, /metrics, /healthz (env PLATFORM_RECONCILER_LISTEN)")
-    parser.add_argument("--webhook-secret-file", default=_env("WEBHOOK_SECRET_FILE") or None, help="file with the push webhook's HMAC secret (env PLATFORM_RECONCILER_WEBHOOK_SECRET_FILE)")
-    parser.add_argument("--git-credentials-file", default=_env("GIT_CREDENTIALS_FILE") or None, help="git-credentials file (https://user:password@host per line; env PLATFORM_RECONCILER_GIT_CREDENTIALS_FILE)")
-    parser.add_argument("--cache-dir", default=_env("CACHE_DIR") or str(Path.home() / ".cache" / "platform-reconciler"), help="git cache directory (env PLATFORM_RECONCILER_CACHE_DIR)")
-    parser.add_argument("--workers", type=int, default=int(_env("WORKERS", "4")), help="Applications reconciled in parallel (env PLATFORM_RECONCILER_WORKERS)")
-    parser.add_argument("--leader-elect", dest="leader_elect", action=argparse.BooleanOptionalAction, default=_env("LEADER_ELECT", "true") != "false", help="take a Lease before acting (env PLATFORM_RECONCILER_LEADER_ELECT)")
-    parser.add_argument("--lease-name", default=_env("LEASE_NAME", "platform-reconciler"), help="name of the Lease (env PLATFORM_RECONCILER_LEASE_NAME)")
-    parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING (env PLATFORM_RECONCILER_LOG_LEVEL)")
+    parser.add_argument(
+        "--kubeconfig",
+        default=_env("KUBECONFIG") or None,
+        help="kubeconfig file (env PLATFORM_RECONCILER_KUBECONFIG; default: in-cluster, then $KUBECONFIG)",
+    )
+    parser.add_argument(
+        "--context",
+        default=_env("CONTEXT") or None,
+        help="kubeconfig context (env PLATFORM_RECONCILER_CONTEXT)",
+    )
+    parser.add_argument(
+        "--server",
+        default=_env("SERVER") or None,
+        help="API server URL, with --token-file (env PLATFORM_RECONCILER_SERVER)",
+    )
+    parser.add_argument(
+        "--token-file",
+        default=_env("TOKEN_FILE") or None,
+        help="bearer token file, e.g. a ServiceAccount token (env PLATFORM_RECONCILER_TOKEN_FILE)",
+    )
+    parser.add_argument(
+        "--ca-file",
+        default=_env("CA_FILE") or None,
+        help="API server CA bundle for --server (env PLATFORM_RECONCILER_CA_FILE)",
+    )
+    parser.add_argument(
+        "--namespace",
+        default=_env("NAMESPACE") or os.environ.get("POD_NAMESPACE") or "platform-system",
+        help="namespace of the leader Lease (env PLATFORM_RECONCILER_NAMESPACE)",
+    )
+    parser.add_argument(
+        "--watch-namespace",
+        default=_env("WATCH_NAMESPACE") or None,
+        help="only Applications in this namespace (default: all; env PLATFORM_RECONCILER_WATCH_NAMESPACE)",
+    )
+    parser.add_argument(
+        "--listen",
+        default=_env("LISTEN", "0.0.0.0:8080"),
+        help="HTTP address for /webhook, /metrics, /healthz (env PLATFORM_RECONCILER_LISTEN)",
+    )
+    parser.add_argument(
+        "--webhook-secret-file",
+        default=_env("WEBHOOK_SECRET_FILE") or None,
+        help="file with the push webhook's HMAC secret (env PLATFORM_RECONCILER_WEBHOOK_SECRET_FILE)",
+    )
+    parser.add_argument(
+        "--git-credentials-file",
+        default=_env("GIT_CREDENTIALS_FILE") or None,
+        help="git-credentials file (https://user:password@host per line; env PLATFORM_RECONCILER_GIT_CREDENTIALS_FILE)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        default=_env("CACHE_DIR") or str(Path.home() / ".cache" / "platform-reconciler"),
+        help="git cache directory (env PLATFORM_RECONCILER_CACHE_DIR)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(_env("WORKERS", "4")),
+        help="Applications reconciled in parallel (env PLATFORM_RECONCILER_WORKERS)",
+    )
+    parser.add_argument(
+        "--leader-elect",
+        dest="leader_elect",
+        action=argparse.BooleanOptionalAction,
+        default=_env("LEADER_ELECT", "true") != "false",
+        help="take a Lease before acting (env PLATFORM_RECONCILER_LEADER_ELECT)",
+    )
+    parser.add_argument(
+        "--lease-name",
+        default=_env("LEASE_NAME", "platform-reconciler"),
+        help="name of the Lease (env PLATFORM_RECONCILER_LEASE_NAME)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=_env("LOG_LEVEL", "INFO"),
+        help="DEBUG, INFO, WARNING (env PLATFORM_RECONCILER_LOG_LEVEL)",
+    )
     return parser.parse_args(argv)
 
 
@@ -78,7 +141,13 @@ def _label_leader_pod(client: KubeClient, namespace: str, leader: bool) -> None:
         return
     value = "true" if leader else None
     try:
-        client.merge_patch("v1", "Pod", pod, {"metadata": {"labels": {"gitops.platform.local/leader": value}}}, namespace)
+        client.merge_patch(
+            "v1",
+            "Pod",
+            pod,
+            {"metadata": {"labels": {"gitops.platform.local/leader": value}}},
+            namespace,
+        )
     except PlatformError as error:
         log.warning("failed to label Pod '%s/%s': %s", namespace, pod, error)
 
@@ -141,10 +210,14 @@ def main(argv: list[str]) -> int:
             _label_leader_pod(client, args.namespace, leader=False)
             if not elector.acquire(stop):
                 return 0
-            threading.Thread(target=elector.renew_forever, args=(stop,), name="lease", daemon=True).start()
+            threading.Thread(
+                target=elector.renew_forever, args=(stop,), name="lease", daemon=True
+            ).start()
             _label_leader_pod(client, args.namespace, leader=True)
         leading.set()
-        controller = Controller(client, options, metrics, EventRecorder(client, "platform-reconciler"))
+        controller = Controller(
+            client, options, metrics, EventRecorder(client, "platform-reconciler")
+        )
         controller.start()
         log.info("reconciler started (API %s)", client.description)
         while not stop.wait(0.5):

@@ -33,7 +33,9 @@ class PruneResult:
     failed: tuple[tuple[ObjectRef, str], ...]
 
 
-def prune(client: DeleteClient, steps: Sequence[PruneStep], propagation: str = "Background") -> PruneResult:
+def prune(
+    client: DeleteClient, steps: Sequence[PruneStep], propagation: str = "Background"
+) -> PruneResult:
     deleted: list[ObjectRef] = []
     gone: list[ObjectRef] = []
     failed: list[tuple[ObjectRef, str]] = []

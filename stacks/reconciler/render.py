@@ -47,7 +47,11 @@ class RenderProblem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
+        return (
+            f"{self.file}:{self.line}: {self.message}"
+            if self.line
+            else f"{self.file}: {self.message}"
+        )
 
 
 class RenderError(PermanentError):
@@ -89,14 +93,22 @@ def _check(obj: Any, file: str, line: int, problems: list[RenderProblem]) -> lis
     if obj is None:
         return []
     if not isinstance(obj, dict):
-        problems.append(RenderProblem(file, line, f"expected a Kubernetes object (a mapping), found a {type(obj).__name__}"))
+        problems.append(
+            RenderProblem(
+                file,
+                line,
+                f"expected a Kubernetes object (a mapping), found a {type(obj).__name__}",
+            )
+        )
         return []
     if obj.get("kind") == "List" and isinstance(obj.get("items"), list):
         found: list[Manifest] = []
         for item in obj["items"]:
             found.extend(_check(item, file, line, problems))
         return found
-    missing = [f for f in ("apiVersion", "kind") if not isinstance(obj.get(f), str) or not obj.get(f)]
+    missing = [
+        f for f in ("apiVersion", "kind") if not isinstance(obj.get(f), str) or not obj.get(f)
+    ]
     metadata = obj.get("metadata")
     if not isinstance(metadata, dict) or not metadata.get("name"):
         missing.append("metadata.name")
@@ -108,7 +120,9 @@ def _check(obj: Any, file: str, line: int, problems: list[RenderProblem]) -> lis
         if values is not None and (
             not isinstance(values, dict) or any(not isinstance(v, str) for v in values.values())
         ):
-            problems.append(RenderProblem(file, line, f"metadata.{key} values must be strings (quote them)"))
+            problems.append(
+                RenderProblem(file, line, f"metadata.{key} values must be strings (quote them)")
+            )
             return []
     return [Manifest(obj, file, line)]
 
@@ -132,7 +146,9 @@ def render_file(file: str, content: bytes, problems: list[RenderProblem]) -> lis
         except yaml.MarkedYAMLError as error:
             mark = error.problem_mark or error.context_mark
             line = start + (mark.line if mark else 0)
-            problem = " ".join(str(x) for x in (error.context, error.problem) if x) or "invalid YAML"
+            problem = (
+                " ".join(str(x) for x in (error.context, error.problem) if x) or "invalid YAML"
+            )
             problems.append(RenderProblem(file, line, f"invalid YAML: {problem}"))
             continue
         except yaml.YAMLError as error:
@@ -153,7 +169,11 @@ def render(files: Iterable[tuple[str, bytes]]) -> list[Manifest]:
         key = ObjectRef.of(manifest.obj).key
         if key in seen:
             problems.append(
-                RenderProblem(manifest.file, manifest.line, f"{ObjectRef.of(manifest.obj)} is also defined at {seen[key].where}")
+                RenderProblem(
+                    manifest.file,
+                    manifest.line,
+                    f"{ObjectRef.of(manifest.obj)} is also defined at {seen[key].where}",
+                )
             )
         seen[key] = manifest
     if problems:

@@ -57,7 +57,9 @@ class Server:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("%s %s", self.address_string(), format % args)
 
-            def _send(self, code: int, body: str, content_type: str = "text/plain; charset=utf-8") -> None:
+            def _send(
+                self, code: int, body: str, content_type: str = "text/plain; charset=utf-8"
+            ) -> None:
                 data = body.encode()
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
@@ -86,12 +88,18 @@ class Server:
                     self._send(403, "webhooks are disabled: the reconciler has no webhook secret\n")
                     return
                 if not verify(outer.secret, body, self.headers.get(SIGNATURE_HEADER)):
-                    log.warning("refused a webhook from %s: bad or missing signature", self.address_string())
+                    log.warning(
+                        "refused a webhook from %s: bad or missing signature", self.address_string()
+                    )
                     self._send(401, f"bad or missing {SIGNATURE_HEADER}\n")
                     return
                 try:
                     event = json.loads(body)
-                    repo, ref, after = str(event["repo"]), str(event.get("ref", "")), str(event.get("after", ""))
+                    repo, ref, after = (
+                        str(event["repo"]),
+                        str(event.get("ref", "")),
+                        str(event.get("after", "")),
+                    )
                 except (ValueError, KeyError, TypeError):
                     self._send(400, 'expected {"repo", "ref", "before", "after"}\n')
                     return
@@ -100,7 +108,9 @@ class Server:
                     self._send(503, "not the leader\n")
                     return
                 queued = handler(repo, ref, after)
-                self._send(202, json.dumps({"queued": [str(k) for k in queued]}) + "\n", "application/json")
+                self._send(
+                    202, json.dumps({"queued": [str(k) for k in queued]}) + "\n", "application/json"
+                )
 
         self.secret = secret
         self.httpd = ThreadingHTTPServer((host, port), Handler)

@@ -170,7 +170,9 @@ class GitCache:
                 if secret:
                     text = text.replace(secret, "***")
             text = re.sub(r"://[^/@\s]+@", "://", text)
-            raise FetchError(f"git {args[0]} failed: {trim(text, 400) or f'exit {result.returncode}'}")
+            raise FetchError(
+                f"git {args[0]} failed: {trim(text, 400) or f'exit {result.returncode}'}"
+            )
         return result.stdout
 
     def fetch(self, url: str, revision: str, creds: Credentials | None = None) -> str:
@@ -210,7 +212,9 @@ class GitCache:
                 except FetchError:
                     continue
             if _SHA.match(want):
-                self._run(["fetch", "--quiet", "--no-write-fetch-head", url, want], repo, creds, secrets)
+                self._run(
+                    ["fetch", "--quiet", "--no-write-fetch-head", url, want], repo, creds, secrets
+                )
                 return want
             raise RevisionNotFound(
                 f"revision {want!r} does not exist in {redact_url(url)}",

@@ -59,7 +59,12 @@ class Report:
 
 
 def _condition(
-    type_: str, status: str, reason: str, message: str, generation: int, previous: list[dict[str, Any]]
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    generation: int,
+    previous: list[dict[str, Any]],
 ) -> dict[str, Any]:
     old = next((c for c in previous if c.get("type") == type_), None)
     changed = old is None or old.get("status") != status
@@ -77,7 +82,11 @@ def to_status(report: Report, previous: dict[str, Any]) -> dict[str, Any]:
     """The full status object for `report`, carrying forward what this run did not learn."""
     old_conditions = list(previous.get("conditions") or [])
     ready_status, ready_reason, ready_message = report.ready
-    conditions = [_condition("Ready", ready_status, ready_reason, ready_message, report.generation, old_conditions)]
+    conditions = [
+        _condition(
+            "Ready", ready_status, ready_reason, ready_message, report.generation, old_conditions
+        )
+    ]
     conditions.append(
         _condition(
             "Reconciling",
@@ -100,7 +109,9 @@ def to_status(report: Report, previous: dict[str, Any]) -> dict[str, Any]:
         )
     )
     for type_, status, reason, message in report.extra_conditions:
-        conditions.append(_condition(type_, status, reason, message, report.generation, old_conditions))
+        conditions.append(
+            _condition(type_, status, reason, message, report.generation, old_conditions)
+        )
     old_health = previous.get("health") or {}
     health = {
         "status": str(report.health.status),
@@ -118,7 +129,9 @@ def to_status(report: Report, previous: dict[str, Any]) -> dict[str, Any]:
         },
         "health": health,
         "conditions": conditions,
-        "resources": report.resources if report.resources or report.inventory is not None else previous.get("resources", []),
+        "resources": report.resources
+        if report.resources or report.inventory is not None
+        else previous.get("resources", []),
         "inventory": [e.to_json() for e in report.inventory]
         if report.inventory is not None
         else previous.get("inventory", []),

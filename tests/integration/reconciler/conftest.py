@@ -51,13 +51,17 @@ class GitRepo:
         self.bare = bare
         self.work = work
         self.url = f"file://{bare}"
-        subprocess.run(["git", "clone", "-q", str(bare), str(work)], check=True, capture_output=True)
+        subprocess.run(
+            ["git", "clone", "-q", str(bare), str(work)], check=True, capture_output=True
+        )
         self._git("config", "user.email", "test@example.com")
         self._git("config", "user.name", "test")
         self._git("checkout", "-q", "-B", "main")
 
     def _git(self, *args: str) -> str:
-        result = subprocess.run(["git", *args], cwd=self.work, check=True, capture_output=True, text=True)
+        result = subprocess.run(
+            ["git", *args], cwd=self.work, check=True, capture_output=True, text=True
+        )
         return result.stdout.strip()
 
     def write(self, path: str, content: str | list[dict[str, Any]] | dict[str, Any]) -> None:
@@ -123,8 +127,10 @@ def start_reconciler(
 
     def healthy() -> bool:
         if process.poll() is not None:
-            raise RuntimeError(f"reconciler exited {process.returncode}:\n{log.read_text()[-3000:]}")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:  # noqa: S310
+            raise RuntimeError(
+                f"reconciler exited {process.returncode}:\n{log.read_text()[-3000:]}"
+            )
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
             return bool(answer.status == 200)
 
     processes.wait_for(healthy, timeout=30, what="the reconciler's /healthz")
@@ -137,7 +143,12 @@ def reconciler(
 ) -> Iterator[Reconciler]:
     running = start_reconciler(
         tmp_path,
-        [f"--kubeconfig={cluster.kubeconfig}", f"--watch-namespace={namespace}", "--no-leader-elect", "--log-level=DEBUG"],
+        [
+            f"--kubeconfig={cluster.kubeconfig}",
+            f"--watch-namespace={namespace}",
+            "--no-leader-elect",
+            "--log-level=DEBUG",
+        ],
     )
     yield running
     processes.stop(running.process)
@@ -172,12 +183,22 @@ class Apps:
         destination: str | None = None,
     ) -> dict[str, Any]:
         spec: dict[str, Any] = {
-            "source": {"repoURL": repo_url or self.repo_url, "path": path, "targetRevision": "main"},
-            "destination": {"namespace": destination if destination is not None else (create_namespace or self.namespace)},
+            "source": {
+                "repoURL": repo_url or self.repo_url,
+                "path": path,
+                "targetRevision": "main",
+            },
+            "destination": {
+                "namespace": destination
+                if destination is not None
+                else (create_namespace or self.namespace)
+            },
             "interval": interval,
         }
         if automated:
-            spec["syncPolicy"] = {"automated": {"prune": prune, "selfHeal": self_heal, "allowEmpty": allow_empty}}
+            spec["syncPolicy"] = {
+                "automated": {"prune": prune, "selfHeal": self_heal, "allowEmpty": allow_empty}
+            }
         if create_namespace:
             spec.setdefault("syncPolicy", {})["syncOptions"] = ["CreateNamespace=true"]
         if depends_on:
@@ -189,7 +210,9 @@ class Apps:
             meta["finalizers"] = ["resources-finalizer.gitops.platform.local"]
         if annotations:
             meta["annotations"] = annotations
-        return self.kube.create({"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": spec})
+        return self.kube.create(
+            {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": spec}
+        )
 
     def get(self, name: str) -> dict[str, Any]:
         obj = self.kube.get(API_VERSION, KIND, name, self.namespace)
@@ -197,7 +220,9 @@ class Apps:
         return obj
 
     def annotate(self, name: str, **annotations: str | None) -> None:
-        self.kube.merge_patch(API_VERSION, KIND, name, {"metadata": {"annotations": annotations}}, self.namespace)
+        self.kube.merge_patch(
+            API_VERSION, KIND, name, {"metadata": {"annotations": annotations}}, self.namespace
+        )
 
     def wait(
         self,
@@ -216,14 +241,18 @@ class Apps:
         try:
             processes.wait_for(check, timeout=timeout, what=f"{name}: {what}", interval=0.05)
         except TimeoutError as error:
-            raise AssertionError(f"{error}\nstatus: {json.dumps(last.get('status'), indent=1)[:4000]}") from None
+            raise AssertionError(
+                f"{error}\nstatus: {json.dumps(last.get('status'), indent=1)[:4000]}"
+            ) from None
         return last
 
     def wait_synced(self, name: str, revision: str, timeout: float = 30.0) -> dict[str, Any]:
         return self.wait(
             name,
-            lambda o: (o.get("status") or {}).get("lastAppliedRevision") == revision
-            and ready(o) == "True",
+            lambda o: (
+                (o.get("status") or {}).get("lastAppliedRevision") == revision
+                and ready(o) == "True"
+            ),
             f"synced and Ready at {revision[:8]}",
             timeout,
         )
@@ -245,14 +274,18 @@ def apps(kube: KubeClient, namespace: str, repo: GitRepo) -> Apps:
     return Apps(kube, namespace, repo.url)
 
 
-def configmap(name: str, data: dict[str, str] | None = None, **annotations: str) -> dict[str, Any]:
+def configmap(
+    name: str, data: dict[str, str] | None = None, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if annotations:
         meta["annotations"] = dict(annotations)
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data or {"k": name}}
 
 
-def deployment(name: str, replicas: int = 1, **annotations: str) -> dict[str, Any]:
+def deployment(
+    name: str, replicas: int = 1, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if annotations:
         meta["annotations"] = dict(annotations)
@@ -268,7 +301,9 @@ def deployment(name: str, replicas: int = 1, **annotations: str) -> dict[str, An
                 "metadata": {"labels": labels},
                 "spec": {
                     "containers": [{"name": "app", "image": "registry.example/app:1"}],
-                    "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+                    "tolerations": [
+                        {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
+                    ],
                 },
             },
         },

@@ -13,7 +13,12 @@ pytestmark = pytest.mark.integration
 
 
 def test_apps_sync_and_diff(
-    cluster: KwokCluster, reconciler: Reconciler, repo: GitRepo, apps: Apps, kube: KubeClient, namespace: str
+    cluster: KwokCluster,
+    reconciler: Reconciler,
+    repo: GitRepo,
+    apps: Apps,
+    kube: KubeClient,
+    namespace: str,
 ) -> None:
     repo.write("app/cm.yaml", [configmap("one"), configmap("two")])
     rev = repo.commit()
@@ -37,7 +42,7 @@ def test_apps_sync_and_diff(
     assert clean.returncode == 0 and "in sync with git" in clean.stdout
 
     as_json = run_platform("apps", *flags, "-o", "json")
-    summary = [e for e in json_events(as_json.stdout) if e["event"] == "summary"][0]
+    summary = next(e for e in json_events(as_json.stdout) if e["event"] == "summary")
     assert summary["applications"][0]["sync"] == "Synced"
 
     missing = run_platform("sync", "nope", *flags)

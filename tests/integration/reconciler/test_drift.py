@@ -52,7 +52,7 @@ def test_hand_edit_is_reverted_with_self_heal(
     def reverted() -> bool:
         web = kube.get("apps/v1", "Deployment", "web", namespace) or {}
         cm = kube.get("v1", "ConfigMap", "settings", namespace) or {}
-        return web["spec"]["replicas"] == 2 and cm["data"]["mode"] == "git"
+        return bool(web["spec"]["replicas"] == 2 and cm["data"]["mode"] == "git")
 
     took = wait_until(reverted, "the hand edits to be reverted", timeout=10)
     assert took < 5
@@ -82,8 +82,10 @@ def test_hand_edit_without_self_heal_is_reported_out_of_sync(
     apps.annotate("watch-only", **{"gitops.platform.local/refresh": "now"})
     apps.wait(
         "watch-only",
-        lambda o: o["status"]["sync"]["status"] == "Synced"
-        and o["status"].get("lastHandledRefresh") == "now",
+        lambda o: (
+            o["status"]["sync"]["status"] == "Synced"
+            and o["status"].get("lastHandledRefresh") == "now"
+        ),
         "Synced after a manual sync",
     )
     live = kube.get("v1", "ConfigMap", "settings", namespace)

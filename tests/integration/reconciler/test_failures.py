@@ -49,10 +49,15 @@ def test_bad_yaml_reports_file_and_line_and_prunes_nothing(
     reconciler: Reconciler, repo: GitRepo, apps: Apps, kube: KubeClient, namespace: str
 ) -> None:
     _two_apps(repo, apps)
-    repo.write("broken/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: one\ndata: [unclosed\n")
+    repo.write(
+        "broken/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: one\ndata: [unclosed\n",
+    )
     rev = repo.commit("break it")
     apps.annotate("broken", **{REFRESH: rev})
-    obj = apps.wait("broken", lambda o: condition(o, "Ready").get("reason") == "RenderFailed", "RenderFailed")
+    obj = apps.wait(
+        "broken", lambda o: condition(o, "Ready").get("reason") == "RenderFailed", "RenderFailed"
+    )
     message = condition(obj, "Ready")["message"]
     assert re.search(r"broken/cm\.yaml:\d+: invalid YAML", message), message
     assert condition(obj, "Stalled")["status"] == "True"
@@ -68,7 +73,9 @@ def test_missing_path_is_reported_and_prunes_nothing(
     repo.remove("broken")
     rev = repo.commit("remove the directory")
     apps.annotate("broken", **{REFRESH: rev})
-    obj = apps.wait("broken", lambda o: condition(o, "Ready").get("reason") == "PathNotFound", "PathNotFound")
+    obj = apps.wait(
+        "broken", lambda o: condition(o, "Ready").get("reason") == "PathNotFound", "PathNotFound"
+    )
     assert "path 'broken' does not exist" in condition(obj, "Ready")["message"]
     assert kube.get("v1", "ConfigMap", "one", namespace) is not None
     _other_app_still_syncs(repo, apps, kube, namespace)
@@ -82,7 +89,9 @@ def test_empty_path_is_reported_and_prunes_nothing(
     repo.write("broken/README.md", "nothing here\n")
     rev = repo.commit("empty the directory")
     apps.annotate("broken", **{REFRESH: rev})
-    obj = apps.wait("broken", lambda o: condition(o, "Ready").get("reason") == "EmptyRender", "EmptyRender")
+    obj = apps.wait(
+        "broken", lambda o: condition(o, "Ready").get("reason") == "EmptyRender", "EmptyRender"
+    )
     assert "holds no objects" in condition(obj, "Ready")["message"]
     assert kube.get("v1", "ConfigMap", "one", namespace) is not None
     assert kube.get("v1", "ConfigMap", "two", namespace) is not None
@@ -97,7 +106,9 @@ def test_object_rejected_by_the_api_server(
     repo.write("broken/cm.yaml", [configmap("one", {"k": "v2"}), bad])  # `two` removed
     rev = repo.commit("an invalid object")
     apps.annotate("broken", **{REFRESH: rev})
-    obj = apps.wait("broken", lambda o: condition(o, "Ready").get("reason") == "ApplyFailed", "ApplyFailed")
+    obj = apps.wait(
+        "broken", lambda o: condition(o, "Ready").get("reason") == "ApplyFailed", "ApplyFailed"
+    )
     message = condition(obj, "Ready")["message"]
     assert "broken/cm.yaml:" in message and "Not_A_Valid_Name" in message
     assert "nothing was pruned" in message
@@ -115,7 +126,9 @@ def test_prune_breaker_holds_until_allowed(
     repo.write("many/cm.yaml", [configmap("cm0")])
     rev = repo.commit("drop three of four")
     apps.annotate("many", **{REFRESH: rev})
-    obj = apps.wait("many", lambda o: condition(o, "Ready").get("reason") == "PruneBlocked", "PruneBlocked")
+    obj = apps.wait(
+        "many", lambda o: condition(o, "Ready").get("reason") == "PruneBlocked", "PruneBlocked"
+    )
     message = condition(obj, "Ready")["message"]
     assert "would prune 3 of the 4" in message and "allow-mass-prune" in message
     assert all(kube.get("v1", "ConfigMap", f"cm{i}", namespace) for i in range(4))
@@ -127,7 +140,7 @@ def test_prune_breaker_holds_until_allowed(
 
 
 def _metric(reconciler: Reconciler, name: str) -> float:
-    with urllib.request.urlopen(f"{reconciler.url}/metrics", timeout=5) as answer:  # noqa: S310
+    with urllib.request.urlopen(f"{reconciler.url}/metrics", timeout=5) as answer:
         text = answer.read().decode()
     total = 0.0
     for line in text.splitlines():
@@ -146,7 +159,9 @@ def test_unreachable_source_backs_off_and_resumes(
     moved = repo.bare.with_name("moved.git")
     shutil.move(repo.bare, moved)
     apps.annotate("remote", **{REFRESH: "while-down"})
-    obj = apps.wait("remote", lambda o: condition(o, "Ready").get("reason") == "FetchFailed", "FetchFailed")
+    obj = apps.wait(
+        "remote", lambda o: condition(o, "Ready").get("reason") == "FetchFailed", "FetchFailed"
+    )
     assert "failed to fetch" in condition(obj, "Ready")["message"]
     start = _metric(reconciler, 'platform_reconciler_errors_total{reason="FetchFailed"}')
     time.sleep(7)

@@ -49,7 +49,9 @@ def test_cascade_finalizer_deletes_objects_and_its_absence_keeps_them(
     kube.delete("gitops.platform.local/v1alpha1", "Application", "keep", namespace)
     kube.delete("gitops.platform.local/v1alpha1", "Application", "drop", namespace)
     wait_until(
-        lambda: kube.get("gitops.platform.local/v1alpha1", "Application", "drop", namespace) is None,
+        lambda: (
+            kube.get("gitops.platform.local/v1alpha1", "Application", "drop", namespace) is None
+        ),
         "the cascading Application to go",
         timeout=20,
     )
@@ -75,7 +77,9 @@ def installed_rbac(cluster: KwokCluster, crd: None) -> None:
 
 
 @pytest.fixture
-def service_account(kube: KubeClient, installed_rbac: None, tmp_path: Path) -> Iterator[tuple[KubeClient, list[str]]]:
+def service_account(
+    kube: KubeClient, installed_rbac: None, tmp_path: Path
+) -> Iterator[tuple[KubeClient, list[str]]]:
     token = kube.token_request("platform-system", "platform-reconciler", expiration_seconds=3600)
     token_file = tmp_path / "token"
     token_file.write_text(token)
@@ -98,7 +102,9 @@ def test_runs_with_the_shipped_service_account_and_rbac(
 ) -> None:
     sa, args = service_account
     lease = f"rbac-{uuid.uuid4().hex[:6]}"
-    running = start_reconciler(tmp_path, [*args, f"--watch-namespace={namespace}", f"--lease-name={lease}"])
+    running = start_reconciler(
+        tmp_path, [*args, f"--watch-namespace={namespace}", f"--lease-name={lease}"]
+    )
     try:
         service = {
             "apiVersion": "v1",
@@ -131,7 +137,9 @@ def test_runs_with_the_shipped_service_account_and_rbac(
         repo.write("app/extra.yaml", priority)
         rev = repo.commit("a kind it may not manage")
         apps.annotate("as-sa", **{"gitops.platform.local/refresh": rev})
-        obj = apps.wait("as-sa", lambda o: condition(o, "Ready").get("reason") == "ApplyFailed", "ApplyFailed")
+        obj = apps.wait(
+            "as-sa", lambda o: condition(o, "Ready").get("reason") == "ApplyFailed", "ApplyFailed"
+        )
         assert "forbidden" in condition(obj, "Ready")["message"].lower()
         assert kube.get("v1", "ConfigMap", "cm", namespace) is not None
     finally:
@@ -158,7 +166,12 @@ def test_leader_election_only_one_replica_acts(
     common = [*args, f"--watch-namespace={namespace}", f"--lease-name={lease}"]
     first = start_reconciler(tmp_path, common, name="first")
     wait_until(
-        lambda: (kube.get("coordination.k8s.io/v1", "Lease", lease, "platform-system") or {}).get("spec", {}).get("holderIdentity") is not None,
+        lambda: (
+            (kube.get("coordination.k8s.io/v1", "Lease", lease, "platform-system") or {})
+            .get("spec", {})
+            .get("holderIdentity")
+            is not None
+        ),
         "a leader",
     )
     second = start_reconciler(tmp_path, common, name="second")
@@ -175,7 +188,10 @@ def test_leader_election_only_one_replica_acts(
         rev = repo.commit()
         apps.annotate("led", **{"gitops.platform.local/refresh": rev})
         took = wait_until(
-            lambda: (kube.get("v1", "ConfigMap", "one", namespace) or {}).get("data") == {"k": "after failover"},
+            lambda: (
+                (kube.get("v1", "ConfigMap", "one", namespace) or {}).get("data")
+                == {"k": "after failover"}
+            ),
             "the second replica to take over",
             timeout=30,
         )
@@ -199,7 +215,11 @@ def test_push_webhook_from_the_git_server_applies_within_a_second(
 ) -> None:
     running = start_reconciler(
         tmp_path,
-        [f"--kubeconfig={cluster.kubeconfig}", f"--watch-namespace={namespace}", "--no-leader-elect"],
+        [
+            f"--kubeconfig={cluster.kubeconfig}",
+            f"--watch-namespace={namespace}",
+            "--no-leader-elect",
+        ],
     )
     try:
         server = git_server_factory(
@@ -235,26 +255,38 @@ def test_push_webhook_from_the_git_server_applies_within_a_second(
             "kind": "Application",
             "metadata": {"name": "pushed", "namespace": namespace},
             "spec": {
-                "source": {"repoURL": url, "path": "app", "targetRevision": "main", "secretRef": {"name": "git-reader"}},
+                "source": {
+                    "repoURL": url,
+                    "path": "app",
+                    "targetRevision": "main",
+                    "secretRef": {"name": "git-reader"},
+                },
                 "destination": {"namespace": namespace},
                 "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
                 "interval": "1h",
             },
         }
         kube.create(app)
-        wait_until(lambda: kube.get("v1", "ConfigMap", "pushed", namespace) is not None, "the first sync")
+        wait_until(
+            lambda: kube.get("v1", "ConfigMap", "pushed", namespace) is not None, "the first sync"
+        )
         latencies = []
         for i in range(3):
             started = time.monotonic()
             push(f"push-{i}")
             wait_until(
-                lambda i=i: (kube.get("v1", "ConfigMap", "pushed", namespace) or {}).get("data") == {"k": f"push-{i}"},  # type: ignore[misc]
+                lambda i=i: (
+                    (kube.get("v1", "ConfigMap", "pushed", namespace) or {}).get("data")
+                    == {"k": f"push-{i}"}
+                ),  # type: ignore[misc]
                 "the push to be applied",
                 timeout=10,
             )
             latencies.append(time.monotonic() - started)
         assert sorted(latencies)[1] < 1.5, latencies  # the bench measures the p50 goal (< 1 s)
-        log = running.output() + json.dumps(kube.get("gitops.platform.local/v1alpha1", "Application", "pushed", namespace))
+        log = running.output() + json.dumps(
+            kube.get("gitops.platform.local/v1alpha1", "Application", "pushed", namespace)
+        )
         assert reader_password not in log
         assert "push to" in running.output()
     finally:
@@ -262,14 +294,16 @@ def test_push_webhook_from_the_git_server_applies_within_a_second(
 
 
 def test_webhook_refuses_a_bad_signature(reconciler: Reconciler) -> None:
-    body = json.dumps({"repo": "gitops", "ref": "refs/heads/main", "before": "a", "after": "b"}).encode()
+    body = json.dumps(
+        {"repo": "gitops", "ref": "refs/heads/main", "before": "a", "after": "b"}
+    ).encode()
 
     def post(signature: str | None) -> int:
         request = urllib.request.Request(f"{reconciler.url}/webhook", data=body, method="POST")
         if signature is not None:
             request.add_header("X-Platform-Signature", signature)
         try:
-            with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=5) as answer:
                 return int(answer.status)
         except urllib.error.HTTPError as error:
             return int(error.code)

@@ -52,7 +52,9 @@ def test_create_update_prune_across_commits(
     assert any(e["reason"] == "Synced" and "pruned 1" in e["message"] for e in events)
 
 
-def test_create_namespace(reconciler: Reconciler, repo: GitRepo, apps: Apps, kube: KubeClient) -> None:
+def test_create_namespace(
+    reconciler: Reconciler, repo: GitRepo, apps: Apps, kube: KubeClient
+) -> None:
     target = f"cn-{uuid.uuid4().hex[:8]}"
     repo.write("ns/cm.yaml", configmap("settings"))
     rev = repo.commit()
@@ -67,9 +69,9 @@ def test_waves_apply_in_order_and_wait_for_health(
     reconciler: Reconciler, repo: GitRepo, apps: Apps, kube: KubeClient, namespace: str
 ) -> None:
     wave = "gitops.platform.local/sync-wave"
-    repo.write("waves/0.yaml", deployment("db", 2, **{wave: "0"}))
-    repo.write("waves/1.yaml", deployment("api", 1, **{wave: "1"}))
-    repo.write("waves/2.yaml", configmap("last", **{wave: "2"}))
+    repo.write("waves/0.yaml", deployment("db", 2, annotations={wave: "0"}))
+    repo.write("waves/1.yaml", deployment("api", 1, annotations={wave: "1"}))
+    repo.write("waves/2.yaml", configmap("last", annotations={wave: "2"}))
     rev = repo.commit()
     apps.create("waves", "waves")
     apps.wait_synced("waves", rev, timeout=60)
@@ -97,10 +99,10 @@ def test_wave_timeout_stops_the_sync(
     reconciler: Reconciler, repo: GitRepo, apps: Apps, kube: KubeClient, namespace: str
 ) -> None:
     wave = "gitops.platform.local/sync-wave"
-    stuck = deployment("stuck", 1, **{wave: "0"})
+    stuck = deployment("stuck", 1, annotations={wave: "0"})
     stuck["spec"]["template"]["spec"]["nodeSelector"] = {"no-such-node": "true"}
     repo.write("t/0.yaml", stuck)
-    repo.write("t/1.yaml", configmap("after", **{wave: "1"}))
+    repo.write("t/1.yaml", configmap("after", annotations={wave: "1"}))
     repo.commit()
     apps.create("timeout", "t", timeout="3s")
     obj = apps.wait(

@@ -30,7 +30,11 @@ def test_health_fixture(fixture: Path) -> None:
 
 
 def test_worst_follows_argo_order() -> None:
-    items = [Health(HealthStatus.HEALTHY), Health(HealthStatus.SUSPENDED), Health(HealthStatus.PROGRESSING, "p")]
+    items = [
+        Health(HealthStatus.HEALTHY),
+        Health(HealthStatus.SUSPENDED),
+        Health(HealthStatus.PROGRESSING, "p"),
+    ]
     assert worst(items).status is HealthStatus.PROGRESSING
     assert worst([*items, Health(HealthStatus.DEGRADED, "d")]).message == "d"
     assert worst([]).status is HealthStatus.HEALTHY

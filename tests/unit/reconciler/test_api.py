@@ -21,30 +21,49 @@ def test_durations() -> None:
 def test_parse_with_defaults_and_policy() -> None:
     spec = AppSpec.parse(
         {
-            "metadata": {"name": "web", "namespace": "apps", "generation": 3, "annotations": {"gitops.platform.local/refresh": "r1"}, "finalizers": ["resources-finalizer.gitops.platform.local"]},
+            "metadata": {
+                "name": "web",
+                "namespace": "apps",
+                "generation": 3,
+                "annotations": {"gitops.platform.local/refresh": "r1"},
+                "finalizers": ["resources-finalizer.gitops.platform.local"],
+            },
             "spec": {
-                "source": {"repoURL": "http://git/gitops.git", "path": "/apps/web/", "directory": {"recurse": True}},
+                "source": {
+                    "repoURL": "http://git/gitops.git",
+                    "path": "/apps/web/",
+                    "directory": {"recurse": True},
+                },
                 "destination": {"namespace": "web"},
-                "syncPolicy": {"automated": {"prune": True}, "syncOptions": ["CreateNamespace=true"]},
+                "syncPolicy": {
+                    "automated": {"prune": True},
+                    "syncOptions": ["CreateNamespace=true"],
+                },
                 "dependsOn": [{"name": "base"}, {"name": "db", "namespace": "data"}],
                 "interval": "30s",
             },
         }
     )
     assert spec.key == AppKey("apps", "web")
-    assert spec.source.path == "apps/web" and spec.source.target_revision == "HEAD" and spec.source.recurse
+    assert (
+        spec.source.path == "apps/web"
+        and spec.source.target_revision == "HEAD"
+        and spec.source.recurse
+    )
     assert spec.automated and spec.prune and not spec.self_heal and spec.create_namespace
     assert spec.depends_on == (AppKey("apps", "base"), AppKey("data", "db"))
     assert spec.interval == 30 and spec.generation == 3 and spec.refresh == "r1" and spec.cascade
 
 
 def test_no_automated_means_manual_sync_only() -> None:
-    spec = AppSpec.parse({"metadata": {"name": "a", "namespace": "n"}, "spec": {"source": {"repoURL": "file:///r"}}})
+    spec = AppSpec.parse(
+        {"metadata": {"name": "a", "namespace": "n"}, "spec": {"source": {"repoURL": "file:///r"}}}
+    )
     assert not spec.automated and spec.interval == 180 and spec.source.path == "."
 
 
 def test_missing_repo_url_is_a_permanent_error() -> None:
-    with pytest.raises(PermanentError, match="spec.source.repoURL"):
+    with pytest.raises(PermanentError, match=r"spec\.source\.repoURL"):
         AppSpec.parse({"metadata": {"name": "a", "namespace": "n"}, "spec": {"source": {}}})
 
 

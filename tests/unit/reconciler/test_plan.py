@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ from stacks.reconciler.plan import (
     Action,
     Desired,
     InventoryEntry,
+    Key,
     Live,
+    Plan,
     content_hash,
     fields_hash,
     make_plan,
@@ -23,7 +26,15 @@ from stacks.reconciler.render import RenderError, render
 
 DATA = Path(__file__).parent / "testdata"
 APP = AppKey("platform", "demo")
-NAMESPACED = {"ConfigMap": True, "Service": True, "Deployment": True, "Job": True, "ServiceAccount": True, "Namespace": False, "CustomResourceDefinition": False}
+NAMESPACED = {
+    "ConfigMap": True,
+    "Service": True,
+    "Deployment": True,
+    "Job": True,
+    "ServiceAccount": True,
+    "Namespace": False,
+    "CustomResourceDefinition": False,
+}
 
 
 def scope(api_version: str, kind: str) -> bool | None:
@@ -35,36 +46,66 @@ def desired_from(name: str) -> list[Desired]:
 
 
 def cm(name: str, data: str = "x", wave: int = 0) -> Desired:
-    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "team"}, "data": {"k": data}}
+    obj = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "team"},
+        "data": {"k": data},
+    }
     return Desired(ObjectRef.of(obj), obj, wave, content_hash(obj))
 
 
 def live_for(d: Desired, fields: str = "f1") -> Live:
     ref = d.ref
-    return Live(fields=fields, tracking=tracking_id(APP, ref.group, ref.kind, ref.namespace, ref.name))
+    return Live(
+        fields=fields, tracking=tracking_id(APP, ref.group, ref.kind, ref.namespace, ref.name)
+    )
 
 
 def entry(d: Desired, fields: str = "f1") -> InventoryEntry:
     return InventoryEntry(d.ref, d.hash, fields)
 
 
-def plan_of(desired: list[Desired], live: dict, inventory: list[InventoryEntry], **kw: object):  # type: ignore[no-untyped-def]
-    options = {"prune": True, "allow_empty": False, "allow_mass_prune": False}
-    options.update(kw)
-    return make_plan(APP, desired, live, inventory, **options)  # type: ignore[arg-type]
+def plan_of(
+    desired: list[Desired],
+    live: Mapping[Key, Live | None],
+    inventory: list[InventoryEntry],
+    prune: bool = True,
+    allow_empty: bool = False,
+    allow_mass_prune: bool = False,
+    revision: str = "",
+) -> Plan:
+    return make_plan(
+        APP,
+        desired,
+        live,
+        inventory,
+        prune=prune,
+        allow_empty=allow_empty,
+        allow_mass_prune=allow_mass_prune,
+        revision=revision,
+    )
 
 
 def test_normalize_defaults_namespace_stamps_tracking_and_reads_waves() -> None:
     items = {d.ref.name: d for d in desired_from("multi.yaml")}
     web = items["web"]
     assert web.ref.namespace == "team" and web.wave == 2
-    assert web.obj["metadata"]["annotations"]["gitops.platform.local/tracking-id"] == "platform/demo:apps/Deployment:team/web"
+    assert (
+        web.obj["metadata"]["annotations"]["gitops.platform.local/tracking-id"]
+        == "platform/demo:apps/Deployment:team/web"
+    )
     assert web.obj["metadata"]["labels"]["gitops.platform.local/managed"] == "true"
     assert web.where == "multi.yaml:9"
 
 
 def test_normalize_unknown_kind_and_bad_wave_name_the_line() -> None:
-    bad = [("x.yaml", b"apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  annotations: {gitops.platform.local/sync-wave: soon}\n")]
+    bad = [
+        (
+            "x.yaml",
+            b"apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  annotations: {gitops.platform.local/sync-wave: soon}\n",
+        )
+    ]
     with pytest.raises(RenderError) as caught:
         normalize(render(bad), APP, "team", scope)
     text = str(caught.value)
@@ -95,7 +136,12 @@ def test_waves_then_kind_order_then_name() -> None:
 def test_create_update_unchanged_and_drift() -> None:
     a, b, c, d = cm("a"), cm("b"), cm("c"), cm("d")
     changed = cm("b", "new")
-    live = {a.ref.key: live_for(a), b.ref.key: live_for(b), c.ref.key: live_for(c, "edited"), d.ref.key: None}
+    live = {
+        a.ref.key: live_for(a),
+        b.ref.key: live_for(b),
+        c.ref.key: live_for(c, "edited"),
+        d.ref.key: None,
+    }
     inventory = [entry(a), entry(b), entry(c), entry(d)]
     plan = plan_of([a, changed, c, d], live, inventory)
     actions = {s.ref.name: (s.action, s.reason, s.drift) for s in plan.steps}
@@ -137,7 +183,12 @@ def test_pvcs_and_namespaces_are_kept_unless_annotated() -> None:
     def tracked(ref: ObjectRef, prune: str = "") -> Live:
         return Live("f", tracking_id(APP, ref.group, ref.kind, ref.namespace, ref.name), prune)
 
-    live = {keep.ref.key: live_for(keep), ns.key: tracked(ns), pvc.key: tracked(pvc), pvc2.key: tracked(pvc2, "true")}
+    live = {
+        keep.ref.key: live_for(keep),
+        ns.key: tracked(ns),
+        pvc.key: tracked(pvc),
+        pvc2.key: tracked(pvc2, "true"),
+    }
     inventory = [entry(keep), *(InventoryEntry(r, "h", "f") for r in (ns, pvc, pvc2))]
     plan = plan_of([keep], live, inventory, allow_mass_prune=True)
     assert [p.ref.name for p in plan.prunes] == ["scratch"]
@@ -164,7 +215,9 @@ def test_empty_render_and_prune_off_never_prune() -> None:
     assert not plan.prunes and "empty" in plan.blocked
     plan = plan_of([], live, [entry(a)], allow_empty=True, allow_mass_prune=True)
     assert [p.ref.name for p in plan.prunes] == ["a"]
-    plan = plan_of([cm("b")], {**live, cm("b").ref.key: None}, [entry(a)], prune=False, allow_mass_prune=True)
+    plan = plan_of(
+        [cm("b")], {**live, cm("b").ref.key: None}, [entry(a)], prune=False, allow_mass_prune=True
+    )
     assert not plan.prunes and plan.pending_prunes and "pruning is off" in plan.blocked
 
 
@@ -176,10 +229,18 @@ def test_mass_prune_annotation() -> None:
 
 
 def test_fields_hash_reads_only_our_apply_entry() -> None:
-    live = {"metadata": {"managedFields": [
-        {"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {"f:data": {}}},
-        {"manager": "platform-reconciler", "operation": "Apply", "fieldsV1": {"f:data": {"f:k": {}}}},
-    ]}}
+    live = {
+        "metadata": {
+            "managedFields": [
+                {"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {"f:data": {}}},
+                {
+                    "manager": "platform-reconciler",
+                    "operation": "Apply",
+                    "fieldsV1": {"f:data": {"f:k": {}}},
+                },
+            ]
+        }
+    }
     assert fields_hash(live) == content_hash({"f:data": {"f:k": {}}})
     assert fields_hash({"metadata": {}}) == ""
 

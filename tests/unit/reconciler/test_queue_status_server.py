@@ -44,9 +44,17 @@ def test_status_conditions_keep_transition_times() -> None:
     first = to_status(report, {})
     assert first["observedGeneration"] == 2 and first["sync"]["status"] == "Synced"
     ready = next(c for c in first["conditions"] if c["type"] == "Ready")
-    old = {**first, "conditions": [{**c, "lastTransitionTime": "2000-01-01T00:00:00Z"} for c in first["conditions"]]}
+    old = {
+        **first,
+        "conditions": [
+            {**c, "lastTransitionTime": "2000-01-01T00:00:00Z"} for c in first["conditions"]
+        ],
+    }
     again = to_status(report, old)
-    assert next(c for c in again["conditions"] if c["type"] == "Ready")["lastTransitionTime"] == "2000-01-01T00:00:00Z"
+    assert (
+        next(c for c in again["conditions"] if c["type"] == "Ready")["lastTransitionTime"]
+        == "2000-01-01T00:00:00Z"
+    )
     report.fail("FetchFailed", "down")
     failed = to_status(report, old)
     ready = next(c for c in failed["conditions"] if c["type"] == "Ready")
@@ -55,7 +63,11 @@ def test_status_conditions_keep_transition_times() -> None:
 
 
 def test_status_carries_forward_what_this_run_did_not_learn() -> None:
-    previous = {"inventory": [{"id": "n_a__ConfigMap", "v": "v1"}], "lastAppliedRevision": "old", "resources": [{"name": "a"}]}
+    previous = {
+        "inventory": [{"id": "n_a__ConfigMap", "v": "v1"}],
+        "lastAppliedRevision": "old",
+        "resources": [{"name": "a"}],
+    }
     report = Report(1, {}, {})
     report.fail("FetchFailed", "git is down")
     status = to_status(report, previous)

@@ -42,16 +42,30 @@ def test_list_kind_is_flattened() -> None:
 
 
 def test_duplicate_objects_are_refused() -> None:
-    with pytest.raises(RenderError, match="also defined at apps/multi.yaml:2"):
-        render([*_files("multi.yaml"), ("apps/again.yaml", b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: one}\n")])
+    with pytest.raises(RenderError, match=r"also defined at apps/multi\.yaml:2"):
+        render(
+            [
+                *_files("multi.yaml"),
+                ("apps/again.yaml", b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: one}\n"),
+            ]
+        )
 
 
 def test_json_and_scalars() -> None:
-    assert render([("a.json", b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "j"}}')])
+    assert render(
+        [("a.json", b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "j"}}')]
+    )
     with pytest.raises(RenderError, match=r"x.yaml:1: expected a Kubernetes object"):
         render([("x.yaml", b"just a string\n")])
     with pytest.raises(RenderError, match="values must be strings"):
-        render([("y.yaml", b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: n\n  annotations: {a: 1}\n")])
+        render(
+            [
+                (
+                    "y.yaml",
+                    b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: n\n  annotations: {a: 1}\n",
+                )
+            ]
+        )
 
 
 def test_empty_files_render_nothing() -> None:
