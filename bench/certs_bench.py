@@ -72,20 +72,51 @@ def wait(predicate: Any, timeout: float, interval: float = 0.5) -> float:
     raise TimeoutError("benchmark step timed out")
 
 
-def bench_certs(cluster: KwokCluster, kube: KubeClient, work: Path, count: int, algorithm: str) -> dict[str, float]:
-    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "stacks/certs/manifests/10-crd.yaml"))
+def bench_certs(
+    cluster: KwokCluster, kube: KubeClient, work: Path, count: int, algorithm: str
+) -> dict[str, float]:
+    cluster.kubectl(
+        "apply", "--server-side", "-f", str(ROOT / "stacks/certs/manifests/10-crd.yaml")
+    )
     cluster.kubectl("wait", "--for=condition=Established", "crd/certificates.certs.platform.local")
     ns = "bench-certs"
     cluster.kubectl("create", "namespace", ns)
     ca = pki.create_ca("bench CA", dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
-    kube.create({
-        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-        "metadata": {"name": "bench-ca", "namespace": ns},
-        "data": {"tls.crt": base64.b64encode(ca.cert_pem).decode(), "tls.key": base64.b64encode(ca.key_pem).decode()},
-    })
-    apply(cluster, [{"apiVersion": API, "kind": "ClusterIssuer", "metadata": {"name": "bench"}, "spec": {"ca": {"secretName": "bench-ca"}}}])
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/tls",
+            "metadata": {"name": "bench-ca", "namespace": ns},
+            "data": {
+                "tls.crt": base64.b64encode(ca.cert_pem).decode(),
+                "tls.key": base64.b64encode(ca.key_pem).decode(),
+            },
+        }
+    )
+    apply(
+        cluster,
+        [
+            {
+                "apiVersion": API,
+                "kind": "ClusterIssuer",
+                "metadata": {"name": "bench"},
+                "spec": {"ca": {"secretName": "bench-ca"}},
+            }
+        ],
+    )
     process = processes.start(
-        [PLATFORM, "run", "certs", "--kubeconfig", str(cluster.kubeconfig), "--cluster-resource-namespace", ns, "--log-level", "WARNING"],
+        [
+            PLATFORM,
+            "run",
+            "certs",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "--cluster-resource-namespace",
+            ns,
+            "--log-level",
+            "WARNING",
+        ],
         log=work / "certs.log",
     )
     try:
@@ -93,10 +124,12 @@ def bench_certs(cluster: KwokCluster, kube: KubeClient, work: Path, count: int, 
         idle = rss_mib(process.pid)
         certs = [
             {
-                "apiVersion": API, "kind": "Certificate",
+                "apiVersion": API,
+                "kind": "Certificate",
                 "metadata": {"name": f"c{i}", "namespace": ns},
                 "spec": {
-                    "secretName": f"c{i}-tls", "dnsNames": [f"c{i}.bench.test"],
+                    "secretName": f"c{i}-tls",
+                    "dnsNames": [f"c{i}.bench.test"],
                     "issuerRef": {"name": "bench", "kind": "ClusterIssuer"},
                     "privateKey": {"algorithm": algorithm},
                 },
@@ -111,7 +144,10 @@ def bench_certs(cluster: KwokCluster, kube: KubeClient, work: Path, count: int, 
         loaded = rss_mib(process.pid)
         # a no-op period: nothing must be re-issued
         time.sleep(5)
-        revisions = [int((c.get("status") or {}).get("revision") or 0) for c in kube.list_objects(API, "Certificate", ns)]
+        revisions = [
+            int((c.get("status") or {}).get("revision") or 0)
+            for c in kube.list_objects(API, "Certificate", ns)
+        ]
     finally:
         processes.stop(process)
 
@@ -122,14 +158,27 @@ def bench_certs(cluster: KwokCluster, kube: KubeClient, work: Path, count: int, 
     for i in range(count):
         request = pki.CertRequest(dns_names=(f"p{i}.bench.test",), key=pki.KeySpec(algorithm))
         pair = pki.issue(request, ca, dt.datetime.now(dt.UTC))
-        kube.apply({
-            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": {"name": f"p{i}-tls", "namespace": peer_ns},
-            "data": {"tls.crt": base64.b64encode(pair.cert_pem + ca.cert_pem).decode(), "tls.key": base64.b64encode(pair.key_pem).decode(), "ca.crt": base64.b64encode(ca.cert_pem).decode()},
-        }, "bench")
+        kube.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "kubernetes.io/tls",
+                "metadata": {"name": f"p{i}-tls", "namespace": peer_ns},
+                "data": {
+                    "tls.crt": base64.b64encode(pair.cert_pem + ca.cert_pem).decode(),
+                    "tls.key": base64.b64encode(pair.key_pem).decode(),
+                    "ca.crt": base64.b64encode(ca.cert_pem).decode(),
+                },
+            },
+            "bench",
+        )
     peer = time.monotonic() - start
     return {
-        "apply": applied, "all_ready": total, "peer": peer, "idle_rss": idle, "loaded_rss": loaded,
+        "apply": applied,
+        "all_ready": total,
+        "peer": peer,
+        "idle_rss": idle,
+        "loaded_rss": loaded,
         "max_revision": float(max(revisions)),
     }
 
@@ -140,8 +189,21 @@ def bench_dns(cluster: KwokCluster, kube: KubeClient, work: Path, count: int) ->
     ns = "bench-dns"
     cluster.kubectl("create", "namespace", ns)
     process = processes.start(
-        [PLATFORM, "run", "dns", "--kubeconfig", str(cluster.kubeconfig), "--domain", "bench.test",
-         "--default-target", "10.43.0.80", "--configmap-namespace", ns, "--log-level", "WARNING"],
+        [
+            PLATFORM,
+            "run",
+            "dns",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "--domain",
+            "bench.test",
+            "--default-target",
+            "10.43.0.80",
+            "--configmap-namespace",
+            ns,
+            "--log-level",
+            "WARNING",
+        ],
         log=work / "dns.log",
     )
     try:
@@ -149,16 +211,38 @@ def bench_dns(cluster: KwokCluster, kube: KubeClient, work: Path, count: int) ->
         idle = rss_mib(process.pid)
         ingresses = [
             {
-                "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
                 "metadata": {"name": f"i{i}", "namespace": ns},
-                "spec": {"rules": [{"host": f"i{i}.bench.test", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "s", "port": {"number": 80}}}}]}}]},
+                "spec": {
+                    "rules": [
+                        {
+                            "host": f"i{i}.bench.test",
+                            "http": {
+                                "paths": [
+                                    {
+                                        "path": "/",
+                                        "pathType": "Prefix",
+                                        "backend": {
+                                            "service": {"name": "s", "port": {"number": 80}}
+                                        },
+                                    }
+                                ]
+                            },
+                        }
+                    ]
+                },
             }
             for i in range(count)
         ]
 
         def entries() -> int:
             cm = kube.get("v1", "ConfigMap", "coredns-custom", ns) or {}
-            return sum(1 for line in ((cm.get("data") or {}).get(HOSTS_KEY) or "").splitlines() if "owner=platform-dns" in line)
+            return sum(
+                1
+                for line in ((cm.get("data") or {}).get(HOSTS_KEY) or "").splitlines()
+                if "owner=platform-dns" in line
+            )
 
         start = time.monotonic()
         apply(cluster, ingresses)
@@ -178,7 +262,9 @@ def main() -> int:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="certs-bench-"))
     binaries = {name: require_binary(name) for name in KUBE_BINARIES}
-    cluster = KwokCluster(name=f"bench-{uuid.uuid4().hex[:6]}", workdir=work / "kwok", binaries=binaries)
+    cluster = KwokCluster(
+        name=f"bench-{uuid.uuid4().hex[:6]}", workdir=work / "kwok", binaries=binaries
+    )
     cluster.create()
     kube = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
     try:
@@ -190,12 +276,20 @@ def main() -> int:
         if not processes.leaked():
             shutil.rmtree(work, ignore_errors=True)
     print(f"cpus: {os.cpu_count()}")
-    print(f"certs: {args.certs} Certificates ({args.algorithm}, CA ClusterIssuer), kubectl apply {certs['apply']:.1f} s, create -> all Ready {certs['all_ready']:.1f} s ({args.certs / certs['all_ready']:.1f}/s)")
-    print(f"certs peer (in-process issue + SSA Secret loop): {certs['peer']:.1f} s; ratio ours/peer {certs['all_ready'] / certs['peer']:.2f}x")
+    print(
+        f"certs: {args.certs} Certificates ({args.algorithm}, CA ClusterIssuer), kubectl apply {certs['apply']:.1f} s, create -> all Ready {certs['all_ready']:.1f} s ({args.certs / certs['all_ready']:.1f}/s)"
+    )
+    print(
+        f"certs peer (in-process issue + SSA Secret loop): {certs['peer']:.1f} s; ratio ours/peer {certs['all_ready'] / certs['peer']:.2f}x"
+    )
     print(f"certs: max revision after settling {certs['max_revision']:.0f} (1 = nothing re-issued)")
-    print(f"certs RSS: idle {certs['idle_rss']:.0f} MiB, after {args.certs} certs {certs['loaded_rss']:.0f} MiB")
+    print(
+        f"certs RSS: idle {certs['idle_rss']:.0f} MiB, after {args.certs} certs {certs['loaded_rss']:.0f} MiB"
+    )
     print(f"dns: {args.ingresses} Ingresses -> all hosts entries {dns['all_published']:.1f} s")
-    print(f"dns RSS: idle {dns['idle_rss']:.0f} MiB, after {args.ingresses} ingresses {dns['loaded_rss']:.0f} MiB")
+    print(
+        f"dns RSS: idle {dns['idle_rss']:.0f} MiB, after {args.ingresses} ingresses {dns['loaded_rss']:.0f} MiB"
+    )
     return 0
 
 

@@ -78,15 +78,22 @@ def wait(predicate: Any, timeout: float, interval: float = 0.2) -> float:
 
 def external_secret(namespace: str, index: int) -> dict[str, Any]:
     return {
-        "apiVersion": API, "kind": "ExternalSecret",
+        "apiVersion": API,
+        "kind": "ExternalSecret",
         "metadata": {"name": f"es-{index}", "namespace": namespace},
         "spec": {
             "refreshInterval": "1s",
             "secretStoreRef": {"name": "vault", "kind": "SecretStore"},
             "target": {"name": f"secret-{index}"},
             "data": [
-                {"secretKey": "username", "remoteRef": {"key": f"bench/{index}", "property": "username"}},
-                {"secretKey": "password", "remoteRef": {"key": f"bench/{index}", "property": "password"}},
+                {
+                    "secretKey": "username",
+                    "remoteRef": {"key": f"bench/{index}", "property": "username"},
+                },
+                {
+                    "secretKey": "password",
+                    "remoteRef": {"key": f"bench/{index}", "property": "password"},
+                },
             ],
         },
     }
@@ -96,12 +103,21 @@ def floor(kube: KubeClient, bao: hvac.Client, namespace: str, count: int) -> flo
     """The same reads and writes in a tight loop in this process (no runtime at all)."""
     start = time.monotonic()
     for index in range(count):
-        data = bao.secrets.kv.v2.read_secret_version(path=f"bench/{index}", mount_point="secret", raise_on_deleted_version=True)["data"]["data"]
-        kube.apply({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": f"floor-{index}", "namespace": namespace},
-            "data": {k: base64.b64encode(str(data[k]).encode()).decode() for k in ("username", "password")},
-        }, "bench-floor")
+        data = bao.secrets.kv.v2.read_secret_version(
+            path=f"bench/{index}", mount_point="secret", raise_on_deleted_version=True
+        )["data"]["data"]
+        kube.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"floor-{index}", "namespace": namespace},
+                "data": {
+                    k: base64.b64encode(str(data[k]).encode()).decode()
+                    for k in ("username", "password")
+                },
+            },
+            "bench-floor",
+        )
     return time.monotonic() - start
 
 
@@ -114,7 +130,9 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="secrets-bench-"))
     binaries = {name: require_binary(name) for name in KUBE_BINARIES}
-    cluster = KwokCluster(name=f"bench-{uuid.uuid4().hex[:6]}", workdir=work / "kwok", binaries=binaries)
+    cluster = KwokCluster(
+        name=f"bench-{uuid.uuid4().hex[:6]}", workdir=work / "kwok", binaries=binaries
+    )
     server = OpenBaoServer(binary=require_binary("bao"), workdir=work / "openbao")
     controller = None
     try:
@@ -122,22 +140,47 @@ def main() -> int:
         server.start()
         init = initialise_and_unseal(server)
         token = init.root_token
-        server.request("POST", "sys/mounts/secret", token, {"type": "kv", "options": {"version": "2"}})
+        server.request(
+            "POST", "sys/mounts/secret", token, {"type": "kv", "options": {"version": "2"}}
+        )
         bao = hvac.Client(url=server.address, token=token)
         for index in range(args.count):
-            bao.secrets.kv.v2.create_or_update_secret(path=f"bench/{index}", mount_point="secret",
-                                                      secret={"username": f"user-{index}", "password": "p0"})
+            bao.secrets.kv.v2.create_or_update_secret(
+                path=f"bench/{index}",
+                mount_point="secret",
+                secret={"username": f"user-{index}", "password": "p0"},
+            )
         kube = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
-        cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "stacks/secrets/manifests/10-crds.yaml"))
-        cluster.kubectl("wait", "--for=condition=Established", "crd/externalsecrets.secrets.platform.local")
+        cluster.kubectl(
+            "apply", "--server-side", "-f", str(ROOT / "stacks/secrets/manifests/10-crds.yaml")
+        )
+        cluster.kubectl(
+            "wait", "--for=condition=Established", "crd/externalsecrets.secrets.platform.local"
+        )
         namespace = "bench"
         cluster.kubectl("create", "namespace", namespace)
         docs: list[dict[str, Any]] = [
-            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vault-token", "namespace": namespace},
-             "stringData": {"token": token}},
-            {"apiVersion": API, "kind": "SecretStore", "metadata": {"name": "vault", "namespace": namespace},
-             "spec": {"provider": {"vault": {"server": server.address, "path": "secret", "version": "v2",
-                                             "auth": {"tokenSecretRef": {"name": "vault-token", "key": "token"}}}}}},
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "vault-token", "namespace": namespace},
+                "stringData": {"token": token},
+            },
+            {
+                "apiVersion": API,
+                "kind": "SecretStore",
+                "metadata": {"name": "vault", "namespace": namespace},
+                "spec": {
+                    "provider": {
+                        "vault": {
+                            "server": server.address,
+                            "path": "secret",
+                            "version": "v2",
+                            "auth": {"tokenSecretRef": {"name": "vault-token", "key": "token"}},
+                        }
+                    }
+                },
+            },
         ]
         docs += [external_secret(namespace, i) for i in range(args.count)]
         cluster.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
@@ -148,8 +191,17 @@ def main() -> int:
         log = work / "controller.log"
         started = time.monotonic()
         controller = processes.start(
-            [PLATFORM, "run", "secrets", f"--kubeconfig={cluster.kubeconfig}", f"--namespace={namespace}",
-             f"--listen=127.0.0.1:{port}", f"--workers={args.workers}"], log)
+            [
+                PLATFORM,
+                "run",
+                "secrets",
+                f"--kubeconfig={cluster.kubeconfig}",
+                f"--namespace={namespace}",
+                f"--listen=127.0.0.1:{port}",
+                f"--workers={args.workers}",
+            ],
+            log,
+        )
         wait(lambda: ready_count(kube, namespace) == args.count, timeout=300, interval=0.25)
         cold = time.monotonic() - started
         rss_after_cold = proc_status(controller.pid, "VmRSS")
@@ -158,8 +210,11 @@ def main() -> int:
         for sample in range(args.samples):
             index = random.randrange(args.count)
             value = f"p{sample + 1}-{uuid.uuid4().hex[:4]}"
-            bao.secrets.kv.v2.create_or_update_secret(path=f"bench/{index}", mount_point="secret",
-                                                      secret={"username": f"user-{index}", "password": value})
+            bao.secrets.kv.v2.create_or_update_secret(
+                path=f"bench/{index}",
+                mount_point="secret",
+                secret={"username": f"user-{index}", "password": value},
+            )
             changed = time.monotonic()
             encoded = base64.b64encode(value.encode()).decode()
 
@@ -182,12 +237,23 @@ def main() -> int:
         latencies.sort()
         p95 = latencies[max(0, int(len(latencies) * 0.95) - 1)]
         print(f"\n{args.count} ExternalSecrets, refreshInterval 1s, {args.workers} workers")
-        print(f"cold start to all Ready: {cold:.2f} s (floor, tight loop read+apply: {floor_seconds:.2f} s; ratio {cold / floor_seconds:.2f}x)")
-        print(f"Vault change -> Secret latency over {len(latencies)} samples: median {statistics.median(latencies):.2f} s, "
-              f"p95 {p95:.2f} s, max {latencies[-1]:.2f} s (goal <= 2.0 s)")
-        print(f"RSS after cold start {rss_after_cold:.1f} MiB, after the run {rss:.1f} MiB, peak {hwm:.1f} MiB (goal < 120 MB)")
+        print(
+            f"cold start to all Ready: {cold:.2f} s (floor, tight loop read+apply: {floor_seconds:.2f} s; ratio {cold / floor_seconds:.2f}x)"
+        )
+        print(
+            f"Vault change -> Secret latency over {len(latencies)} samples: median {statistics.median(latencies):.2f} s, "
+            f"p95 {p95:.2f} s, max {latencies[-1]:.2f} s (goal <= 2.0 s)"
+        )
+        print(
+            f"RSS after cold start {rss_after_cold:.1f} MiB, after the run {rss:.1f} MiB, peak {hwm:.1f} MiB (goal < 120 MB)"
+        )
         print(f"steady-state CPU at 1s refresh x {args.count}: {cpu_steady * 100:.0f}% of one core")
-        print("metrics:\n" + "".join(f"  {line}\n" for line in metrics.splitlines() if line.startswith("platform_")))
+        print(
+            "metrics:\n"
+            + "".join(
+                f"  {line}\n" for line in metrics.splitlines() if line.startswith("platform_")
+            )
+        )
         kube.close()
     finally:
         if controller is not None:

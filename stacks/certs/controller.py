@@ -63,7 +63,13 @@ class CertsController:
                 Watch(p.API_VERSION, "Issuer", self._issuer_keys("Issuer"), namespace=ns),
                 Watch(p.API_VERSION, "ClusterIssuer", self._issuer_keys("ClusterIssuer")),
                 Watch(INGRESS_API, "Ingress", self._keys("Ingress"), namespace=ns),
-                Watch("v1", "Secret", self._secret_keys, namespace=ns, label_selector=f"{p.MANAGED_LABEL}=true"),
+                Watch(
+                    "v1",
+                    "Secret",
+                    self._secret_keys,
+                    namespace=ns,
+                    label_selector=f"{p.MANAGED_LABEL}=true",
+                ),
             ],
         )
 
@@ -138,10 +144,14 @@ class CertsController:
         if not cert_pem or not key_pem:
             raise PermanentError(f"CA Secret '{where}/{secret_name}' lacks tls.crt or tls.key")
         if not pki.key_matches(cert_pem, key_pem):
-            raise PermanentError(f"CA Secret '{where}/{secret_name}': tls.key does not match tls.crt")
+            raise PermanentError(
+                f"CA Secret '{where}/{secret_name}': tls.key does not match tls.crt"
+            )
         info = pki.inspect(cert_pem)
         if not info.is_ca:
-            raise PermanentError(f"CA Secret '{where}/{secret_name}' does not hold a CA certificate")
+            raise PermanentError(
+                f"CA Secret '{where}/{secret_name}' does not hold a CA certificate"
+            )
         return pki.KeyPair(cert_pem, key_pem)
 
     def reconcile_issuer(self, kind: str, namespace: str, name: str) -> float | None:
@@ -156,16 +166,36 @@ class CertsController:
         if "ca" in spec:
             try:
                 self._load_ca(issuer, kind, namespace)
-                cond = p.condition("Ready", True, "KeyPairVerified", "Signing CA verified", now, previous, generation)
+                cond = p.condition(
+                    "Ready",
+                    True,
+                    "KeyPairVerified",
+                    "Signing CA verified",
+                    now,
+                    previous,
+                    generation,
+                )
             except WaitingError as error:
-                cond = p.condition("Ready", False, "ErrGetKeyPair", str(error), now, previous, generation)
+                cond = p.condition(
+                    "Ready", False, "ErrGetKeyPair", str(error), now, previous, generation
+                )
                 retry = error.retry_after
             except PermanentError as error:
-                cond = p.condition("Ready", False, "ErrInvalidKeyPair", str(error), now, previous, generation)
+                cond = p.condition(
+                    "Ready", False, "ErrInvalidKeyPair", str(error), now, previous, generation
+                )
         elif "selfSigned" in spec:
             cond = p.condition("Ready", True, "IsReady", "", now, previous, generation)
         else:
-            cond = p.condition("Ready", False, "InvalidConfig", "set spec.selfSigned or spec.ca", now, previous, generation)
+            cond = p.condition(
+                "Ready",
+                False,
+                "InvalidConfig",
+                "set spec.selfSigned or spec.ca",
+                now,
+                previous,
+                generation,
+            )
         status = {"conditions": [cond]}
         if not p.status_equal(issuer.get("status") or {}, status):
             self.client.apply_status(self._status_patch(issuer, status), p.FIELD_MANAGER)
@@ -177,7 +207,12 @@ class CertsController:
         meta = {"name": obj["metadata"]["name"]}
         if obj["metadata"].get("namespace"):
             meta["namespace"] = obj["metadata"]["namespace"]
-        return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": meta, "status": status}
+        return {
+            "apiVersion": obj["apiVersion"],
+            "kind": obj["kind"],
+            "metadata": meta,
+            "status": status,
+        }
 
     def _write_status(self, cert: dict[str, Any], status: dict[str, Any]) -> None:
         if not p.status_equal(cert.get("status") or {}, status):
@@ -191,11 +226,17 @@ class CertsController:
         old = cert.get("status") or {}
         previous = old.get("conditions") or []
         generation = int(cert["metadata"].get("generation") or 0)
-        base = {k: v for k, v in old.items() if k in ("revision", "notBefore", "notAfter", "renewalTime")}
+        base = {
+            k: v
+            for k, v in old.items()
+            if k in ("revision", "notBefore", "notAfter", "renewalTime")
+        }
 
         def fail(reason: str, message: str) -> None:
             status = dict(base)
-            status["conditions"] = [p.condition("Ready", False, reason, message, now, previous, generation)]
+            status["conditions"] = [
+                p.condition("Ready", False, reason, message, now, previous, generation)
+            ]
             self._write_status(cert, status)
 
         try:
@@ -204,7 +245,9 @@ class CertsController:
             fail("Invalid", str(error))
             raise
         issuer = self.client.get(
-            p.API_VERSION, spec.issuer.kind, spec.issuer.name,
+            p.API_VERSION,
+            spec.issuer.kind,
+            spec.issuer.name,
             namespace if spec.issuer.kind == "Issuer" else None,
         )
         if issuer is None:
@@ -232,15 +275,31 @@ class CertsController:
             self.issued += 1
             secret = self.client.get("v1", "Secret", spec.secret_name, namespace)
             judgement = p.judge(secret, spec, now)
-            self._event(cert, "Issuing", f"The certificate has been successfully issued (revision {revision}, {judgement.reason if not judgement.ok else 'Ready'})")
+            self._event(
+                cert,
+                "Issuing",
+                f"The certificate has been successfully issued (revision {revision}, {judgement.reason if not judgement.ok else 'Ready'})",
+            )
         else:
             revision = int(old.get("revision") or 0) or 1
         info = judgement.info
         if info is None or judgement.renewal is None:
             fail(judgement.reason, judgement.message)
-            raise WaitingError(f"Certificate '{namespace}/{name}': {judgement.message}", retry_after=5)
+            raise WaitingError(
+                f"Certificate '{namespace}/{name}': {judgement.message}", retry_after=5
+            )
         status: dict[str, Any] = {
-            "conditions": [p.condition("Ready", judgement.ok, judgement.reason, judgement.message, now, previous, generation)],
+            "conditions": [
+                p.condition(
+                    "Ready",
+                    judgement.ok,
+                    judgement.reason,
+                    judgement.message,
+                    now,
+                    previous,
+                    generation,
+                )
+            ],
             "notBefore": p.format_time(info.not_before),
             "notAfter": p.format_time(info.not_after),
             "renewalTime": p.format_time(judgement.renewal),
@@ -251,7 +310,13 @@ class CertsController:
             raise WaitingError(judgement.message, retry_after=5)
         return max(1.0, (judgement.renewal - self.clock()).total_seconds())
 
-    def _issue(self, cert: dict[str, Any], spec: p.CertificateSpec, issuer: dict[str, Any], now: dt.datetime) -> None:
+    def _issue(
+        self,
+        cert: dict[str, Any],
+        spec: p.CertificateSpec,
+        issuer: dict[str, Any],
+        now: dt.datetime,
+    ) -> None:
         issuer_spec = issuer.get("spec") or {}
         namespace = str(cert["metadata"]["namespace"])
         if "selfSigned" in issuer_spec:
@@ -263,7 +328,9 @@ class CertsController:
             ca_pem = pki.first_pem(ca.cert_pem)
             chain = ca.cert_pem  # the CA's own bundle (intermediate + root if it has one)
         else:
-            raise PermanentError(f"{spec.issuer.kind} {spec.issuer.name!r} has neither selfSigned nor ca")
+            raise PermanentError(
+                f"{spec.issuer.kind} {spec.issuer.name!r} has neither selfSigned nor ca"
+            )
         self.client.apply(p.tls_secret(cert, spec, pair, chain, ca_pem), p.FIELD_MANAGER)
 
     # ---- ingress shim -------------------------------------------------------------------
@@ -283,20 +350,33 @@ class CertsController:
         for tls in (ingress.get("spec") or {}).get("tls") or []:
             secret_name, hosts = tls.get("secretName"), tls.get("hosts") or []
             if not secret_name or not hosts:
-                log.warning("Ingress '%s/%s': a spec.tls entry without secretName or hosts is skipped", namespace, name)
+                log.warning(
+                    "Ingress '%s/%s': a spec.tls entry without secretName or hosts is skipped",
+                    namespace,
+                    name,
+                )
                 continue
             desired.setdefault(str(secret_name), []).extend(str(h) for h in hosts)
         owner = {
-            "apiVersion": INGRESS_API, "kind": "Ingress", "name": name,
-            "uid": ingress["metadata"]["uid"], "controller": True,
+            "apiVersion": INGRESS_API,
+            "kind": "Ingress",
+            "name": name,
+            "uid": ingress["metadata"]["uid"],
+            "controller": True,
         }
         certificates = self.runtime.informer("Certificate")
         for secret_name, hosts in desired.items():
             existing = certificates.get(namespace, secret_name)
             if existing is not None and not any(
-                ref.get("uid") == owner["uid"] for ref in existing["metadata"].get("ownerReferences") or []
+                ref.get("uid") == owner["uid"]
+                for ref in existing["metadata"].get("ownerReferences") or []
             ):
-                self._event(ingress, "BadConfig", f"Certificate {secret_name!r} exists and is not owned by this Ingress", warning=True)
+                self._event(
+                    ingress,
+                    "BadConfig",
+                    f"Certificate {secret_name!r} exists and is not owned by this Ingress",
+                    warning=True,
+                )
                 continue
             spec: dict[str, Any] = {
                 "secretName": secret_name,
@@ -309,8 +389,13 @@ class CertsController:
                 spec["renewBefore"] = annotations[p.INGRESS_RENEW_BEFORE]
             self.client.apply(
                 {
-                    "apiVersion": p.API_VERSION, "kind": "Certificate",
-                    "metadata": {"name": secret_name, "namespace": namespace, "ownerReferences": [owner]},
+                    "apiVersion": p.API_VERSION,
+                    "kind": "Certificate",
+                    "metadata": {
+                        "name": secret_name,
+                        "namespace": namespace,
+                        "ownerReferences": [owner],
+                    },
                     "spec": spec,
                 },
                 p.FIELD_MANAGER,
@@ -323,5 +408,7 @@ class CertsController:
                 try:
                     self.client.delete(p.API_VERSION, "Certificate", meta["name"], namespace)
                 except PlatformError as error:
-                    log.warning("failed to delete Certificate '%s/%s': %s", namespace, meta["name"], error)
+                    log.warning(
+                        "failed to delete Certificate '%s/%s': %s", namespace, meta["name"], error
+                    )
         return None

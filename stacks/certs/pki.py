@@ -220,9 +220,7 @@ def _builder(
             else now + request.duration
         )
         .add_extension(x509.KeyUsage(**key_flags), critical=True)
-        .add_extension(
-            x509.BasicConstraints(ca=request.is_ca, path_length=None), critical=True
-        )
+        .add_extension(x509.BasicConstraints(ca=request.is_ca, path_length=None), critical=True)
         .add_extension(
             x509.SubjectKeyIdentifier.from_public_key(subject_key.public_key()), critical=False
         )
@@ -241,7 +239,11 @@ def _builder(
 
 
 def _sign(builder: x509.CertificateBuilder, key: PrivateKey) -> x509.Certificate:
-    algorithm = hashes.SHA384() if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size == 384 else hashes.SHA256()
+    algorithm = (
+        hashes.SHA384()
+        if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size == 384
+        else hashes.SHA256()
+    )
     return builder.sign(key, algorithm)
 
 

@@ -37,7 +37,13 @@ INGRESS_RENEW_BEFORE = ANNOTATION + "renew-before"
 DEFAULT_DURATION = dt.timedelta(days=90)
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {
-    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
 }
 
 
@@ -109,12 +115,16 @@ def certificate_spec(obj: dict[str, Any]) -> CertificateSpec:
         ip_addresses=tuple(str(a) for a in spec.get("ipAddresses") or ()),
         is_ca=bool(spec.get("isCA", False)),
         usages=tuple(str(u) for u in spec.get("usages") or ()),
-        duration=parse_duration(str(spec["duration"])) if spec.get("duration") else DEFAULT_DURATION,
+        duration=parse_duration(str(spec["duration"]))
+        if spec.get("duration")
+        else DEFAULT_DURATION,
         key=pki.KeySpec(str(key.get("algorithm") or "RSA"), int(key.get("size") or 0)).normalised(),
     )
     pki.validate(request)
     renew_before = parse_duration(str(spec["renewBefore"])) if spec.get("renewBefore") else None
-    return CertificateSpec(secret_name, IssuerRef(str(ref["name"]), kind, GROUP), request, renew_before)
+    return CertificateSpec(
+        secret_name, IssuerRef(str(ref["name"]), kind, GROUP), request, renew_before
+    )
 
 
 @dataclass(frozen=True)
@@ -141,20 +151,43 @@ def _decode(data: dict[str, Any], key: str) -> bytes:
 def judge(secret: dict[str, Any] | None, spec: CertificateSpec, now: dt.datetime) -> Judgement:
     """cert-manager's issuance policies, in order: the first failing one decides."""
     if secret is None:
-        return Judgement(False, "DoesNotExist", f"Issuing certificate as Secret {spec.secret_name!r} does not exist")
+        return Judgement(
+            False,
+            "DoesNotExist",
+            f"Issuing certificate as Secret {spec.secret_name!r} does not exist",
+        )
     data = secret.get("data") or {}
     cert_pem, key_pem = _decode(data, "tls.crt"), _decode(data, "tls.key")
     if not cert_pem or not key_pem:
-        return Judgement(False, "MissingData", "Issuing certificate as Secret does not contain a certificate and key")
+        return Judgement(
+            False,
+            "MissingData",
+            "Issuing certificate as Secret does not contain a certificate and key",
+        )
     try:
         info = pki.inspect(cert_pem)
     except PermanentError:
-        return Judgement(False, "InvalidCertificate", "Issuing certificate as Secret contains an invalid certificate")
+        return Judgement(
+            False,
+            "InvalidCertificate",
+            "Issuing certificate as Secret contains an invalid certificate",
+        )
     if not pki.key_matches(cert_pem, key_pem):
-        return Judgement(False, "InvalidKeyPair", "Issuing certificate as Secret contains a private key that does not match the certificate")
+        return Judgement(
+            False,
+            "InvalidKeyPair",
+            "Issuing certificate as Secret contains a private key that does not match the certificate",
+        )
     annotations = (secret.get("metadata") or {}).get("annotations") or {}
-    if annotations.get(ISSUER_NAME) != spec.issuer.name or annotations.get(ISSUER_KIND) != spec.issuer.kind:
-        return Judgement(False, "IncorrectIssuer", "Issuing certificate as Secret was previously issued by a different issuer")
+    if (
+        annotations.get(ISSUER_NAME) != spec.issuer.name
+        or annotations.get(ISSUER_KIND) != spec.issuer.kind
+    ):
+        return Judgement(
+            False,
+            "IncorrectIssuer",
+            "Issuing certificate as Secret was previously issued by a different issuer",
+        )
     request = spec.request
     wanted = (
         request.common_name,
@@ -173,17 +206,31 @@ def judge(secret: dict[str, Any] | None, spec: CertificateSpec, now: dt.datetime
         info.key_size,
     )
     if wanted != found:
-        return Judgement(False, "SecretMismatch", "Issuing certificate as Secret does not match the Certificate spec")
+        return Judgement(
+            False,
+            "SecretMismatch",
+            "Issuing certificate as Secret does not match the Certificate spec",
+        )
     # The requested duration changed: reissue (only when it differs from what was asked,
     # not from what a CA granted, so a clamped certificate does not loop).
     asked = annotations.get(ANNOTATION + "duration")
     if asked and asked != str(int(request.duration.total_seconds())):
-        return Judgement(False, "SecretMismatch", "Issuing certificate as the requested duration changed")
+        return Judgement(
+            False, "SecretMismatch", "Issuing certificate as the requested duration changed"
+        )
     if now >= info.not_after:
-        return Judgement(False, "Expired", f"Certificate expired on {format_time(info.not_after)}", info)
+        return Judgement(
+            False, "Expired", f"Certificate expired on {format_time(info.not_after)}", info
+        )
     renewal = pki.renewal_time(info.not_before, info.not_after, spec.renew_before)
     if now >= renewal:
-        return Judgement(False, "Renewing", f"Renewing certificate as renewal was scheduled at {format_time(renewal)}", info, renewal)
+        return Judgement(
+            False,
+            "Renewing",
+            f"Renewing certificate as renewal was scheduled at {format_time(renewal)}",
+            info,
+            renewal,
+        )
     return Judgement(True, "Ready", "Certificate is up to date and has not expired", info, renewal)
 
 
@@ -230,8 +277,13 @@ def tls_secret(
 
 
 def condition(
-    kind: str, status: bool, reason: str, message: str, now: dt.datetime,
-    previous: list[dict[str, Any]], generation: int,
+    kind: str,
+    status: bool,
+    reason: str,
+    message: str,
+    now: dt.datetime,
+    previous: list[dict[str, Any]],
+    generation: int,
 ) -> dict[str, Any]:
     """A condition; lastTransitionTime moves only when the status flips."""
     value = "True" if status else "False"
@@ -251,6 +303,7 @@ def condition(
 
 def status_equal(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Same status apart from timestamps that only move on transitions."""
+
     def strip(status: dict[str, Any]) -> dict[str, Any]:
         copy = {k: v for k, v in status.items() if k != "conditions"}
         copy["conditions"] = sorted(

@@ -35,12 +35,37 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="platform run certs",
         description="Issues certificates from Issuers/ClusterIssuers into kubernetes.io/tls Secrets.",
     )
-    parser.add_argument("--kubeconfig", default=_env("KUBECONFIG") or None, help="kubeconfig file (env PLATFORM_CERTS_KUBECONFIG; default: in-cluster, then $KUBECONFIG)")
-    parser.add_argument("--context", default=_env("CONTEXT") or None, help="kubeconfig context (env PLATFORM_CERTS_CONTEXT)")
-    parser.add_argument("--cluster-resource-namespace", default=_env("CLUSTER_RESOURCE_NAMESPACE", "platform-certs"), help="namespace of ClusterIssuer CA Secrets (env PLATFORM_CERTS_CLUSTER_RESOURCE_NAMESPACE)")
-    parser.add_argument("--watch-namespace", default=_env("WATCH_NAMESPACE") or None, help="only this namespace (default: all; env PLATFORM_CERTS_WATCH_NAMESPACE)")
-    parser.add_argument("--workers", type=int, default=int(_env("WORKERS", "4")), help="parallel reconciles (env PLATFORM_CERTS_WORKERS)")
-    parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING (env PLATFORM_CERTS_LOG_LEVEL)")
+    parser.add_argument(
+        "--kubeconfig",
+        default=_env("KUBECONFIG") or None,
+        help="kubeconfig file (env PLATFORM_CERTS_KUBECONFIG; default: in-cluster, then $KUBECONFIG)",
+    )
+    parser.add_argument(
+        "--context",
+        default=_env("CONTEXT") or None,
+        help="kubeconfig context (env PLATFORM_CERTS_CONTEXT)",
+    )
+    parser.add_argument(
+        "--cluster-resource-namespace",
+        default=_env("CLUSTER_RESOURCE_NAMESPACE", "platform-certs"),
+        help="namespace of ClusterIssuer CA Secrets (env PLATFORM_CERTS_CLUSTER_RESOURCE_NAMESPACE)",
+    )
+    parser.add_argument(
+        "--watch-namespace",
+        default=_env("WATCH_NAMESPACE") or None,
+        help="only this namespace (default: all; env PLATFORM_CERTS_WATCH_NAMESPACE)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(_env("WORKERS", "4")),
+        help="parallel reconciles (env PLATFORM_CERTS_WORKERS)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=_env("LOG_LEVEL", "INFO"),
+        help="DEBUG, INFO, WARNING (env PLATFORM_CERTS_LOG_LEVEL)",
+    )
     return parser.parse_args(argv)
 
 
@@ -78,7 +103,9 @@ def main(argv: list[str]) -> int:
     # The runtime joins each informer thread for up to 5 s, and a thread blocked in a
     # watch stream only notices the stop at its next event; run it aside and give the
     # workers a short grace instead, so SIGTERM exits promptly.
-    runner = threading.Thread(target=controller.runtime.run, args=(stop,), name="certs", daemon=True)
+    runner = threading.Thread(
+        target=controller.runtime.run, args=(stop,), name="certs", daemon=True
+    )
     runner.start()
     while not stop.wait(0.5):
         if not runner.is_alive():

@@ -51,7 +51,9 @@ class SyncResult:
 
 
 class DnsController:
-    def __init__(self, client: KubeClient, options: Options, events: EventRecorder | None = None) -> None:
+    def __init__(
+        self, client: KubeClient, options: Options, events: EventRecorder | None = None
+    ) -> None:
         self.client = client
         self.options = options
         self.events = events
@@ -103,18 +105,24 @@ class DnsController:
     def sync(self) -> SyncResult:
         self.syncs += 1
         endpoints = self.list_endpoints()
-        entries, skipped = hosts.desired_entries(endpoints, self.options.owner_id, self.options.domain)
+        entries, skipped = hosts.desired_entries(
+            endpoints, self.options.owner_id, self.options.domain
+        )
         for note in skipped:
             log.debug("skipped %s", note)
         server = hosts.render_server_block(self.options.domain, ttl=self.options.hosts_ttl)
-        live = self.client.get("v1", "ConfigMap", self.options.configmap_name, self.options.configmap_namespace)
+        live = self.client.get(
+            "v1", "ConfigMap", self.options.configmap_name, self.options.configmap_namespace
+        )
         data: dict[str, Any] = (live or {}).get("data") or {}
         old_hosts = str(data.get(hosts.HOSTS_KEY) or "")
         new_hosts = hosts.merge(old_hosts, entries, self.options.owner_id)
         before = set(hosts.owned_lines(old_hosts, self.options.owner_id))
         after = set(hosts.owned_lines(new_hosts, self.options.owner_id))
         result = SyncResult(
-            tuple(sorted(after - before)), tuple(sorted(before - after)), tuple(skipped),
+            tuple(sorted(after - before)),
+            tuple(sorted(before - after)),
+            tuple(skipped),
             written=False,
         )
         if data.get(hosts.SERVER_KEY) == server and old_hosts == new_hosts:
@@ -155,7 +163,10 @@ class DnsController:
         self.last_error = ""
         log.info(
             "updated %s: %d entries (+%d -%d) at %s",
-            where, len(after), len(result.added), len(result.removed),
+            where,
+            len(after),
+            len(result.added),
+            len(result.removed),
             dt.datetime.now(dt.UTC).strftime("%H:%M:%S"),
         )
         return SyncResult(result.added, result.removed, result.skipped, written=True)

@@ -47,7 +47,9 @@ class HostEntry:
         return f"{self.ip} {self.name} # owner={self.owner} resource={self.resource}"
 
 
-def render_server_block(domain: str, hosts_path: str = f"{MOUNT_DIR}/{HOSTS_KEY}", ttl: int = 30, port: int = 53) -> str:
+def render_server_block(
+    domain: str, hosts_path: str = f"{MOUNT_DIR}/{HOSTS_KEY}", ttl: int = 30, port: int = 53
+) -> str:
     return (
         f"{domain.rstrip('.')}:{port} {{\n"
         "    errors\n"
@@ -60,7 +62,9 @@ def render_server_block(domain: str, hosts_path: str = f"{MOUNT_DIR}/{HOSTS_KEY}
     )
 
 
-def desired_entries(endpoints: Iterable[Endpoint], owner: str, domain: str) -> tuple[list[HostEntry], list[str]]:
+def desired_entries(
+    endpoints: Iterable[Endpoint], owner: str, domain: str
+) -> tuple[list[HostEntry], list[str]]:
     """Host entries for the endpoints inside `domain`, and notes on what was skipped."""
     entries: set[HostEntry] = set()
     skipped: list[str] = []
@@ -72,7 +76,9 @@ def desired_entries(endpoints: Iterable[Endpoint], owner: str, domain: str) -> t
             if is_ip(target):
                 entries.add(HostEntry(endpoint.name, target, owner, endpoint.resource))
             else:
-                skipped.append(f"{endpoint.name} ({endpoint.resource}): target {target} is not an IP address")
+                skipped.append(
+                    f"{endpoint.name} ({endpoint.resource}): target {target} is not an IP address"
+                )
     return sorted(entries), skipped
 
 
@@ -83,16 +89,14 @@ def owner_of(line: str) -> str | None:
         return None
     for word in comment.split():
         if word.startswith("owner="):
-            return word[len("owner="):]
+            return word[len("owner=") :]
     return None
 
 
 def merge(existing: str, entries: Iterable[HostEntry], owner: str) -> str:
     """The new hosts file: every line not owned by `owner` as it was, then our entries."""
     kept = [
-        line
-        for line in existing.splitlines()
-        if line.strip() != HEADER and owner_of(line) != owner
+        line for line in existing.splitlines() if line.strip() != HEADER and owner_of(line) != owner
     ]
     while kept and not kept[-1].strip():
         kept.pop()

@@ -36,14 +36,46 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="platform run dns",
         description="Publishes Ingress/Service/DNSRecord names as CoreDNS hosts entries (k3s coredns-custom).",
     )
-    parser.add_argument("--kubeconfig", default=_env("KUBECONFIG") or None, help="kubeconfig file (env PLATFORM_DNS_KUBECONFIG; default: in-cluster, then $KUBECONFIG)")
-    parser.add_argument("--context", default=_env("CONTEXT") or None, help="kubeconfig context (env PLATFORM_DNS_CONTEXT)")
-    parser.add_argument("--domain", default=_env("DOMAIN", "localdev.me"), help="the platform's DNS domain; names outside it are ignored (env PLATFORM_DNS_DOMAIN)")
-    parser.add_argument("--default-target", default=_env("DEFAULT_TARGET"), help="address for names whose source has no target annotation and no load-balancer IP, e.g. the ingress Service IP (env PLATFORM_DNS_DEFAULT_TARGET)")
-    parser.add_argument("--owner-id", default=_env("OWNER_ID", "platform-dns"), help="ownership marker of the entries this instance writes (env PLATFORM_DNS_OWNER_ID)")
-    parser.add_argument("--configmap-namespace", default=_env("CONFIGMAP_NAMESPACE", CONFIGMAP_NAMESPACE), help="namespace of the CoreDNS custom ConfigMap (env PLATFORM_DNS_CONFIGMAP_NAMESPACE)")
-    parser.add_argument("--configmap-name", default=_env("CONFIGMAP_NAME", CONFIGMAP_NAME), help="name of the CoreDNS custom ConfigMap (env PLATFORM_DNS_CONFIGMAP_NAME)")
-    parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING (env PLATFORM_DNS_LOG_LEVEL)")
+    parser.add_argument(
+        "--kubeconfig",
+        default=_env("KUBECONFIG") or None,
+        help="kubeconfig file (env PLATFORM_DNS_KUBECONFIG; default: in-cluster, then $KUBECONFIG)",
+    )
+    parser.add_argument(
+        "--context",
+        default=_env("CONTEXT") or None,
+        help="kubeconfig context (env PLATFORM_DNS_CONTEXT)",
+    )
+    parser.add_argument(
+        "--domain",
+        default=_env("DOMAIN", "localdev.me"),
+        help="the platform's DNS domain; names outside it are ignored (env PLATFORM_DNS_DOMAIN)",
+    )
+    parser.add_argument(
+        "--default-target",
+        default=_env("DEFAULT_TARGET"),
+        help="address for names whose source has no target annotation and no load-balancer IP, e.g. the ingress Service IP (env PLATFORM_DNS_DEFAULT_TARGET)",
+    )
+    parser.add_argument(
+        "--owner-id",
+        default=_env("OWNER_ID", "platform-dns"),
+        help="ownership marker of the entries this instance writes (env PLATFORM_DNS_OWNER_ID)",
+    )
+    parser.add_argument(
+        "--configmap-namespace",
+        default=_env("CONFIGMAP_NAMESPACE", CONFIGMAP_NAMESPACE),
+        help="namespace of the CoreDNS custom ConfigMap (env PLATFORM_DNS_CONFIGMAP_NAMESPACE)",
+    )
+    parser.add_argument(
+        "--configmap-name",
+        default=_env("CONFIGMAP_NAME", CONFIGMAP_NAME),
+        help="name of the CoreDNS custom ConfigMap (env PLATFORM_DNS_CONFIGMAP_NAME)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=_env("LOG_LEVEL", "INFO"),
+        help="DEBUG, INFO, WARNING (env PLATFORM_DNS_LOG_LEVEL)",
+    )
     return parser.parse_args(argv)
 
 

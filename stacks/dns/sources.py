@@ -116,10 +116,14 @@ def record_endpoints(obj: dict[str, Any]) -> list[Endpoint]:
     spec = obj.get("spec") or {}
     name = str(spec.get("dnsName") or "")
     targets = tuple(str(t) for t in spec.get("targets") or [])
-    return _endpoints([name] if name else [], targets, _resource("dnsrecord", obj), int(spec.get("ttl") or 0))
+    return _endpoints(
+        [name] if name else [], targets, _resource("dnsrecord", obj), int(spec.get("ttl") or 0)
+    )
 
 
-def _endpoints(names: Iterable[str], targets: tuple[str, ...], resource: str, ttl: int) -> list[Endpoint]:
+def _endpoints(
+    names: Iterable[str], targets: tuple[str, ...], resource: str, ttl: int
+) -> list[Endpoint]:
     if not targets:
         return []
     seen: dict[str, Endpoint] = {}

@@ -215,7 +215,10 @@ def parse_duration(text: str | int | float | None, default: float = DEFAULT_REFR
 
 def check_policies(creation: CreationPolicy, deletion: DeletionPolicy) -> None:
     """Reject ESO's forbidden combinations (also enforced by the CRD's CEL rules)."""
-    if deletion is DeletionPolicy.DELETE and creation in (CreationPolicy.MERGE, CreationPolicy.NONE):
+    if deletion is DeletionPolicy.DELETE and creation in (
+        CreationPolicy.MERGE,
+        CreationPolicy.NONE,
+    ):
         raise SpecError(
             f"deletionPolicy Delete cannot be combined with creationPolicy {creation}: "
             "the controller would delete a Secret it does not own"
@@ -333,13 +336,21 @@ def parse_external_secret(obj: dict[str, Any]) -> ExternalSecretSpec:
     store = spec.get("secretStoreRef") or {}
     store_kind = str(store.get("kind") or SECRET_STORE)
     if store_kind not in (SECRET_STORE, CLUSTER_SECRET_STORE):
-        raise SpecError(f"spec.secretStoreRef.kind must be SecretStore or ClusterSecretStore, not {store_kind!r}")
+        raise SpecError(
+            f"spec.secretStoreRef.kind must be SecretStore or ClusterSecretStore, not {store_kind!r}"
+        )
     target = spec.get("target") or {}
     creation: CreationPolicy = _enum(
-        CreationPolicy, target.get("creationPolicy"), CreationPolicy.OWNER, "spec.target.creationPolicy"
+        CreationPolicy,
+        target.get("creationPolicy"),
+        CreationPolicy.OWNER,
+        "spec.target.creationPolicy",
     )
     deletion: DeletionPolicy = _enum(
-        DeletionPolicy, target.get("deletionPolicy"), DeletionPolicy.RETAIN, "spec.target.deletionPolicy"
+        DeletionPolicy,
+        target.get("deletionPolicy"),
+        DeletionPolicy.RETAIN,
+        "spec.target.deletionPolicy",
     )
     check_policies(creation, deletion)
     template: Template | None = None
@@ -349,10 +360,14 @@ def parse_external_secret(obj: dict[str, Any]) -> ExternalSecretSpec:
         template = Template(
             type=str(raw_template.get("type") or ""),
             labels=_pairs(metadata.get("labels"), "spec.target.template.metadata.labels"),
-            annotations=_pairs(metadata.get("annotations"), "spec.target.template.metadata.annotations"),
+            annotations=_pairs(
+                metadata.get("annotations"), "spec.target.template.metadata.annotations"
+            ),
             data=_pairs(raw_template.get("data"), "spec.target.template.data"),
             merge_policy=_enum(
-                MergePolicy, raw_template.get("mergePolicy"), MergePolicy.REPLACE,
+                MergePolicy,
+                raw_template.get("mergePolicy"),
+                MergePolicy.REPLACE,
                 "spec.target.template.mergePolicy",
             ),
         )
@@ -368,7 +383,9 @@ def parse_external_secret(obj: dict[str, Any]) -> ExternalSecretSpec:
                 secret_key,
                 RemoteRef(
                     key=_str(remote.get("key"), f"{where}.remoteRef.key"),
-                    property=_str(remote.get("property"), f"{where}.remoteRef.property", required=False),
+                    property=_str(
+                        remote.get("property"), f"{where}.remoteRef.property", required=False
+                    ),
                 ),
             )
         )
@@ -379,7 +396,9 @@ def parse_external_secret(obj: dict[str, Any]) -> ExternalSecretSpec:
             raise SpecError(f"{where}: only extract is supported")
         extract.append(_str(raw["extract"].get("key"), f"{where}.extract.key"))
     if not items and not extract and not (template and template.data):
-        raise SpecError("spec.data, spec.dataFrom or spec.target.template.data must name something to sync")
+        raise SpecError(
+            "spec.data, spec.dataFrom or spec.target.template.data must name something to sync"
+        )
     return ExternalSecretSpec(
         store_name=_str(store.get("name"), "spec.secretStoreRef.name"),
         store_kind=store_kind,

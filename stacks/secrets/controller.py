@@ -96,7 +96,9 @@ def synced_version(obj: KubeObject) -> str:
     """ESO's syncedResourceVersion: generation plus a digest of labels and annotations."""
     meta = obj.get("metadata") or {}
     digest = hashlib.sha256(
-        json.dumps([meta.get("labels") or {}, meta.get("annotations") or {}], sort_keys=True).encode()
+        json.dumps(
+            [meta.get("labels") or {}, meta.get("annotations") or {}], sort_keys=True
+        ).encode()
     ).hexdigest()[:16]
     return f"{meta.get('generation', 0)}-{digest}"
 
@@ -154,7 +156,9 @@ class SecretsController:
         The runtime's watch threads may sit in a long poll; they are daemons, so the
         process does not wait for them.
         """
-        runtime = threading.Thread(target=self.runtime.run, args=(stop,), name="secrets-runtime", daemon=True)
+        runtime = threading.Thread(
+            target=self.runtime.run, args=(stop,), name="secrets-runtime", daemon=True
+        )
         runtime.start()
         stop.wait()
         runtime.join(timeout=drain_seconds)
@@ -205,7 +209,9 @@ class SecretsController:
             self._synced_at.pop(key, None)
             self._applied.pop(key, None)
 
-    def _due_in(self, key: tuple[str, str], es: KubeObject, spec: ExternalSecretSpec, version: str) -> float:
+    def _due_in(
+        self, key: tuple[str, str], es: KubeObject, spec: ExternalSecretSpec, version: str
+    ) -> float:
         """Seconds until the next sync is due (0: now)."""
         now = self.clock()
         status = es.get("status") or {}
@@ -241,7 +247,13 @@ class SecretsController:
         try:
             spec = parse_external_secret(es)
         except SpecError as error:
-            self._finish(es, key, version, None, Outcome(False, Reason.SYNC_ERROR, str(error), retryable=False))
+            self._finish(
+                es,
+                key,
+                version,
+                None,
+                Outcome(False, Reason.SYNC_ERROR, str(error), retryable=False),
+            )
             return None
         due = self._due_in(key, es, spec, version)
         if due < 0:
@@ -261,7 +273,9 @@ class SecretsController:
         namespace = str(es["metadata"].get("namespace") or "")
         store = self._cached(spec.store_kind, namespace, spec.store_name)
         if store is None:
-            raise TransientError(f"{store_label(spec.store_kind, namespace, spec.store_name)} not found")
+            raise TransientError(
+                f"{store_label(spec.store_kind, namespace, spec.store_name)} not found"
+            )
         return store
 
     def _sync(self, es: KubeObject, spec: ExternalSecretSpec) -> Outcome:
@@ -280,17 +294,24 @@ class SecretsController:
             return Outcome(
                 False,
                 Reason.SYNC_ERROR,
-                "; ".join(resolution.missing) + f"; kept Secret '{namespace}/{spec.target_name}' as it was",
+                "; ".join(resolution.missing)
+                + f"; kept Secret '{namespace}/{spec.target_name}' as it was",
             )
         if spec.creation is CreationPolicy.NONE:
-            return Outcome(True, Reason.SYNCED, "secret synced (creationPolicy None: nothing written)")
+            return Outcome(
+                True, Reason.SYNCED, "secret synced (creationPolicy None: nothing written)"
+            )
         return self._write(es, es_name, namespace, spec, resolution.secret)
 
     def _delete_target(self, es: KubeObject, spec: ExternalSecretSpec, namespace: str) -> Outcome:
         live = self.client.get("v1", "Secret", spec.target_name, namespace)
         message = "every remote key is gone (deletionPolicy Delete)"
         if live is None:
-            return Outcome(False, Reason.DELETED, f"{message}; Secret '{namespace}/{spec.target_name}' is absent")
+            return Outcome(
+                False,
+                Reason.DELETED,
+                f"{message}; Secret '{namespace}/{spec.target_name}' is absent",
+            )
         conflict = owner_conflict(live, es)
         managed = (live.get("metadata", {}).get("labels") or {}).get(MANAGED_LABEL) == "true"
         if conflict or not managed:
@@ -303,10 +324,20 @@ class SecretsController:
         self.client.delete("v1", "Secret", spec.target_name, namespace)
         with self._lock:
             self._applied.pop((namespace, str(es["metadata"]["name"])), None)
-        return Outcome(False, Reason.DELETED, f"{message}; deleted Secret '{namespace}/{spec.target_name}'", written="Deleted")
+        return Outcome(
+            False,
+            Reason.DELETED,
+            f"{message}; deleted Secret '{namespace}/{spec.target_name}'",
+            written="Deleted",
+        )
 
     def _write(
-        self, es: KubeObject, es_name: str, namespace: str, spec: ExternalSecretSpec, desired: DesiredSecret
+        self,
+        es: KubeObject,
+        es_name: str,
+        namespace: str,
+        spec: ExternalSecretSpec,
+        desired: DesiredSecret,
     ) -> Outcome:
         key = (namespace, es_name)
         wanted = data_hash(desired)
@@ -320,15 +351,24 @@ class SecretsController:
         if live is not None:
             conflict = owner_conflict(live, es)
             if conflict:
-                return Outcome(False, Reason.SYNC_ERROR, f"refusing to write Secret {target}: {conflict}")
+                return Outcome(
+                    False, Reason.SYNC_ERROR, f"refusing to write Secret {target}: {conflict}"
+                )
         if spec.creation is CreationPolicy.MERGE and live is None:
             return Outcome(
-                False, Reason.SYNC_ERROR,
+                False,
+                Reason.SYNC_ERROR,
                 f"Secret {target} does not exist; creationPolicy Merge only adds keys to an existing Secret",
             )
-        if live is not None and spec.creation is not CreationPolicy.MERGE and desired.type and live.get("type", "Opaque") != desired.type:
+        if (
+            live is not None
+            and spec.creation is not CreationPolicy.MERGE
+            and desired.type
+            and live.get("type", "Opaque") != desired.type
+        ):
             return Outcome(
-                False, Reason.SYNC_ERROR,
+                False,
+                Reason.SYNC_ERROR,
                 f"Secret {target} has type {live.get('type')!r}, the template wants {desired.type!r} "
                 "(a Secret's type cannot change: delete the Secret to let it be recreated)",
                 retryable=False,
@@ -341,14 +381,20 @@ class SecretsController:
         self.client.apply(body, FIELD_MANAGER, force=True)
         stray = self._stray_keys(live, desired, spec)
         if stray:
-            self.client.merge_patch("v1", "Secret", spec.target_name, {"data": dict.fromkeys(stray)}, namespace)
+            self.client.merge_patch(
+                "v1", "Secret", spec.target_name, {"data": dict.fromkeys(stray)}, namespace
+            )
         with self._lock:
             self._applied[key] = (wanted, now)
         self.metrics.secrets_written += 1
-        return Outcome(True, Reason.SYNCED, "secret synced", written="Created" if live is None else "Updated")
+        return Outcome(
+            True, Reason.SYNCED, "secret synced", written="Created" if live is None else "Updated"
+        )
 
     @staticmethod
-    def _stray_keys(live: KubeObject | None, desired: DesiredSecret, spec: ExternalSecretSpec) -> list[str]:
+    def _stray_keys(
+        live: KubeObject | None, desired: DesiredSecret, spec: ExternalSecretSpec
+    ) -> list[str]:
         """Keys in an Owner/Orphan Secret that the ExternalSecret no longer produces."""
         if live is None or spec.creation is CreationPolicy.MERGE:
             return []
@@ -357,7 +403,12 @@ class SecretsController:
 
     @staticmethod
     def _secret_body(
-        es: KubeObject, es_name: str, namespace: str, spec: ExternalSecretSpec, desired: DesiredSecret, wanted: str
+        es: KubeObject,
+        es_name: str,
+        namespace: str,
+        spec: ExternalSecretSpec,
+        desired: DesiredSecret,
+        wanted: str,
     ) -> KubeObject:
         labels = dict(desired.labels)
         labels[MANAGED_LABEL] = "true"
@@ -380,7 +431,12 @@ class SecretsController:
                     "controller": True,
                 }
             ]
-        body: KubeObject = {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "data": desired.encoded()}
+        body: KubeObject = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": metadata,
+            "data": desired.encoded(),
+        }
         if desired.type and spec.creation is not CreationPolicy.MERGE:
             body["type"] = desired.type
         return body
@@ -399,7 +455,12 @@ class SecretsController:
         previous = ready_condition(es) or {}
         status: dict[str, Any] = dict(es.get("status") or {})
         status["conditions"] = set_condition(
-            status.get("conditions"), "Ready", outcome.ready, outcome.reason, outcome.message, timestamp(now)
+            status.get("conditions"),
+            "Ready",
+            outcome.ready,
+            outcome.reason,
+            outcome.message,
+            timestamp(now),
         )
         if spec is not None:
             status["binding"] = {"name": spec.target_name}
@@ -409,8 +470,10 @@ class SecretsController:
                 self._failures.pop(key, None)
                 self._synced_at[key] = now
             last = parse_timestamp(status.get("refreshTime")) or 0.0
-            if outcome.written or status.get("syncedResourceVersion") != version or now - last >= max(
-                REFRESH_TIME_MIN_WRITE, spec.refresh_seconds if spec else 0.0
+            if (
+                outcome.written
+                or status.get("syncedResourceVersion") != version
+                or now - last >= max(REFRESH_TIME_MIN_WRITE, spec.refresh_seconds if spec else 0.0)
             ):
                 status["refreshTime"] = timestamp(now)
             status["syncedResourceVersion"] = version
@@ -430,10 +493,18 @@ class SecretsController:
         try:
             write_status(self.client, es, status)
         except PlatformError as error:
-            raise TransientError(f"failed to write status of ExternalSecret {label}: {error}") from error
+            raise TransientError(
+                f"failed to write status of ExternalSecret {label}: {error}"
+            ) from error
         target = spec.target_name if spec else ""
         if outcome.written:
-            log.info("%s Secret '%s/%s' for ExternalSecret %s", outcome.written.lower(), key[0], target, label)
+            log.info(
+                "%s Secret '%s/%s' for ExternalSecret %s",
+                outcome.written.lower(),
+                key[0],
+                target,
+                label,
+            )
             self.recorder.record(es, outcome.written, f"{outcome.written} Secret '{target}'")
         elif not outcome.ready and previous.get("message") != outcome.message:
             self.recorder.record(es, "UpdateFailed", outcome.message, warning=True)

@@ -42,15 +42,55 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="platform run secrets",
         description="The secrets controller: syncs Vault secrets into Kubernetes Secrets.",
     )
-    parser.add_argument("--kubeconfig", default=_env("KUBECONFIG") or None, help="kubeconfig file (env PLATFORM_SECRETS_KUBECONFIG; default: in-cluster, then $KUBECONFIG)")
-    parser.add_argument("--context", default=_env("CONTEXT") or None, help="kubeconfig context (env PLATFORM_SECRETS_CONTEXT)")
-    parser.add_argument("--server", default=_env("SERVER") or None, help="API server URL, with --token-file (env PLATFORM_SECRETS_SERVER)")
-    parser.add_argument("--token-file", default=_env("TOKEN_FILE") or None, help="bearer token file, e.g. a ServiceAccount token (env PLATFORM_SECRETS_TOKEN_FILE)")
-    parser.add_argument("--ca-file", default=_env("CA_FILE") or None, help="API server CA bundle for --server (env PLATFORM_SECRETS_CA_FILE)")
-    parser.add_argument("--namespace", default=_env("NAMESPACE") or None, help="watch only this namespace (default: all; env PLATFORM_SECRETS_NAMESPACE)")
-    parser.add_argument("--listen", "--metrics", "--healthz", dest="listen", default=_env("LISTEN", "0.0.0.0:8080"), help="HTTP address for /metrics and /healthz (env PLATFORM_SECRETS_LISTEN)")
-    parser.add_argument("--workers", type=int, default=int(_env("WORKERS", "4")), help="objects reconciled in parallel (env PLATFORM_SECRETS_WORKERS)")
-    parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING (env PLATFORM_SECRETS_LOG_LEVEL)")
+    parser.add_argument(
+        "--kubeconfig",
+        default=_env("KUBECONFIG") or None,
+        help="kubeconfig file (env PLATFORM_SECRETS_KUBECONFIG; default: in-cluster, then $KUBECONFIG)",
+    )
+    parser.add_argument(
+        "--context",
+        default=_env("CONTEXT") or None,
+        help="kubeconfig context (env PLATFORM_SECRETS_CONTEXT)",
+    )
+    parser.add_argument(
+        "--server",
+        default=_env("SERVER") or None,
+        help="API server URL, with --token-file (env PLATFORM_SECRETS_SERVER)",
+    )
+    parser.add_argument(
+        "--token-file",
+        default=_env("TOKEN_FILE") or None,
+        help="bearer token file, e.g. a ServiceAccount token (env PLATFORM_SECRETS_TOKEN_FILE)",
+    )
+    parser.add_argument(
+        "--ca-file",
+        default=_env("CA_FILE") or None,
+        help="API server CA bundle for --server (env PLATFORM_SECRETS_CA_FILE)",
+    )
+    parser.add_argument(
+        "--namespace",
+        default=_env("NAMESPACE") or None,
+        help="watch only this namespace (default: all; env PLATFORM_SECRETS_NAMESPACE)",
+    )
+    parser.add_argument(
+        "--listen",
+        "--metrics",
+        "--healthz",
+        dest="listen",
+        default=_env("LISTEN", "0.0.0.0:8080"),
+        help="HTTP address for /metrics and /healthz (env PLATFORM_SECRETS_LISTEN)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(_env("WORKERS", "4")),
+        help="objects reconciled in parallel (env PLATFORM_SECRETS_WORKERS)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=_env("LOG_LEVEL", "INFO"),
+        help="DEBUG, INFO, WARNING (env PLATFORM_SECRETS_LOG_LEVEL)",
+    )
     return parser.parse_args(argv)
 
 
@@ -99,7 +139,11 @@ class _Server:
             def do_GET(self) -> None:
                 if self.path in ("/healthz", "/readyz"):
                     synced = all(i.synced.is_set() for i in controller.runtime.informers.values())
-                    code, body = (200, "ok\n") if synced and controller.runtime.informers else (503, "starting\n")
+                    code, body = (
+                        (200, "ok\n")
+                        if synced and controller.runtime.informers
+                        else (503, "starting\n")
+                    )
                 elif self.path == "/metrics":
                     code, body = 200, render_metrics(controller)
                 else:
@@ -113,7 +157,9 @@ class _Server:
 
         self.httpd = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)  # noqa: S104
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="secrets-http", daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, name="secrets-http", daemon=True
+        )
 
     @property
     def address(self) -> str:
@@ -166,7 +212,9 @@ def main(argv: list[str]) -> int:
     server.start()
     log.info(
         "secrets controller started (API %s, namespace %s, http %s)",
-        client.description, args.namespace or "all", server.address,
+        client.description,
+        args.namespace or "all",
+        server.address,
     )
     try:
         controller.run(stop)

@@ -25,7 +25,9 @@ class StatusWriter(Protocol):
 
 
 def timestamp(when: float | None = None) -> str:
-    moment = dt.datetime.fromtimestamp(when, dt.UTC) if when is not None else dt.datetime.now(dt.UTC)
+    moment = (
+        dt.datetime.fromtimestamp(when, dt.UTC) if when is not None else dt.datetime.now(dt.UTC)
+    )
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -171,9 +171,19 @@ class Stores:
         try:
             self.provider(store).check()
         except SpecError as error:
-            ready, reason, message, after = False, Reason.INVALID_PROVIDER, str(error), INVALID_RECHECK
+            ready, reason, message, after = (
+                False,
+                Reason.INVALID_PROVIDER,
+                str(error),
+                INVALID_RECHECK,
+            )
         except (PermanentError, TransientError) as error:
-            ready, reason, message, after = False, Reason.VALIDATION_FAILED, str(error), INVALID_RECHECK
+            ready, reason, message, after = (
+                False,
+                Reason.VALIDATION_FAILED,
+                str(error),
+                INVALID_RECHECK,
+            )
         if not ready:
             log.warning("failed to validate %s: %s", label, message)
         status = dict(store.get("status") or {})

@@ -93,11 +93,18 @@ class VaultProvider:
             answer = self._client.auth.kubernetes.login(
                 role=auth.role, jwt=jwt, mount_point=auth.mount_path
             )
-        except (hvac.exceptions.VaultDown, hvac.exceptions.InternalServerError,
-                hvac.exceptions.BadGateway) as error:
-            raise VaultUnavailable(f"Vault at {self.store.server} is unavailable: {_describe(error)}") from error
+        except (
+            hvac.exceptions.VaultDown,
+            hvac.exceptions.InternalServerError,
+            hvac.exceptions.BadGateway,
+        ) as error:
+            raise VaultUnavailable(
+                f"Vault at {self.store.server} is unavailable: {_describe(error)}"
+            ) from error
         except requests.exceptions.RequestException as error:
-            raise VaultUnavailable(f"Vault at {self.store.server} is unreachable: {_describe(error)}") from error
+            raise VaultUnavailable(
+                f"Vault at {self.store.server} is unreachable: {_describe(error)}"
+            ) from error
         except hvac.exceptions.VaultError as error:
             raise VaultAuthError(
                 f"Vault refused the Kubernetes login (mount {auth.mount_path!r}, role "
@@ -122,7 +129,7 @@ class VaultProvider:
         key = key.strip("/")
         for prefix in (f"{self.store.path}/data/", f"{self.store.path}/"):
             if key.startswith(prefix):
-                return key[len(prefix):]
+                return key[len(prefix) :]
         return key
 
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
@@ -136,8 +143,12 @@ class VaultProvider:
                 raise VaultUnavailable(
                     f"Vault at {self.store.server} is sealed or not initialised"
                 ) from error
-            except (hvac.exceptions.InternalServerError, hvac.exceptions.BadGateway,
-                    hvac.exceptions.RateLimitExceeded, hvac.exceptions.UnexpectedError) as error:
+            except (
+                hvac.exceptions.InternalServerError,
+                hvac.exceptions.BadGateway,
+                hvac.exceptions.RateLimitExceeded,
+                hvac.exceptions.UnexpectedError,
+            ) as error:
                 raise VaultUnavailable(
                     f"Vault at {self.store.server} failed to {what}: {_describe(error)}"
                 ) from error

@@ -42,9 +42,18 @@ def start_certs(
     def start(*extra: str) -> subprocess.Popen[bytes]:
         process = processes.start(
             [
-                PLATFORM, "run", "certs", "--kubeconfig", str(cluster.kubeconfig),
-                "--watch-namespace", namespace, "--cluster-resource-namespace", namespace,
-                "--log-level", "DEBUG", *extra,
+                PLATFORM,
+                "run",
+                "certs",
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+                "--watch-namespace",
+                namespace,
+                "--cluster-resource-namespace",
+                namespace,
+                "--log-level",
+                "DEBUG",
+                *extra,
             ],
             log=tmp_path / f"certs-{len(started)}.log",
         )

@@ -47,7 +47,9 @@ def make_ca_secret(kube: KubeClient, namespace: str, name: str) -> pki.KeyPair:
     return ca
 
 
-def certificate(namespace: str, name: str, issuer: str, kind: str = "Issuer", **spec: Any) -> dict[str, Any]:
+def certificate(
+    namespace: str, name: str, issuer: str, kind: str = "Issuer", **spec: Any
+) -> dict[str, Any]:
     return {
         "apiVersion": API,
         "kind": "Certificate",
@@ -105,9 +107,16 @@ def test_ca_issuer_certificate_passes_openssl_verify(
     make_ca_secret(kube, namespace, "root-ca")
     apply(
         cluster,
-        {"apiVersion": API, "kind": "Issuer", "metadata": {"name": "ca", "namespace": namespace}, "spec": {"ca": {"secretName": "root-ca"}}},
+        {
+            "apiVersion": API,
+            "kind": "Issuer",
+            "metadata": {"name": "ca", "namespace": namespace},
+            "spec": {"ca": {"secretName": "root-ca"}},
+        },
         certificate(
-            namespace, "web", "ca",
+            namespace,
+            "web",
+            "ca",
             commonName="web.example.test",
             dnsNames=["web.example.test", "www.example.test"],
             ipAddresses=["10.0.0.7"],
@@ -126,7 +135,12 @@ def test_ca_issuer_certificate_passes_openssl_verify(
     assert info.ip_addresses == ("10.0.0.7",)
     assert (info.key_algorithm, info.key_size) == ("ECDSA", 384)
     assert pki.key_matches(files["tls.crt"].read_bytes(), files["tls.key"].read_bytes())
-    text = subprocess.run(["openssl", "x509", "-noout", "-text", "-in", str(files["tls.crt"])], capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        ["openssl", "x509", "-noout", "-text", "-in", str(files["tls.crt"])],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "DNS:web.example.test" in text and "IP Address:10.0.0.7" in text
     assert "TLS Web Server Authentication" in text
     secret = kube.get("v1", "Secret", "web-tls", namespace) or {}
@@ -154,8 +168,20 @@ def test_self_signed_cluster_issuer_and_rsa_key(
     issuer = f"self-{namespace}"
     apply(
         cluster,
-        {"apiVersion": API, "kind": "ClusterIssuer", "metadata": {"name": issuer}, "spec": {"selfSigned": {}}},
-        certificate(namespace, "selfy", issuer, kind="ClusterIssuer", dnsNames=["selfy.test"], privateKey={"algorithm": "RSA", "size": 4096}),
+        {
+            "apiVersion": API,
+            "kind": "ClusterIssuer",
+            "metadata": {"name": issuer},
+            "spec": {"selfSigned": {}},
+        },
+        certificate(
+            namespace,
+            "selfy",
+            issuer,
+            kind="ClusterIssuer",
+            dnsNames=["selfy.test"],
+            privateKey={"algorithm": "RSA", "size": 4096},
+        ),
     )
     try:
         wait_ready(kube, namespace, "selfy")
@@ -176,7 +202,12 @@ def test_cluster_issuer_ca_from_cluster_resource_namespace(
     issuer = f"ca-{namespace}"
     apply(
         cluster,
-        {"apiVersion": API, "kind": "ClusterIssuer", "metadata": {"name": issuer}, "spec": {"ca": {"secretName": "platform-ca"}}},
+        {
+            "apiVersion": API,
+            "kind": "ClusterIssuer",
+            "metadata": {"name": issuer},
+            "spec": {"ca": {"secretName": "platform-ca"}},
+        },
         certificate(namespace, "app", issuer, kind="ClusterIssuer", dnsNames=["app.test"]),
     )
     try:
@@ -188,7 +219,9 @@ def test_cluster_issuer_ca_from_cluster_resource_namespace(
         kube.delete(API, "ClusterIssuer", issuer)
 
 
-def _observe(kube: KubeClient, namespace: str, names: list[str], seconds: float) -> dict[str, list[tuple[int, str]]]:
+def _observe(
+    kube: KubeClient, namespace: str, names: list[str], seconds: float
+) -> dict[str, list[tuple[int, str]]]:
     seen: dict[str, list[tuple[int, str]]] = {n: [] for n in names}
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -206,11 +239,32 @@ def test_short_certificate_renews_on_time_and_once_per_period(
 ) -> None:
     apply(
         cluster,
-        {"apiVersion": API, "kind": "Issuer", "metadata": {"name": "self", "namespace": namespace}, "spec": {"selfSigned": {}}},
+        {
+            "apiVersion": API,
+            "kind": "Issuer",
+            "metadata": {"name": "self", "namespace": namespace},
+            "spec": {"selfSigned": {}},
+        },
         # lifetime 1h, renew 8s after issuance
-        certificate(namespace, "short", "self", dnsNames=["short.test"], duration="1h", renewBefore="59m52s", privateKey={"algorithm": "ECDSA"}),
+        certificate(
+            namespace,
+            "short",
+            "self",
+            dnsNames=["short.test"],
+            duration="1h",
+            renewBefore="59m52s",
+            privateKey={"algorithm": "ECDSA"},
+        ),
         # renewBefore longer than the lifetime: falls back to lifetime/3, no renewal loop
-        certificate(namespace, "loop", "self", dnsNames=["loop.test"], duration="1h", renewBefore="2h", privateKey={"algorithm": "ECDSA"}),
+        certificate(
+            namespace,
+            "loop",
+            "self",
+            dnsNames=["loop.test"],
+            duration="1h",
+            renewBefore="2h",
+            privateKey={"algorithm": "ECDSA"},
+        ),
     )
     short = wait_ready(kube, namespace, "short")
     loop = wait_ready(kube, namespace, "loop")
@@ -240,19 +294,49 @@ def test_annotated_ingress_gets_tls_secret_that_outlives_it(
     issuer = f"ing-{namespace}"
     apply(
         cluster,
-        {"apiVersion": API, "kind": "ClusterIssuer", "metadata": {"name": issuer}, "spec": {"ca": {"secretName": "platform-ca"}}},
+        {
+            "apiVersion": API,
+            "kind": "ClusterIssuer",
+            "metadata": {"name": issuer},
+            "spec": {"ca": {"secretName": "platform-ca"}},
+        },
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "Ingress",
-            "metadata": {"name": "demo", "namespace": namespace, "annotations": {"certs.platform.local/cluster-issuer": issuer}},
+            "metadata": {
+                "name": "demo",
+                "namespace": namespace,
+                "annotations": {"certs.platform.local/cluster-issuer": issuer},
+            },
             "spec": {
-                "tls": [{"hosts": ["demo.platform.test", "api.platform.test"], "secretName": "demo-tls"}],
-                "rules": [{"host": "demo.platform.test", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "demo", "port": {"number": 80}}}}]}}],
+                "tls": [
+                    {"hosts": ["demo.platform.test", "api.platform.test"], "secretName": "demo-tls"}
+                ],
+                "rules": [
+                    {
+                        "host": "demo.platform.test",
+                        "http": {
+                            "paths": [
+                                {
+                                    "path": "/",
+                                    "pathType": "Prefix",
+                                    "backend": {
+                                        "service": {"name": "demo", "port": {"number": 80}}
+                                    },
+                                }
+                            ]
+                        },
+                    }
+                ],
             },
         },
     )
     try:
-        processes.wait_for(lambda: kube.get("v1", "Secret", "demo-tls", namespace) is not None, 60, "the ingress TLS Secret")
+        processes.wait_for(
+            lambda: kube.get("v1", "Secret", "demo-tls", namespace) is not None,
+            60,
+            "the ingress TLS Secret",
+        )
         cert = wait_ready(kube, namespace, "demo-tls")
         assert cert["metadata"]["ownerReferences"][0]["kind"] == "Ingress"
         assert sorted(cert["spec"]["dnsNames"]) == ["api.platform.test", "demo.platform.test"]
@@ -260,7 +344,8 @@ def test_annotated_ingress_gets_tls_secret_that_outlives_it(
         openssl_verify(files, tmp_path / "demo")
         cluster.kubectl("delete", "ingress", "demo", "-n", namespace)
         processes.wait_for(
-            lambda: kube.get(API, "Certificate", "demo-tls", namespace) is None, 60,
+            lambda: kube.get(API, "Certificate", "demo-tls", namespace) is None,
+            60,
             "the garbage collector to delete the Ingress's Certificate",
         )
         time.sleep(1)

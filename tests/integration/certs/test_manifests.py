@@ -18,6 +18,26 @@ def test_manifests_apply(cluster: KwokCluster, tmp_path: Path) -> None:
     text = text.replace("${COMPONENT_IMAGE}", "platform:test")
     assert "${" not in text
     cluster.kubectl("apply", "--server-side", "-f", "-", stdin=text)
-    cluster.kubectl("rollout", "status", "-n", "platform-certs", "deployment/platform-certs", "--timeout=90s")
-    assert "yes" in cluster.kubectl("auth", "can-i", "create", "secrets", "--as=system:serviceaccount:platform-certs:platform-certs", "-n", "default", check=False)
-    assert "no" in cluster.kubectl("auth", "can-i", "delete", "secrets", "--as=system:serviceaccount:platform-certs:platform-certs", "-n", "default", check=False)
+    cluster.kubectl(
+        "rollout", "status", "-n", "platform-certs", "deployment/platform-certs", "--timeout=90s"
+    )
+    assert "yes" in cluster.kubectl(
+        "auth",
+        "can-i",
+        "create",
+        "secrets",
+        "--as=system:serviceaccount:platform-certs:platform-certs",
+        "-n",
+        "default",
+        check=False,
+    )
+    assert "no" in cluster.kubectl(
+        "auth",
+        "can-i",
+        "delete",
+        "secrets",
+        "--as=system:serviceaccount:platform-certs:platform-certs",
+        "-n",
+        "default",
+        check=False,
+    )

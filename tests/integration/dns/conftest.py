@@ -54,10 +54,24 @@ def start_dns(
         log = tmp_path / f"dns-{len(started)}.log"
         process = processes.start(
             [
-                PLATFORM, "run", "dns", "--kubeconfig", str(kubeconfig or cluster.kubeconfig),
-                "--domain", domain, "--default-target", "10.43.0.80",
-                "--configmap-namespace", namespace, "--configmap-name", "coredns-custom",
-                "--owner-id", "platform-dns", "--log-level", "DEBUG", *extra,
+                PLATFORM,
+                "run",
+                "dns",
+                "--kubeconfig",
+                str(kubeconfig or cluster.kubeconfig),
+                "--domain",
+                domain,
+                "--default-target",
+                "10.43.0.80",
+                "--configmap-namespace",
+                namespace,
+                "--configmap-name",
+                "coredns-custom",
+                "--owner-id",
+                "platform-dns",
+                "--log-level",
+                "DEBUG",
+                *extra,
             ],
             log=log,
         )

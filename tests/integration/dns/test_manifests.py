@@ -18,8 +18,16 @@ def test_manifests_apply(cluster: KwokCluster, tmp_path: Path) -> None:
     text = text.replace("${COMPONENT_IMAGE}", "platform:test")
     assert "${" not in text
     cluster.kubectl("apply", "--server-side", "-f", "-", stdin=text)
-    cluster.kubectl("rollout", "status", "-n", "platform-dns", "deployment/platform-dns", "--timeout=90s")
+    cluster.kubectl(
+        "rollout", "status", "-n", "platform-dns", "deployment/platform-dns", "--timeout=90s"
+    )
     who = "--as=system:serviceaccount:platform-dns:platform-dns"
-    assert "yes" in cluster.kubectl("auth", "can-i", "patch", "configmaps/coredns-custom", who, "-n", "kube-system", check=False)
-    assert "no" in cluster.kubectl("auth", "can-i", "patch", "configmaps/coredns", who, "-n", "kube-system", check=False)
-    assert "no" in cluster.kubectl("auth", "can-i", "get", "secrets", who, "-n", "kube-system", check=False)
+    assert "yes" in cluster.kubectl(
+        "auth", "can-i", "patch", "configmaps/coredns-custom", who, "-n", "kube-system", check=False
+    )
+    assert "no" in cluster.kubectl(
+        "auth", "can-i", "patch", "configmaps/coredns", who, "-n", "kube-system", check=False
+    )
+    assert "no" in cluster.kubectl(
+        "auth", "can-i", "get", "secrets", who, "-n", "kube-system", check=False
+    )

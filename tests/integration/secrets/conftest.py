@@ -36,7 +36,9 @@ API = "secrets.platform.local/v1"
 def crds(cluster: KwokCluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "10-crds.yaml"))
     for plural in ("externalsecrets", "secretstores", "clustersecretstores"):
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{plural}.secrets.platform.local")
+        cluster.kubectl(
+            "wait", "--for=condition=Established", f"crd/{plural}.secrets.platform.local"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +104,9 @@ def start_controller(tmp_path: Path, args: list[str], name: str = "secrets") -> 
 
     def healthy() -> bool:
         if process.poll() is not None:
-            raise RuntimeError(f"controller exited {process.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"controller exited {process.returncode}:\n{log.read_text()[-3000:]}"
+            )
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
             return bool(answer.status == 200)
 
@@ -127,7 +131,9 @@ def controller_factory(tmp_path: Path) -> Iterator[Callable[[list[str]], Control
 
 @pytest.fixture
 def controller(
-    cluster: KwokCluster, crds: None, namespace: str,
+    cluster: KwokCluster,
+    crds: None,
+    namespace: str,
     controller_factory: Callable[[list[str]], Controller],
 ) -> Controller:
     return controller_factory([f"--kubeconfig={cluster.kubeconfig}", f"--namespace={namespace}"])
@@ -141,7 +147,9 @@ def decode(secret: dict[str, Any] | None) -> dict[str, str]:
 class Secrets:
     """Create stores and ExternalSecrets in the test namespace; wait on them."""
 
-    def __init__(self, cluster: KwokCluster, kube: KubeClient, namespace: str, bao: Bao | None) -> None:
+    def __init__(
+        self, cluster: KwokCluster, kube: KubeClient, namespace: str, bao: Bao | None
+    ) -> None:
         self.cluster = cluster
         self.kube = kube
         self.namespace = namespace
@@ -152,24 +160,37 @@ class Secrets:
 
     def token_store(self, name: str = "vault", token: str | None = None, **vault: Any) -> None:
         assert self.bao is not None
-        self.apply({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": f"{name}-token", "namespace": self.namespace},
-            "stringData": {"token": token if token is not None else self.bao.token},
-        })
+        self.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"{name}-token", "namespace": self.namespace},
+                "stringData": {"token": token if token is not None else self.bao.token},
+            }
+        )
         self.store(name, {"tokenSecretRef": {"name": f"{name}-token", "key": "token"}}, **vault)
 
     def store(self, name: str, auth: dict[str, Any], **vault: Any) -> None:
         assert self.bao is not None
-        provider = {"server": self.bao.server.address, "path": "secret", "version": "v2", "auth": auth}
+        provider = {
+            "server": self.bao.server.address,
+            "path": "secret",
+            "version": "v2",
+            "auth": auth,
+        }
         provider.update(vault)
-        self.apply({
-            "apiVersion": API, "kind": "SecretStore",
-            "metadata": {"name": name, "namespace": self.namespace},
-            "spec": {"provider": {"vault": provider}},
-        })
+        self.apply(
+            {
+                "apiVersion": API,
+                "kind": "SecretStore",
+                "metadata": {"name": name, "namespace": self.namespace},
+                "spec": {"provider": {"vault": provider}},
+            }
+        )
 
-    def external_secret(self, name: str, spec: dict[str, Any], annotations: dict[str, str] | None = None) -> None:
+    def external_secret(
+        self, name: str, spec: dict[str, Any], annotations: dict[str, str] | None = None
+    ) -> None:
         full = {"refreshInterval": "1h", "secretStoreRef": {"name": "vault", "kind": "SecretStore"}}
         full.update(spec)
         meta: dict[str, Any] = {"name": name, "namespace": self.namespace}
@@ -190,8 +211,15 @@ class Secrets:
                 return dict(condition)
         return None
 
-    def wait_ready(self, name: str, status: str = "True", reason: str | None = None,
-                   contains: str = "", timeout: float = 30, kind: str = "ExternalSecret") -> dict[str, Any]:
+    def wait_ready(
+        self,
+        name: str,
+        status: str = "True",
+        reason: str | None = None,
+        contains: str = "",
+        timeout: float = 30,
+        kind: str = "ExternalSecret",
+    ) -> dict[str, Any]:
         def check() -> bool:
             condition = self.ready(kind, name)
             return bool(
@@ -201,7 +229,11 @@ class Secrets:
                 and contains in condition.get("message", "")
             )
 
-        processes.wait_for(check, timeout, f"{kind} {name} Ready={status} {reason or ''} {contains!r} (last: {self.ready(kind, name)})")
+        processes.wait_for(
+            check,
+            timeout,
+            f"{kind} {name} Ready={status} {reason or ''} {contains!r} (last: {self.ready(kind, name)})",
+        )
         condition = self.ready(kind, name)
         assert condition is not None
         return condition
@@ -210,7 +242,8 @@ class Secrets:
         start = time.monotonic()
         processes.wait_for(
             lambda: self.secret(name) is not None and decode(self.secret(name)) == expected,
-            timeout, f"Secret {name} to hold {sorted(expected)} (last: {sorted(decode(self.secret(name))) if self.secret(name) else None})",
+            timeout,
+            f"Secret {name} to hold {sorted(expected)} (last: {sorted(decode(self.secret(name))) if self.secret(name) else None})",
         )
         return time.monotonic() - start
 
@@ -220,7 +253,9 @@ class Secrets:
 
 
 @pytest.fixture
-def secrets(cluster: KwokCluster, kube: KubeClient, namespace: str, bao: Bao, crds: None) -> Secrets:
+def secrets(
+    cluster: KwokCluster, kube: KubeClient, namespace: str, bao: Bao, crds: None
+) -> Secrets:
     return Secrets(cluster, kube, namespace, bao)
 
 
@@ -238,26 +273,41 @@ def configure_kubernetes_auth(
 ) -> None:
     """OpenBao's kubernetes auth method pointed at the test cluster (real TokenReview)."""
     bao.call("POST", "sys/auth/kubernetes", {"type": "kubernetes"})
-    bao.call("POST", "auth/kubernetes/config", {
-        "kubernetes_host": cluster.server(),
-        "kubernetes_ca_cert": kubeconfig_ca(cluster),
-        "disable_local_ca_jwt": True,
-    })
-    bao.call("POST", "sys/policies/acl/read-secrets", {
-        "policy": 'path "secret/data/*" { capabilities = ["read"] }\n'
-                  'path "kv1/*" { capabilities = ["read"] }\n'
-    })
-    bao.call("POST", f"auth/kubernetes/role/{role}", {
-        "bound_service_account_names": [account],
-        "bound_service_account_namespaces": [namespace],
-        "token_policies": ["read-secrets"],
-        "token_ttl": ttl,
-        "token_max_ttl": ttl,
-    })
+    bao.call(
+        "POST",
+        "auth/kubernetes/config",
+        {
+            "kubernetes_host": cluster.server(),
+            "kubernetes_ca_cert": kubeconfig_ca(cluster),
+            "disable_local_ca_jwt": True,
+        },
+    )
+    bao.call(
+        "POST",
+        "sys/policies/acl/read-secrets",
+        {
+            "policy": 'path "secret/data/*" { capabilities = ["read"] }\n'
+            'path "kv1/*" { capabilities = ["read"] }\n'
+        },
+    )
+    bao.call(
+        "POST",
+        f"auth/kubernetes/role/{role}",
+        {
+            "bound_service_account_names": [account],
+            "bound_service_account_namespaces": [namespace],
+            "token_policies": ["read-secrets"],
+            "token_ttl": ttl,
+            "token_max_ttl": ttl,
+        },
+    )
     # OpenBao reviews the login JWT with itself as the reviewer: the account needs
     # system:auth-delegator (what the Vault docs tell users to grant).
     cluster.kubectl("create", "serviceaccount", account, "-n", namespace)
     cluster.kubectl(
-        "create", "clusterrolebinding", f"{namespace}-{account}-delegator",
-        "--clusterrole=system:auth-delegator", f"--serviceaccount={namespace}:{account}",
+        "create",
+        "clusterrolebinding",
+        f"{namespace}-{account}-delegator",
+        "--clusterrole=system:auth-delegator",
+        f"--serviceaccount={namespace}:{account}",
     )

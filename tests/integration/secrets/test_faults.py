@@ -38,13 +38,17 @@ def test_missing_key_is_not_ready_and_changes_nothing(
 
     # property b disappears, a changes: partial success is not Ready and writes nothing
     bao.put("app/cfg", {"a": "changed"})
-    condition = secrets.wait_ready("cfg", status="False", reason="SecretSyncedError", contains="'b'")
+    condition = secrets.wait_ready(
+        "cfg", status="False", reason="SecretSyncedError", contains="'b'"
+    )
     assert "kept Secret" in condition["message"]
     time.sleep(2)
     after = secrets.secret("cfg")
     assert after is not None
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
-    assert any(e["reason"] == "UpdateFailed" and e["type"] == "Warning" for e in secrets.events("cfg"))
+    assert any(
+        e["reason"] == "UpdateFailed" and e["type"] == "Warning" for e in secrets.events("cfg")
+    )
 
     # an ExternalSecret whose key never existed creates no Secret
     secrets.external_secret("never", _es(key="app/none"))
@@ -87,15 +91,37 @@ def test_owner_refuses_a_secret_owned_by_something_else(
     bao.put("app/cfg", {"a": "1", "b": "2"})
     secrets.token_store()
     # a Secret controlled by another object (a ConfigMap stands in for any owner)
-    cm = secrets.kube.create({"apiVersion": "v1", "kind": "ConfigMap",
-                              "metadata": {"name": "owner", "namespace": secrets.namespace}})
-    secrets.apply({"apiVersion": "v1", "kind": "Secret",
-                   "metadata": {"name": "taken", "namespace": secrets.namespace,
-                                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
-                                                     "uid": cm["metadata"]["uid"], "controller": True}]},
-                   "stringData": {"mine": "yes"}})
+    cm = secrets.kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "owner", "namespace": secrets.namespace},
+        }
+    )
+    secrets.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": "taken",
+                "namespace": secrets.namespace,
+                "ownerReferences": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "name": "owner",
+                        "uid": cm["metadata"]["uid"],
+                        "controller": True,
+                    }
+                ],
+            },
+            "stringData": {"mine": "yes"},
+        }
+    )
     secrets.external_secret("grab", _es(name="taken"))
-    condition = secrets.wait_ready("grab", status="False", reason="SecretSyncedError", contains="refusing")
+    condition = secrets.wait_ready(
+        "grab", status="False", reason="SecretSyncedError", contains="refusing"
+    )
     assert "ConfigMap 'owner'" in condition["message"]
     assert decode(secrets.secret("taken")) == {"mine": "yes"}
 
@@ -122,31 +148,54 @@ def test_owner_orphan_merge_and_deletion_policy(
     # Merge: only adds keys to an existing Secret, and waits for it to exist
     secrets.external_secret("merge", _es(name="app-config", creationPolicy="Merge"))
     secrets.wait_ready("merge", status="False", contains="does not exist")
-    secrets.apply({"apiVersion": "v1", "kind": "Secret",
-                   "metadata": {"name": "app-config", "namespace": secrets.namespace},
-                   "stringData": {"theirs": "kept", "a": "old"}})
+    secrets.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "app-config", "namespace": secrets.namespace},
+            "stringData": {"theirs": "kept", "a": "old"},
+        }
+    )
     secrets.wait_data("app-config", {"theirs": "kept", "a": "1", "b": "2"}, timeout=40)
 
-    secrets.cluster.kubectl("delete", "externalsecret", "owned", "orphan", "merge", "-n", secrets.namespace)
-    processes.wait_for(lambda: secrets.secret("owned") is None, 30, "the owned Secret to be collected")
+    secrets.cluster.kubectl(
+        "delete", "externalsecret", "owned", "orphan", "merge", "-n", secrets.namespace
+    )
+    processes.wait_for(
+        lambda: secrets.secret("owned") is None, 30, "the owned Secret to be collected"
+    )
     assert decode(secrets.secret("orphan")) == {"a": "1", "b": "2"}
     assert decode(secrets.secret("app-config"))["theirs"] == "kept"
 
     # deletionPolicy Delete: when every remote key is gone, the Secret goes too
     bao.put("app/gone", {"a": "1", "b": "2"})
-    secrets.external_secret("deleting", _es(key="app/gone", name="deleting", deletionPolicy="Delete"))
+    secrets.external_secret(
+        "deleting", _es(key="app/gone", name="deleting", deletionPolicy="Delete")
+    )
     secrets.external_secret("retaining", _es(key="app/gone", name="retaining"))
     secrets.wait_data("deleting", {"a": "1", "b": "2"})
     secrets.wait_data("retaining", {"a": "1", "b": "2"})
     bao.delete("app/gone")
     secrets.wait_ready("deleting", status="False", reason="SecretDeleted")
-    processes.wait_for(lambda: secrets.secret("deleting") is None, 15, "the Delete-policy Secret to go")
-    secrets.wait_ready("retaining", status="False", reason="SecretSyncedError", contains="kept Secret")
+    processes.wait_for(
+        lambda: secrets.secret("deleting") is None, 15, "the Delete-policy Secret to go"
+    )
+    secrets.wait_ready(
+        "retaining", status="False", reason="SecretSyncedError", contains="kept Secret"
+    )
     assert decode(secrets.secret("retaining")) == {"a": "1", "b": "2"}
 
     # a Secret edited by hand is put back; stray keys are removed (Owner)
     secrets.external_secret("drift", _es(name="drift", refresh="1s"))
     secrets.wait_data("drift", {"a": "1", "b": "2"})
-    secrets.cluster.kubectl("patch", "secret", "drift", "-n", secrets.namespace, "--type=merge",
-                            "-p", '{"stringData": {"a": "tampered", "extra": "x"}}')
+    secrets.cluster.kubectl(
+        "patch",
+        "secret",
+        "drift",
+        "-n",
+        secrets.namespace,
+        "--type=merge",
+        "-p",
+        '{"stringData": {"a": "tampered", "extra": "x"}}',
+    )
     secrets.wait_data("drift", {"a": "1", "b": "2"}, timeout=45)

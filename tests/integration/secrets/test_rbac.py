@@ -26,8 +26,13 @@ pytestmark = pytest.mark.integration
 
 
 def test_runs_with_the_shipped_rbac(
-    cluster: KwokCluster, crds: None, kube: KubeClient, namespace: str, bao: Bao,
-    tmp_path: Path, controller_factory: Callable[[list[str]], Controller],
+    cluster: KwokCluster,
+    crds: None,
+    kube: KubeClient,
+    namespace: str,
+    bao: Bao,
+    tmp_path: Path,
+    controller_factory: Callable[[list[str]], Controller],
 ) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "00-namespace.yaml"))
     cluster.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "20-rbac.yaml"))
@@ -41,34 +46,52 @@ def test_runs_with_the_shipped_rbac(
     try:
         assert as_controller.self_subject_access("get", "", "secrets", namespace)
         assert not as_controller.self_subject_access("list", "", "secrets", namespace)
-        assert not as_controller.self_subject_access("update", "secrets.platform.local", "externalsecrets", namespace)
+        assert not as_controller.self_subject_access(
+            "update", "secrets.platform.local", "externalsecrets", namespace
+        )
     finally:
         as_controller.close()
 
-    controller = controller_factory([
-        f"--server={cluster.server()}", f"--token-file={token_file}", f"--ca-file={ca_file}",
-        f"--namespace={namespace}",
-    ])
+    controller = controller_factory(
+        [
+            f"--server={cluster.server()}",
+            f"--token-file={token_file}",
+            f"--ca-file={ca_file}",
+            f"--namespace={namespace}",
+        ]
+    )
     secrets = Secrets(cluster, kube, namespace, bao)
     configure_kubernetes_auth(bao, cluster, namespace, account="app-reader", role="app")
     bao.put("app/db", {"password": "pw1"})
     secrets.token_store()
-    secrets.store("k8s", {"kubernetes": {"role": "app", "serviceAccountRef": {"name": "app-reader"}}})
+    secrets.store(
+        "k8s", {"kubernetes": {"role": "app", "serviceAccountRef": {"name": "app-reader"}}}
+    )
     secrets.wait_ready("k8s", kind="SecretStore", reason="Valid")
     secrets.wait_ready("vault", kind="SecretStore", reason="Valid")
     for name, store, policy in (("owned", "k8s", "Owner"), ("orphan", "vault", "Orphan")):
-        secrets.external_secret(name, {
-            "secretStoreRef": {"name": store, "kind": "SecretStore"},
-            "refreshInterval": "1s",
-            "target": {"creationPolicy": policy, "deletionPolicy": "Delete"},
-            "data": [{"secretKey": "password", "remoteRef": {"key": "app/db", "property": "password"}}],
-        })
+        secrets.external_secret(
+            name,
+            {
+                "secretStoreRef": {"name": store, "kind": "SecretStore"},
+                "refreshInterval": "1s",
+                "target": {"creationPolicy": policy, "deletionPolicy": "Delete"},
+                "data": [
+                    {
+                        "secretKey": "password",
+                        "remoteRef": {"key": "app/db", "property": "password"},
+                    }
+                ],
+            },
+        )
         secrets.wait_data(name, {"password": "pw1"})
         secrets.wait_ready(name, reason="SecretSynced")
     bao.put("app/db", {"password": "pw2"})
     secrets.wait_data("owned", {"password": "pw2"}, timeout=10)
     bao.delete("app/db")
-    processes.wait_for(lambda: secrets.secret("orphan") is None, 15, "deletionPolicy Delete to delete")
+    processes.wait_for(
+        lambda: secrets.secret("orphan") is None, 15, "deletionPolicy Delete to delete"
+    )
     assert {e["reason"] for e in secrets.events("owned")} >= {"Created", "Updated"}
     output = controller.output()
     assert "Forbidden" not in output and " 403" not in output, output[-3000:]

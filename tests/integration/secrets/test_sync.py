@@ -26,15 +26,18 @@ def test_secret_appears_follows_changes_and_force_sync(
 ) -> None:
     bao.put("app/db", {"username": "app", "password": "s3cret", "nested": {"port": 5432}})
     secrets.token_store()
-    secrets.external_secret("db", {
-        "refreshInterval": "2s",
-        "target": {"name": "db-credentials"},
-        "data": [
-            {"secretKey": "user", "remoteRef": {"key": "app/db", "property": "username"}},
-            {"secretKey": "pass", "remoteRef": {"key": "app/db", "property": "password"}},
-            {"secretKey": "port", "remoteRef": {"key": "app/db", "property": "nested.port"}},
-        ],
-    })
+    secrets.external_secret(
+        "db",
+        {
+            "refreshInterval": "2s",
+            "target": {"name": "db-credentials"},
+            "data": [
+                {"secretKey": "user", "remoteRef": {"key": "app/db", "property": "username"}},
+                {"secretKey": "pass", "remoteRef": {"key": "app/db", "property": "password"}},
+                {"secretKey": "port", "remoteRef": {"key": "app/db", "property": "nested.port"}},
+            ],
+        },
+    )
     secrets.wait_data("db-credentials", {"user": "app", "pass": "s3cret", "port": "5432"})
     condition = secrets.wait_ready("db", reason="SecretSynced")
     assert condition["message"] == "secret synced"
@@ -52,20 +55,29 @@ def test_secret_appears_follows_changes_and_force_sync(
 
     # A change in Vault reaches the Secret within the refresh interval (2 s) plus slack.
     bao.put("app/db", {"username": "app", "password": "rotated", "nested": {"port": 5432}})
-    took = secrets.wait_data("db-credentials", {"user": "app", "pass": "rotated", "port": "5432"}, timeout=10)
+    took = secrets.wait_data(
+        "db-credentials", {"user": "app", "pass": "rotated", "port": "5432"}, timeout=10
+    )
     assert took < 2 + 2.5, f"took {took:.1f}s"
 
     # A long interval: a change waits ... until force-sync, which applies at once.
-    secrets.external_secret("slow", {
-        "refreshInterval": "1h",
-        "dataFrom": [{"extract": {"key": "app/db"}}],
-    })
+    secrets.external_secret(
+        "slow",
+        {
+            "refreshInterval": "1h",
+            "dataFrom": [{"extract": {"key": "app/db"}}],
+        },
+    )
     secrets.wait_data("slow", {"username": "app", "password": "rotated", "nested": '{"port":5432}'})
     bao.put("app/db", {"username": "app2", "password": "rotated"})
     time.sleep(2)
     assert decode(secrets.secret("slow"))["username"] == "app"
     secrets.cluster.kubectl(
-        "annotate", "externalsecret", "slow", "-n", secrets.namespace,
+        "annotate",
+        "externalsecret",
+        "slow",
+        "-n",
+        secrets.namespace,
         f"secrets.platform.local/force-sync={uuid.uuid4().hex[:6]}",
     )
     took = secrets.wait_data("slow", {"username": "app2", "password": "rotated"}, timeout=10)
@@ -74,7 +86,9 @@ def test_secret_appears_follows_changes_and_force_sync(
     reasons = {e["reason"] for e in secrets.events("db")}
     assert {"Created", "Updated"} <= reasons
     # no secret value in the status, the events or the log
-    text = str(secrets.get("ExternalSecret", "db")) + str(secrets.events("db")) + controller.output()
+    text = (
+        str(secrets.get("ExternalSecret", "db")) + str(secrets.events("db")) + controller.output()
+    )
     for value in ("s3cret", "rotated", bao.token):
         assert value not in text
 
@@ -82,23 +96,28 @@ def test_secret_appears_follows_changes_and_force_sync(
 def test_kv_v1_and_templates(controller: Controller, secrets: Secrets, bao: Bao) -> None:
     bao.put("legacy", {"api-key": "k1", "host": "db.local"}, mount="kv1")
     secrets.token_store("v1store", path="kv1", version="v1")
-    secrets.external_secret("tpl", {
-        "secretStoreRef": {"name": "v1store", "kind": "SecretStore"},
-        "target": {
-            "name": "rendered",
-            "template": {
-                "type": "kubernetes.io/basic-auth",
-                "metadata": {"labels": {"team": "a"}, "annotations": {"note": "templated"}},
-                "data": {
-                    "username": "admin",
-                    "password": '{{ index . "api-key" }}',
-                    "url": "postgres://{{ .host }}:5432/app",
+    secrets.external_secret(
+        "tpl",
+        {
+            "secretStoreRef": {"name": "v1store", "kind": "SecretStore"},
+            "target": {
+                "name": "rendered",
+                "template": {
+                    "type": "kubernetes.io/basic-auth",
+                    "metadata": {"labels": {"team": "a"}, "annotations": {"note": "templated"}},
+                    "data": {
+                        "username": "admin",
+                        "password": '{{ index . "api-key" }}',
+                        "url": "postgres://{{ .host }}:5432/app",
+                    },
                 },
             },
+            "dataFrom": [{"extract": {"key": "legacy"}}],
         },
-        "dataFrom": [{"extract": {"key": "legacy"}}],
-    })
-    secrets.wait_data("rendered", {"username": "admin", "password": "k1", "url": "postgres://db.local:5432/app"})
+    )
+    secrets.wait_data(
+        "rendered", {"username": "admin", "password": "k1", "url": "postgres://db.local:5432/app"}
+    )
     secret = secrets.secret("rendered")
     assert secret is not None
     assert secret["type"] == "kubernetes.io/basic-auth"
@@ -106,11 +125,14 @@ def test_kv_v1_and_templates(controller: Controller, secrets: Secrets, bao: Bao)
     assert secret["metadata"]["annotations"]["note"] == "templated"
 
     # a template that names a missing key is not Ready and writes nothing
-    secrets.external_secret("badtpl", {
-        "secretStoreRef": {"name": "v1store", "kind": "SecretStore"},
-        "target": {"template": {"data": {"x": "{{ .nope }}"}}},
-        "dataFrom": [{"extract": {"key": "legacy"}}],
-    })
+    secrets.external_secret(
+        "badtpl",
+        {
+            "secretStoreRef": {"name": "v1store", "kind": "SecretStore"},
+            "target": {"template": {"data": {"x": "{{ .nope }}"}}},
+            "dataFrom": [{"extract": {"key": "legacy"}}],
+        },
+    )
     condition = secrets.wait_ready("badtpl", status="False", reason="SecretSyncedError")
     assert "'nope'" in condition["message"]
     assert secrets.secret("badtpl") is None
@@ -122,14 +144,25 @@ def test_kubernetes_auth_end_to_end(
     # Vault tokens from this role live 3 s: the controller must log in again before expiry.
     configure_kubernetes_auth(bao, cluster, namespace, account="app-reader", role="app", ttl="3s")
     bao.put("app/api", {"token": "abc"})
-    secrets.store("k8s", {"kubernetes": {"mountPath": "kubernetes", "role": "app",
-                                         "serviceAccountRef": {"name": "app-reader"}}})
+    secrets.store(
+        "k8s",
+        {
+            "kubernetes": {
+                "mountPath": "kubernetes",
+                "role": "app",
+                "serviceAccountRef": {"name": "app-reader"},
+            }
+        },
+    )
     secrets.wait_ready("k8s", kind="SecretStore", reason="Valid")
-    secrets.external_secret("api", {
-        "secretStoreRef": {"name": "k8s", "kind": "SecretStore"},
-        "refreshInterval": "1s",
-        "data": [{"secretKey": "token", "remoteRef": {"key": "app/api", "property": "token"}}],
-    })
+    secrets.external_secret(
+        "api",
+        {
+            "secretStoreRef": {"name": "k8s", "kind": "SecretStore"},
+            "refreshInterval": "1s",
+            "data": [{"secretKey": "token", "remoteRef": {"key": "app/api", "property": "token"}}],
+        },
+    )
     secrets.wait_data("api", {"token": "abc"})
     # keep syncing well past the first token's expiry
     for value in ("def", "ghi"):
@@ -140,56 +173,115 @@ def test_kubernetes_auth_end_to_end(
     assert "refused" not in controller.output()
 
     # a role that does not bind this account: the store says why
-    secrets.store("wrong", {"kubernetes": {"role": "nobody", "serviceAccountRef": {"name": "app-reader"}}})
-    condition = secrets.wait_ready("wrong", kind="SecretStore", status="False", reason="ValidationFailed")
+    secrets.store(
+        "wrong", {"kubernetes": {"role": "nobody", "serviceAccountRef": {"name": "app-reader"}}}
+    )
+    condition = secrets.wait_ready(
+        "wrong", kind="SecretStore", status="False", reason="ValidationFailed"
+    )
     assert "Kubernetes login" in condition["message"]
 
 
 def test_store_status_reasons(controller: Controller, secrets: Secrets, bao: Bao) -> None:
     secrets.token_store("bad-token", token="not-a-token")
-    condition = secrets.wait_ready("bad-token", kind="SecretStore", status="False", reason="ValidationFailed")
+    condition = secrets.wait_ready(
+        "bad-token", kind="SecretStore", status="False", reason="ValidationFailed"
+    )
     assert "not-a-token" not in condition["message"]
     secrets.store("no-secret", {"tokenSecretRef": {"name": "missing", "key": "token"}})
-    condition = secrets.wait_ready("no-secret", kind="SecretStore", status="False", reason="InvalidProviderConfig")
+    condition = secrets.wait_ready(
+        "no-secret", kind="SecretStore", status="False", reason="InvalidProviderConfig"
+    )
     assert "does not exist" in condition["message"]
 
 
 def test_admission_rejects_forbidden_policy_combinations(secrets: Secrets) -> None:
     for creation, deletion in (("Merge", "Delete"), ("None", "Delete"), ("None", "Merge")):
         with pytest.raises(RuntimeError, match="cannot be combined"):
-            secrets.external_secret(f"bad-{creation.lower()}-{deletion.lower()}", {
-                "target": {"creationPolicy": creation, "deletionPolicy": deletion},
-                "data": [{"secretKey": "a", "remoteRef": {"key": "x"}}],
-            })
+            secrets.external_secret(
+                f"bad-{creation.lower()}-{deletion.lower()}",
+                {
+                    "target": {"creationPolicy": creation, "deletionPolicy": deletion},
+                    "data": [{"secretKey": "a", "remoteRef": {"key": "x"}}],
+                },
+            )
     with pytest.raises(RuntimeError, match="exactly one"):
-        secrets.store("both", {"tokenSecretRef": {"name": "a", "key": "b"},
-                               "kubernetes": {"role": "r", "serviceAccountRef": {"name": "s"}}})
+        secrets.store(
+            "both",
+            {
+                "tokenSecretRef": {"name": "a", "key": "b"},
+                "kubernetes": {"role": "r", "serviceAccountRef": {"name": "s"}},
+            },
+        )
 
 
 def test_cluster_secret_store(
-    cluster: KwokCluster, crds: None, kube: KubeClient, namespace: str, bao: Bao,
+    cluster: KwokCluster,
+    crds: None,
+    kube: KubeClient,
+    namespace: str,
+    bao: Bao,
     controller: Controller,
 ) -> None:
     name = f"css-{uuid.uuid4().hex[:6]}"
     secrets = Secrets(cluster, kube, namespace, bao)
-    secrets.apply({"apiVersion": "v1", "kind": "Secret",
-                   "metadata": {"name": "root-token", "namespace": namespace},
-                   "stringData": {"token": bao.token}})
+    secrets.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "root-token", "namespace": namespace},
+            "stringData": {"token": bao.token},
+        }
+    )
     with pytest.raises(RuntimeError, match="namespace"):
-        secrets.apply({"apiVersion": "secrets.platform.local/v1", "kind": "ClusterSecretStore",
-                       "metadata": {"name": name},
-                       "spec": {"provider": {"vault": {"server": bao.server.address, "auth": {
-                           "tokenSecretRef": {"name": "root-token", "key": "token"}}}}}})
-    secrets.apply({"apiVersion": "secrets.platform.local/v1", "kind": "ClusterSecretStore",
-                   "metadata": {"name": name},
-                   "spec": {"provider": {"vault": {"server": bao.server.address, "path": "secret", "auth": {
-                       "tokenSecretRef": {"name": "root-token", "key": "token", "namespace": namespace}}}}}})
+        secrets.apply(
+            {
+                "apiVersion": "secrets.platform.local/v1",
+                "kind": "ClusterSecretStore",
+                "metadata": {"name": name},
+                "spec": {
+                    "provider": {
+                        "vault": {
+                            "server": bao.server.address,
+                            "auth": {"tokenSecretRef": {"name": "root-token", "key": "token"}},
+                        }
+                    }
+                },
+            }
+        )
+    secrets.apply(
+        {
+            "apiVersion": "secrets.platform.local/v1",
+            "kind": "ClusterSecretStore",
+            "metadata": {"name": name},
+            "spec": {
+                "provider": {
+                    "vault": {
+                        "server": bao.server.address,
+                        "path": "secret",
+                        "auth": {
+                            "tokenSecretRef": {
+                                "name": "root-token",
+                                "key": "token",
+                                "namespace": namespace,
+                            }
+                        },
+                    }
+                }
+            },
+        }
+    )
     try:
         bao.put("shared", {"v": "1"})
-        secrets.external_secret("shared", {
-            "secretStoreRef": {"name": name, "kind": "ClusterSecretStore"},
-            "data": [{"secretKey": "v", "remoteRef": {"key": "secret/shared", "property": "v"}}],
-        })
+        secrets.external_secret(
+            "shared",
+            {
+                "secretStoreRef": {"name": name, "kind": "ClusterSecretStore"},
+                "data": [
+                    {"secretKey": "v", "remoteRef": {"key": "secret/shared", "property": "v"}}
+                ],
+            },
+        )
         secrets.wait_data("shared", {"v": "1"})
     finally:
         cluster.kubectl("delete", "clustersecretstore", name, "--wait=false")

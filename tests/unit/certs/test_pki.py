@@ -26,11 +26,19 @@ def test_ca_is_a_ca_and_self_signed(ca: pki.KeyPair) -> None:
     cert.verify_directly_issued_by(cert)
 
 
-@pytest.mark.parametrize(("algorithm", "size", "want"), [("RSA", 0, 2048), ("RSA", 4096, 4096), ("ECDSA", 0, 256), ("ECDSA", 384, 384)])
-def test_issue_leaf_with_key_type_and_sans(ca: pki.KeyPair, algorithm: str, size: int, want: int) -> None:
+@pytest.mark.parametrize(
+    ("algorithm", "size", "want"),
+    [("RSA", 0, 2048), ("RSA", 4096, 4096), ("ECDSA", 0, 256), ("ECDSA", 384, 384)],
+)
+def test_issue_leaf_with_key_type_and_sans(
+    ca: pki.KeyPair, algorithm: str, size: int, want: int
+) -> None:
     request = pki.CertRequest(
-        common_name="web", dns_names=("a.test", "b.test"), ip_addresses=("10.0.0.1", "::1"),
-        usages=("digital signature", "server auth"), duration=dt.timedelta(hours=2),
+        common_name="web",
+        dns_names=("a.test", "b.test"),
+        ip_addresses=("10.0.0.1", "::1"),
+        usages=("digital signature", "server auth"),
+        duration=dt.timedelta(hours=2),
         key=pki.KeySpec(algorithm, size),
     )
     pair = pki.issue(request, ca, NOW)
@@ -47,12 +55,16 @@ def test_issue_leaf_with_key_type_and_sans(ca: pki.KeyPair, algorithm: str, size
 
 
 def test_issue_is_clamped_to_the_ca_lifetime(ca: pki.KeyPair) -> None:
-    pair = pki.issue(pki.CertRequest(dns_names=("x.test",), duration=dt.timedelta(days=10000)), ca, NOW)
+    pair = pki.issue(
+        pki.CertRequest(dns_names=("x.test",), duration=dt.timedelta(days=10000)), ca, NOW
+    )
     assert pki.inspect(pair.cert_pem).not_after == pki.inspect(ca.cert_pem).not_after
 
 
 def test_intermediate_ca_and_reused_key(ca: pki.KeyPair) -> None:
-    inter = pki.issue(pki.CertRequest(common_name="inter", is_ca=True, key=pki.KeySpec("ECDSA", 256)), ca, NOW)
+    inter = pki.issue(
+        pki.CertRequest(common_name="inter", is_ca=True, key=pki.KeySpec("ECDSA", 256)), ca, NOW
+    )
     assert pki.inspect(inter.cert_pem).is_ca
     again = pki.issue(pki.CertRequest(dns_names=("y.test",)), inter, NOW, key_pem=inter.key_pem)
     assert again.key_pem == inter.key_pem
@@ -83,7 +95,9 @@ def test_invalid_requests_are_permanent(request_: pki.CertRequest) -> None:
 def test_renewal_time_follows_cert_manager() -> None:
     start = NOW
     end = NOW + dt.timedelta(hours=1)
-    assert pki.renewal_time(start, end, dt.timedelta(minutes=59, seconds=50)) == start + dt.timedelta(seconds=10)
+    assert pki.renewal_time(
+        start, end, dt.timedelta(minutes=59, seconds=50)
+    ) == start + dt.timedelta(seconds=10)
     assert pki.renewal_time(start, end, None) == end - dt.timedelta(minutes=20)
     # renewBefore >= the actual lifetime: lifetime/3, not an immediate renewal (no loop)
     assert pki.renewal_time(start, end, dt.timedelta(hours=2)) == end - dt.timedelta(minutes=20)

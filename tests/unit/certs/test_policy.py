@@ -16,13 +16,22 @@ NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 def cert_obj(**spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": p.API_VERSION, "kind": "Certificate",
+        "apiVersion": p.API_VERSION,
+        "kind": "Certificate",
         "metadata": {"name": "web", "namespace": "ns"},
-        "spec": {"secretName": "web-tls", "issuerRef": {"name": "ca", "kind": "ClusterIssuer"}, "dnsNames": ["web.test"], **spec},
+        "spec": {
+            "secretName": "web-tls",
+            "issuerRef": {"name": "ca", "kind": "ClusterIssuer"},
+            "dnsNames": ["web.test"],
+            **spec,
+        },
     }
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("1h", 3600), ("59m50s", 3590), ("2160h", 2160 * 3600), ("1.5h", 5400), ("500ms", 0.5)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1h", 3600), ("59m50s", 3590), ("2160h", 2160 * 3600), ("1.5h", 5400), ("500ms", 0.5)],
+)
 def test_parse_duration(text: str, seconds: float) -> None:
     assert p.parse_duration(text).total_seconds() == seconds
 
@@ -52,7 +61,9 @@ def _secret(spec: p.CertificateSpec, now: dt.datetime) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def spec() -> p.CertificateSpec:
-    return p.certificate_spec(cert_obj(duration="1h", renewBefore="10m", privateKey={"algorithm": "ECDSA"}))
+    return p.certificate_spec(
+        cert_obj(duration="1h", renewBefore="10m", privateKey={"algorithm": "ECDSA"})
+    )
 
 
 def test_judge_walks_the_policies(spec: p.CertificateSpec) -> None:
@@ -66,11 +77,26 @@ def test_judge_walks_the_policies(spec: p.CertificateSpec) -> None:
     missing = {**secret, "data": {"tls.crt": secret["data"]["tls.crt"]}}
     assert p.judge(missing, spec, NOW).reason == "MissingData"
     other = pki.self_signed(spec.request, NOW)
-    mismatched = {**secret, "data": {**secret["data"], "tls.key": p.tls_secret(cert_obj(), spec, other, b"", b"")["data"]["tls.key"]}}
+    mismatched = {
+        **secret,
+        "data": {
+            **secret["data"],
+            "tls.key": p.tls_secret(cert_obj(), spec, other, b"", b"")["data"]["tls.key"],
+        },
+    }
     assert p.judge(mismatched, spec, NOW).reason == "InvalidKeyPair"
-    moved = p.certificate_spec(cert_obj(duration="1h", renewBefore="10m", privateKey={"algorithm": "ECDSA"}, issuerRef={"name": "other", "kind": "ClusterIssuer"}))
+    moved = p.certificate_spec(
+        cert_obj(
+            duration="1h",
+            renewBefore="10m",
+            privateKey={"algorithm": "ECDSA"},
+            issuerRef={"name": "other", "kind": "ClusterIssuer"},
+        )
+    )
     assert p.judge(secret, moved, NOW).reason == "IncorrectIssuer"
-    renamed = p.certificate_spec(cert_obj(duration="1h", dnsNames=["new.test"], privateKey={"algorithm": "ECDSA"}))
+    renamed = p.certificate_spec(
+        cert_obj(duration="1h", dnsNames=["new.test"], privateKey={"algorithm": "ECDSA"})
+    )
     assert p.judge(secret, renamed, NOW).reason == "SecretMismatch"
 
 
@@ -90,5 +116,7 @@ def test_condition_keeps_transition_time_and_status_equal_ignores_it() -> None:
     assert later["lastTransitionTime"] == first["lastTransitionTime"]
     flipped = p.condition("Ready", False, "Renewing", "x", NOW + dt.timedelta(hours=1), [first], 1)
     assert flipped["lastTransitionTime"] != first["lastTransitionTime"]
-    assert p.status_equal({"conditions": [first], "revision": 1}, {"conditions": [later], "revision": 1})
+    assert p.status_equal(
+        {"conditions": [first], "revision": 1}, {"conditions": [later], "revision": 1}
+    )
     assert not p.status_equal({"conditions": [first]}, {"conditions": [flipped]})

@@ -46,24 +46,41 @@ def item(secret_key: str, key: str, prop: str = "") -> dict[str, Any]:
 
 
 def test_every_key_resolved() -> None:
-    spec = parse_external_secret(es({
-        "data": [item("user", "db", "username"), item("port", "db", "conn.port"), item("all", "other")],
-        "dataFrom": [{"extract": {"key": "flat"}}],
-    }))
+    spec = parse_external_secret(
+        es(
+            {
+                "data": [
+                    item("user", "db", "username"),
+                    item("port", "db", "conn.port"),
+                    item("all", "other"),
+                ],
+                "dataFrom": [{"extract": {"key": "flat"}}],
+            }
+        )
+    )
     assert spec.remote_keys() == ["db", "other", "flat"]
-    result = resolve(spec, {
-        "db": {"username": "u", "conn": {"port": 5432}},
-        "other": {"x": "1"},
-        "flat": {"k": "v", "n": 3, "user": "overridden-by-data"},
-    })
+    result = resolve(
+        spec,
+        {
+            "db": {"username": "u", "conn": {"port": 5432}},
+            "other": {"x": "1"},
+            "flat": {"k": "v", "n": 3, "user": "overridden-by-data"},
+        },
+    )
     assert result.complete and result.secret is not None
     assert result.secret.data_dict() == {
-        "user": b"u", "port": b"5432", "all": b'{"x":"1"}', "k": b"v", "n": b"3",
+        "user": b"u",
+        "port": b"5432",
+        "all": b'{"x":"1"}',
+        "k": b"v",
+        "n": b"3",
     }
 
 
 def test_a_missing_property_or_key_is_not_a_partial_result() -> None:
-    spec = parse_external_secret(es({"data": [item("a", "k", "a"), item("b", "k", "b"), item("c", "gone")]}))
+    spec = parse_external_secret(
+        es({"data": [item("a", "k", "a"), item("b", "k", "b"), item("c", "gone")]})
+    )
     result = resolve(spec, {"k": {"a": "1"}, "gone": None})
     assert result.secret is None
     assert not result.all_gone
@@ -74,7 +91,9 @@ def test_a_missing_property_or_key_is_not_a_partial_result() -> None:
 
 
 def test_all_gone_only_when_every_remote_key_is_absent() -> None:
-    spec = parse_external_secret(es({"data": [item("a", "k1", "a")], "dataFrom": [{"extract": {"key": "k2"}}]}))
+    spec = parse_external_secret(
+        es({"data": [item("a", "k1", "a")], "dataFrom": [{"extract": {"key": "k2"}}]})
+    )
     assert resolve(spec, {"k1": None, "k2": None}).all_gone
     assert not resolve(spec, {"k1": None, "k2": {"x": "y"}}).all_gone
 
@@ -101,13 +120,20 @@ def test_render_template_rejects_unknown_keys_and_actions(text: str) -> None:
 
 def test_template_replace_and_merge_policies() -> None:
     raw: dict[str, Any] = {
-        "target": {"template": {"type": "kubernetes.io/basic-auth", "data": {"url": "x://{{ .u }}"},
-                                "metadata": {"labels": {"l": "1"}}}},
+        "target": {
+            "template": {
+                "type": "kubernetes.io/basic-auth",
+                "data": {"url": "x://{{ .u }}"},
+                "metadata": {"labels": {"l": "1"}},
+            }
+        },
         "data": [item("u", "k", "u")],
     }
     spec = parse_external_secret(es(raw))
     result = resolve(spec, {"k": {"u": "me"}})
-    assert result.secret == DesiredSecret(data=(("url", b"x://me"),), type="kubernetes.io/basic-auth", labels=(("l", "1"),))
+    assert result.secret == DesiredSecret(
+        data=(("url", b"x://me"),), type="kubernetes.io/basic-auth", labels=(("l", "1"),)
+    )
     raw["target"]["template"]["mergePolicy"] = "Merge"
     merged = resolve(parse_external_secret(es(raw)), {"k": {"u": "me"}})
     assert merged.secret is not None and merged.secret.data_dict() == {"u": b"me", "url": b"x://me"}
@@ -149,9 +175,15 @@ def test_live_matches_detects_drift() -> None:
 @pytest.mark.parametrize(
     ("creation", "deletion", "ok"),
     [
-        ("Owner", "Retain", True), ("Owner", "Delete", True), ("Orphan", "Delete", True),
-        ("Merge", "Retain", True), ("Merge", "Merge", True), ("None", "Retain", True),
-        ("Merge", "Delete", False), ("None", "Delete", False), ("None", "Merge", False),
+        ("Owner", "Retain", True),
+        ("Owner", "Delete", True),
+        ("Orphan", "Delete", True),
+        ("Merge", "Retain", True),
+        ("Merge", "Merge", True),
+        ("None", "Retain", True),
+        ("Merge", "Delete", False),
+        ("None", "Delete", False),
+        ("None", "Merge", False),
     ],
 )
 def test_policy_combinations(creation: str, deletion: str, ok: bool) -> None:
@@ -164,7 +196,15 @@ def test_policy_combinations(creation: str, deletion: str, ok: bool) -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [(None, 3600.0), ("1h0m0s", 3600.0), ("15m", 900.0), ("1.5s", 1.5), ("0", 0.0), ("500ms", 0.5), (30, 30.0)],
+    [
+        (None, 3600.0),
+        ("1h0m0s", 3600.0),
+        ("15m", 900.0),
+        ("1.5s", 1.5),
+        ("0", 0.0),
+        ("500ms", 0.5),
+        (30, 30.0),
+    ],
 )
 def test_parse_duration(text: str | int | None, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -189,7 +229,10 @@ def test_external_secret_defaults() -> None:
     [
         ({}, "must name something"),
         ({"data": [item("bad key!", "k")]}, "not a valid Secret key"),
-        ({"secretStoreRef": {"name": "v", "kind": "Other"}, "data": [item("a", "k")]}, "SecretStore or ClusterSecretStore"),
+        (
+            {"secretStoreRef": {"name": "v", "kind": "Other"}, "data": [item("a", "k")]},
+            "SecretStore or ClusterSecretStore",
+        ),
         ({"target": {"creationPolicy": "Sometimes"}, "data": [item("a", "k")]}, "must be one of"),
         ({"dataFrom": [{"find": {"path": "x"}}]}, "only extract"),
     ],
@@ -205,13 +248,31 @@ def store(kind: str, vault: dict[str, Any], namespace: str = "ns") -> dict[str, 
 
 
 def test_parse_store_token_and_kubernetes_auth() -> None:
-    token = parse_store(store("SecretStore", {"server": "http://v:8200/", "auth": {"tokenSecretRef": {"name": "t", "key": "k"}}}))
+    token = parse_store(
+        store(
+            "SecretStore",
+            {"server": "http://v:8200/", "auth": {"tokenSecretRef": {"name": "t", "key": "k"}}},
+        )
+    )
     assert token.server == "http://v:8200" and token.path == "secret" and token.version == "v2"
     assert isinstance(token.auth, TokenAuth) and token.auth.secret.namespace == "ns"
-    k8s = parse_store(store("ClusterSecretStore", {
-        "server": "https://v", "path": "/kv/", "version": "v1", "caBundle": base64.b64encode(b"PEM").decode(),
-        "auth": {"kubernetes": {"role": "r", "serviceAccountRef": {"name": "sa", "namespace": "x"}}},
-    }))
+    k8s = parse_store(
+        store(
+            "ClusterSecretStore",
+            {
+                "server": "https://v",
+                "path": "/kv/",
+                "version": "v1",
+                "caBundle": base64.b64encode(b"PEM").decode(),
+                "auth": {
+                    "kubernetes": {
+                        "role": "r",
+                        "serviceAccountRef": {"name": "sa", "namespace": "x"},
+                    }
+                },
+            },
+        )
+    )
     assert isinstance(k8s.auth, KubernetesAuth)
     assert k8s.auth.mount_path == "kubernetes" and k8s.auth.service_account.namespace == "x"
     assert k8s.path == "kv" and k8s.version == "v1" and k8s.ca_bundle == b"PEM"
@@ -224,9 +285,24 @@ def test_parse_store_token_and_kubernetes_auth() -> None:
         ("SecretStore", {"server": "v:8200", "auth": {}}, "http"),
         ("SecretStore", {"server": "http://v", "auth": {}}, "tokenSecretRef or kubernetes"),
         ("SecretStore", {"server": "http://v", "version": "v3", "auth": {}}, "v1 or v2"),
-        ("ClusterSecretStore", {"server": "http://v", "auth": {"tokenSecretRef": {"name": "t", "key": "k"}}}, "namespace is required"),
-        ("SecretStore", {"server": "http://v", "auth": {"tokenSecretRef": {"name": "t", "key": "k", "namespace": "other"}}}, "own namespace"),
-        ("SecretStore", {"server": "http://v", "auth": {"kubernetes": {"role": "r"}}}, "serviceAccountRef"),
+        (
+            "ClusterSecretStore",
+            {"server": "http://v", "auth": {"tokenSecretRef": {"name": "t", "key": "k"}}},
+            "namespace is required",
+        ),
+        (
+            "SecretStore",
+            {
+                "server": "http://v",
+                "auth": {"tokenSecretRef": {"name": "t", "key": "k", "namespace": "other"}},
+            },
+            "own namespace",
+        ),
+        (
+            "SecretStore",
+            {"server": "http://v", "auth": {"kubernetes": {"role": "r"}}},
+            "serviceAccountRef",
+        ),
     ],
 )
 def test_parse_store_errors(kind: str, vault: dict[str, Any], message: str) -> None:
@@ -240,9 +316,21 @@ def test_parse_store_errors(kind: str, vault: dict[str, Any], message: str) -> N
 def test_owner_conflict() -> None:
     mine = {"metadata": {"name": "app", "namespace": "ns", "uid": "u1"}}
     assert owner_conflict({"metadata": {}}, mine) == ""
-    ours = {"metadata": {"ownerReferences": [{"kind": "ExternalSecret", "name": "app", "uid": "u1", "controller": True}]}}
+    ours = {
+        "metadata": {
+            "ownerReferences": [
+                {"kind": "ExternalSecret", "name": "app", "uid": "u1", "controller": True}
+            ]
+        }
+    }
     assert owner_conflict(ours, mine) == ""
-    theirs = {"metadata": {"ownerReferences": [{"kind": "Deployment", "name": "d", "uid": "u2", "controller": True}]}}
+    theirs = {
+        "metadata": {
+            "ownerReferences": [
+                {"kind": "Deployment", "name": "d", "uid": "u2", "controller": True}
+            ]
+        }
+    }
     assert "Deployment 'd'" in owner_conflict(theirs, mine)
     other_es = {"metadata": {"annotations": {"secrets.platform.local/external-secret": "ns/other"}}}
     assert "ns/other" in owner_conflict(other_es, mine)
