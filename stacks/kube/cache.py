@@ -66,7 +66,9 @@ class KindCache:
         on_event: EventHandler | None,
         stop: threading.Event,
         persistent: bool = False,
+        namespace: str | None = None,
     ) -> None:
+        self.namespace = namespace  # None: the whole cluster
         self.api_version = api_version
         self._persistent = persistent  # keep retrying a kind that is not served yet
         self.kind = kind
@@ -123,7 +125,7 @@ class KindCache:
 
     def _relist(self) -> str:
         items, version = self._client.list_with_version(
-            self.api_version, self.kind, None, self._selector
+            self.api_version, self.kind, self.namespace, self._selector
         )
         fresh = {ObjectRef.of(o).key: self._slim(o) for o in items}
         with self._lock:
@@ -149,7 +151,7 @@ class KindCache:
                 for event in self._client.watch(  # type: ignore[attr-defined]
                     self.api_version,
                     self.kind,
-                    None,
+                    self.namespace,
                     resource_version=version,
                     timeout_seconds=240,
                     label_selector=self._selector,

@@ -167,6 +167,7 @@ class Controller:
             self._on_app_event,
             self.live.stop,
             persistent=True,
+            namespace=options.watch_namespace,
         )
         self.live.register(self.apps)
         self.applier = Applier(client, self._remember, options.apply_workers)
