@@ -5,7 +5,8 @@
                          [--namespace NS] [--listen HOST:PORT] [--workers N]
 
 Every flag also reads an environment variable (PLATFORM_SECRETS_<FLAG>). GET /healthz
-answers 200 once the informers have listed; GET /metrics is Prometheus text. SIGTERM
+answers 200 while the process serves; GET /readyz once every informer has listed (it
+stays 503 while the CRDs are missing); GET /metrics is Prometheus text. SIGTERM
 and SIGINT stop it gracefully (exit 0).
 
 Called by `bootstrap.cli.run` (the dispatcher) and the container entrypoint.
@@ -78,7 +79,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--healthz",
         dest="listen",
         default=_env("LISTEN", "0.0.0.0:8080"),
-        help="HTTP address for /metrics and /healthz (env PLATFORM_SECRETS_LISTEN)",
+        help="HTTP address for /metrics, /healthz and /readyz (env PLATFORM_SECRETS_LISTEN)",
     )
     parser.add_argument(
         "--workers",
@@ -137,7 +138,9 @@ class _Server:
                 log.debug("%s %s", self.address_string(), format % args)
 
             def do_GET(self) -> None:
-                if self.path in ("/healthz", "/readyz"):
+                if self.path == "/healthz":
+                    code, body = 200, "ok\n"
+                elif self.path == "/readyz":
                     synced = all(i.synced.is_set() for i in controller.runtime.informers.values())
                     code, body = (
                         (200, "ok\n")

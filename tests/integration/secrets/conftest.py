@@ -107,10 +107,10 @@ def start_controller(tmp_path: Path, args: list[str], name: str = "secrets") -> 
             raise RuntimeError(
                 f"controller exited {process.returncode}:\n{log.read_text()[-3000:]}"
             )
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as answer:
             return bool(answer.status == 200)
 
-    processes.wait_for(healthy, timeout=30, what="the secrets controller's /healthz")
+    processes.wait_for(healthy, timeout=30, what="the secrets controller's /readyz")
     return Controller(process, port, log)
 
 

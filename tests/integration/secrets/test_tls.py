@@ -37,9 +37,13 @@ def write_tls(directory: Path) -> Path:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test vault CA")])
     ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
@@ -47,15 +51,26 @@ def write_tls(directory: Path) -> Path:
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .sign(ca_key, hashes.SHA256())
     )
     (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     (directory / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "tls.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (directory / "tls.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return directory / "ca.pem"
 
 
@@ -85,7 +100,9 @@ class TLSOpenBao(OpenBaoServer):
 
     def health(self) -> dict[str, Any]:
         try:
-            with urllib.request.urlopen(f"{self.address}/v1/sys/health", timeout=2, context=self._context()) as answer:
+            with urllib.request.urlopen(
+                f"{self.address}/v1/sys/health", timeout=2, context=self._context()
+            ) as answer:
                 body: dict[str, Any] = json.load(answer)
                 return body
         except urllib.error.HTTPError as error:
@@ -104,7 +121,9 @@ class TLSOpenBao(OpenBaoServer):
 
 @pytest.fixture
 def tls_bao(tmp_path: Path) -> Iterator[Bao]:
-    server = TLSOpenBao(binary=require_binary("bao"), workdir=tmp_path / "openbao-tls", tls_dir=tmp_path / "tls")
+    server = TLSOpenBao(
+        binary=require_binary("bao"), workdir=tmp_path / "openbao-tls", tls_dir=tmp_path / "tls"
+    )
     write_tls(server.tls_dir)
     server.start()
     try:
@@ -116,16 +135,28 @@ def tls_bao(tmp_path: Path) -> Iterator[Bao]:
 
 
 def test_ca_bundle(
-    cluster: KwokCluster, crds: None, kube: KubeClient, namespace: str, tls_bao: Bao, controller: Controller,
+    cluster: KwokCluster,
+    crds: None,
+    kube: KubeClient,
+    namespace: str,
+    tls_bao: Bao,
+    controller: Controller,
 ) -> None:
     secrets = Secrets(cluster, kube, namespace, tls_bao)
     ca = (tls_bao.server.tls_dir / "ca.pem").read_bytes()  # type: ignore[attr-defined]
     tls_bao.put("app/tls", {"v": "over-https"})
     secrets.token_store("vault", caBundle=base64.b64encode(ca).decode())
     secrets.wait_ready("vault", kind="SecretStore", reason="Valid")
-    secrets.external_secret("tls", {"data": [{"secretKey": "v", "remoteRef": {"key": "app/tls", "property": "v"}}]})
+    secrets.external_secret(
+        "tls", {"data": [{"secretKey": "v", "remoteRef": {"key": "app/tls", "property": "v"}}]}
+    )
     secrets.wait_data("tls", {"v": "over-https"})
 
     secrets.token_store("no-ca")
-    condition = secrets.wait_ready("no-ca", kind="SecretStore", status="False", reason="ValidationFailed")
-    assert "CERTIFICATE_VERIFY_FAILED" in condition["message"] or "certificate" in condition["message"].lower()
+    condition = secrets.wait_ready(
+        "no-ca", kind="SecretStore", status="False", reason="ValidationFailed"
+    )
+    assert (
+        "CERTIFICATE_VERIFY_FAILED" in condition["message"]
+        or "certificate" in condition["message"].lower()
+    )

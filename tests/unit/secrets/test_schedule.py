@@ -38,18 +38,35 @@ def make(refresh: str = "10s") -> tuple[SecretsController, FakeAPI, Clock, dict[
     clock = Clock(1_800_000_000.0)
     controller = SecretsController(cast(KubeClient, api), clock=clock)
     es: dict[str, Any] = {
-        "apiVersion": "secrets.platform.local/v1", "kind": "ExternalSecret",
-        "metadata": {"name": "app", "namespace": "ns", "uid": "u", "generation": 1, "annotations": {}},
-        "spec": {"refreshInterval": refresh, "secretStoreRef": {"name": "vault"},
-                 "data": [{"secretKey": "a", "remoteRef": {"key": "k", "property": "a"}}]},
+        "apiVersion": "secrets.platform.local/v1",
+        "kind": "ExternalSecret",
+        "metadata": {
+            "name": "app",
+            "namespace": "ns",
+            "uid": "u",
+            "generation": 1,
+            "annotations": {},
+        },
+        "spec": {
+            "refreshInterval": refresh,
+            "secretStoreRef": {"name": "vault"},
+            "data": [{"secretKey": "a", "remoteRef": {"key": "k", "property": "a"}}],
+        },
     }
     return controller, api, clock, es
 
 
 def synced(es: dict[str, Any], at: float) -> None:
     es["status"] = {
-        "conditions": [{"type": "Ready", "status": "True", "reason": "SecretSynced", "message": "secret synced",
-                        "lastTransitionTime": timestamp(at)}],
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "SecretSynced",
+                "message": "secret synced",
+                "lastTransitionTime": timestamp(at),
+            }
+        ],
         "refreshTime": timestamp(at),
         "syncedResourceVersion": synced_version(es),
     }
@@ -81,7 +98,7 @@ def test_refresh_interval_zero_syncs_once() -> None:
 
 
 def test_failures_back_off_within_the_refresh_interval_and_always_write_status() -> None:
-    controller, api, clock, es = make("1h")
+    controller, api, _clock, es = make("1h")
     spec = parse_external_secret(es)
     version = synced_version(es)
     failing = Outcome(False, Reason.SYNC_ERROR, "Vault at http://v is sealed or not initialised")
