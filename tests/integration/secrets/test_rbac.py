@@ -9,8 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from stacks.kube.client import KubeClient
+from stacks.secrets.install import manifests
 from tests.integration.secrets.conftest import (
     MANIFESTS,
     Bao,
@@ -95,3 +97,18 @@ def test_runs_with_the_shipped_rbac(
     assert {e["reason"] for e in secrets.events("owned")} >= {"Created", "Updated"}
     output = controller.output()
     assert "Forbidden" not in output and " 403" not in output, output[-3000:]
+
+
+def test_shipped_manifests_apply_and_the_deployment_becomes_available(
+    cluster: KwokCluster, crds: None
+) -> None:
+    objects = manifests("registry.invalid/platform:test")
+    cluster.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(objects))
+    cluster.kubectl(
+        "rollout",
+        "status",
+        "deployment/secrets-controller",
+        "-n",
+        "platform-secrets",
+        "--timeout=60s",
+    )
