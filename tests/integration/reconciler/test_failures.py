@@ -3,6 +3,7 @@ rejects, an unreachable git source; the prune breaker; other apps keep syncing."
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -18,7 +19,9 @@ from tests.integration.reconciler.conftest import (
     condition,
     configmap,
     ready,
+    wait_until,
 )
+from tests.support.kwok import KwokCluster
 
 pytestmark = pytest.mark.integration
 
@@ -173,3 +176,109 @@ def test_unreachable_source_backs_off_and_resumes(
     rev = repo.commit("after the outage")
     obj = apps.wait_synced("remote", rev, timeout=40)
     assert ready(obj) == "True"
+
+
+def test_a_failed_delete_stays_in_the_inventory(
+    cluster: KwokCluster,
+    reconciler: Reconciler,
+    repo: GitRepo,
+    apps: Apps,
+    kube: KubeClient,
+    namespace: str,
+) -> None:
+    policy = f"no-delete-{namespace}"
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": [
+                    {
+                        "apiVersion": "admissionregistration.k8s.io/v1",
+                        "kind": "ValidatingAdmissionPolicy",
+                        "metadata": {"name": policy},
+                        "spec": {
+                            "failurePolicy": "Fail",
+                            "matchConstraints": {
+                                "resourceRules": [
+                                    {
+                                        "apiGroups": [""],
+                                        "apiVersions": ["v1"],
+                                        "operations": ["DELETE"],
+                                        "resources": ["configmaps"],
+                                    }
+                                ]
+                            },
+                            "validations": [
+                                {
+                                    "expression": "oldObject.metadata.name != 'undeletable'",
+                                    "message": "this ConfigMap may not be deleted",
+                                }
+                            ],
+                        },
+                    },
+                    {
+                        "apiVersion": "admissionregistration.k8s.io/v1",
+                        "kind": "ValidatingAdmissionPolicyBinding",
+                        "metadata": {"name": policy},
+                        "spec": {
+                            "policyName": policy,
+                            "validationActions": ["Deny"],
+                            "matchResources": {
+                                "namespaceSelector": {
+                                    "matchLabels": {"kubernetes.io/metadata.name": namespace}
+                                }
+                            },
+                        },
+                    },
+                ],
+            }
+        ),
+    )
+    kube.create(
+        {**configmap("undeletable"), "metadata": {"name": "undeletable", "namespace": namespace}}
+    )
+
+    def refused() -> bool:  # the API server loads a new policy within a few seconds
+        probe = cluster.kubectl(
+            "delete", "configmap", "undeletable", "-n", namespace, "--dry-run=server", check=False
+        )
+        return "deleted" not in probe
+
+    wait_until(refused, "the admission policy to be active", timeout=30)
+    try:
+        repo.write("app/cm.yaml", [configmap(n) for n in ("a", "b", "c", "undeletable")])
+        rev = repo.commit()
+        apps.create("stuck", "app")
+        apps.wait_synced("stuck", rev)
+        repo.write("app/cm.yaml", [configmap(n) for n in ("a", "b", "c")])
+        rev = repo.commit("remove one")
+        apps.annotate("stuck", **{REFRESH: rev})
+        obj = apps.wait(
+            "stuck",
+            lambda o: condition(o, "Ready").get("reason") == "PruneFailed",
+            "PruneFailed",
+            timeout=60,
+        )
+        assert "may not be deleted" in condition(obj, "Ready")["message"]
+        assert any(
+            e["id"].startswith(f"{namespace}_undeletable_") for e in obj["status"]["inventory"]
+        )
+    finally:
+        cluster.kubectl(
+            "delete", "validatingadmissionpolicybinding", policy, "--wait=false", check=False
+        )
+        cluster.kubectl("delete", "validatingadmissionpolicy", policy, "--wait=false", check=False)
+    obj = apps.wait(
+        "stuck",
+        lambda o: (
+            not any("undeletable" in e["id"] for e in o["status"]["inventory"])
+            and ready(o) == "True"
+        ),
+        "the retried prune to succeed",
+        timeout=60,
+    )
+    assert kube.get("v1", "ConfigMap", "undeletable", namespace) is None
