@@ -143,11 +143,14 @@ class KindCache:
 
     def _run(self) -> None:
         delay = 0.5
+        unusable_delay = 2.0
         version = ""
         while not self._stop.is_set():
             try:
                 if not version:
                     version = self._relist()
+                    self.unusable = ""
+                    unusable_delay = 2.0
                 for event in self._client.watch(  # type: ignore[attr-defined]
                     self.api_version,
                     self.kind,
@@ -174,20 +177,24 @@ class KindCache:
                     self._emit(event.type, old, None if event.type == "DELETED" else obj)
                 delay = 0.5
             except (Forbidden, NotFound) as error:
-                if self._persistent:
-                    log.info("failed to watch %s '*': %s; retrying in 5s", self.kind, error)
-                    forget = getattr(self._client, "forget_discovery", None)
-                    if forget is not None:
-                        forget()
-                    version = ""
-                    self._stop.wait(5.0)
-                    continue
-                self.unusable = str(error)
+                # Not served yet (its CRD is being installed) or not allowed: readers fall
+                # back to direct GETs meanwhile; try again, slowly.
+                forget = getattr(self._client, "forget_discovery", None)
+                if forget is not None and isinstance(error, NotFound):
+                    forget()
+                if not self.unusable:
+                    log.warning(
+                        "failed to watch %s '*': %s; reading it directly until it can be watched",
+                        self.kind,
+                        error,
+                    )
+                if not self._persistent:
+                    self.unusable = str(error)
                 self.synced.set()
-                log.warning(
-                    "failed to watch %s '*': %s; reading it directly instead", self.kind, error
-                )
-                return
+                version = ""
+                self._stop.wait(unusable_delay)
+                unusable_delay = min(unusable_delay * 2, 60.0)
+                continue
             except Unavailable as error:
                 if error.reason == "Expired" or error.status == 410:
                     version = ""

@@ -10,7 +10,7 @@ manager's fields exactly as our last apply left them; a delete or a hand edit of
 we own changes those fields, so drift is seen without a diff of every object.
 
 Pruning only ever considers the inventory (never a label scan), only objects that still
-carry this app's tracking id, never PVCs or Namespaces unless annotated
+carry this app's tracking id, never PVCs, Namespaces or CRDs unless annotated
 `gitops.platform.local/prune: "true"`, and stops (the breaker) when it would delete more
 than half of what the app manages, unless the app carries the allow-mass-prune
 annotation ("true" or the revision).
@@ -80,7 +80,15 @@ KIND_ORDER: tuple[str, ...] = (
     "APIService",
 )
 _KIND_RANK = {kind: rank for rank, kind in enumerate(KIND_ORDER)}
-PROTECTED_KINDS = frozenset({("", "Namespace"), ("", "PersistentVolumeClaim")})
+# Never pruned (nor cascade-deleted) unless annotated gitops.platform.local/prune: "true":
+# a Namespace or a CRD takes everything inside it along, a PVC takes its data.
+PROTECTED_KINDS = frozenset(
+    {
+        ("", "Namespace"),
+        ("", "PersistentVolumeClaim"),
+        ("apiextensions.k8s.io", "CustomResourceDefinition"),
+    }
+)
 
 Key = tuple[str, str, str, str]  # ObjectRef.key
 

@@ -17,6 +17,7 @@ from tests.integration.reconciler.conftest import (
     configmap,
     deployment,
     ready,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -168,3 +169,64 @@ def test_app_of_apps_children_gate_the_parents_waves(
     assert ready(root) == "True"
     kinds = {(r["kind"], r["name"]) for r in root["status"]["resources"]}
     assert kinds == {("Application", "child-one"), ("Application", "child-two")}
+
+
+def test_crd_and_its_custom_resources_in_one_app(
+    reconciler: Reconciler, repo: GitRepo, apps: Apps, kube: KubeClient, namespace: str
+) -> None:
+    group = f"t{uuid.uuid4().hex[:8]}.example.com"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {
+                "kind": "Widget",
+                "plural": "widgets",
+                "singular": "widget",
+                "listKind": "WidgetList",
+            },
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    widget = {
+        "apiVersion": f"{group}/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w1"},
+        "spec": {"size": 3},
+    }
+    repo.write("crd/widget.yaml", widget)  # the file order puts the CR first; kind order fixes it
+    repo.write("crd/zz-crd.yaml", crd)
+    rev = repo.commit()
+    apps.create("crd", "crd", finalizer=True)
+    apps.wait_synced("crd", rev, timeout=60)
+    live = kube.get(f"{group}/v1", "Widget", "w1", namespace)
+    assert live is not None and live["spec"] == {"size": 3}
+    kube.delete(f"{group}/v1", "Widget", "w1", namespace)
+    wait_until(
+        lambda: kube.get(f"{group}/v1", "Widget", "w1", namespace) is not None,
+        "the custom resource to be restored",
+        timeout=20,
+    )
+    kube.delete(API_VERSION, KIND, "crd", namespace)
+    wait_until(
+        lambda: kube.get(API_VERSION, KIND, "crd", namespace) is None, "cascade delete", timeout=30
+    )
+    assert kube.get(f"{group}/v1", "Widget", "w1", namespace) is None
+    # a cascade never deletes a CRD (it would take every Widget in the cluster along)
+    assert kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"widgets.{group}")
+    kube.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"widgets.{group}")

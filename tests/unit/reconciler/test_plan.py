@@ -174,11 +174,14 @@ def test_prune_only_from_inventory_with_our_tracking_id() -> None:
     assert not plan.blocked
 
 
-def test_pvcs_and_namespaces_are_kept_unless_annotated() -> None:
+def test_pvcs_namespaces_and_crds_are_kept_unless_annotated() -> None:
     keep = cm("keep")
     ns = ObjectRef("", "Namespace", "", "team", "v1")
     pvc = ObjectRef("", "PersistentVolumeClaim", "team", "data", "v1")
     pvc2 = ObjectRef("", "PersistentVolumeClaim", "team", "scratch", "v1")
+    crd = ObjectRef(
+        "apiextensions.k8s.io", "CustomResourceDefinition", "", "widgets.example.com", "v1"
+    )
 
     def tracked(ref: ObjectRef, prune: str = "") -> Live:
         return Live("f", tracking_id(APP, ref.group, ref.kind, ref.namespace, ref.name), prune)
@@ -188,11 +191,12 @@ def test_pvcs_and_namespaces_are_kept_unless_annotated() -> None:
         ns.key: tracked(ns),
         pvc.key: tracked(pvc),
         pvc2.key: tracked(pvc2, "true"),
+        crd.key: tracked(crd),
     }
-    inventory = [entry(keep), *(InventoryEntry(r, "h", "f") for r in (ns, pvc, pvc2))]
+    inventory = [entry(keep), *(InventoryEntry(r, "h", "f") for r in (ns, pvc, pvc2, crd))]
     plan = plan_of([keep], live, inventory, allow_mass_prune=True)
     assert [p.ref.name for p in plan.prunes] == ["scratch"]
-    assert {p.ref.name for p in plan.orphans} == {"team", "data"}
+    assert {p.ref.name for p in plan.orphans} == {"team", "data", "widgets.example.com"}
 
 
 def test_breaker_holds_a_prune_of_more_than_half() -> None:
