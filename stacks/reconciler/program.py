@@ -165,11 +165,21 @@ def main(argv: list[str]) -> int:
     except (PlatformError, OSError) as error:
         log.error("failed to connect to the Kubernetes API: %s", error)
         return 2
-    secret = b""
-    if args.webhook_secret_file:
-        secret = Path(args.webhook_secret_file).read_bytes().strip()
-    elif os.environ.get("PLATFORM_WEBHOOK_SECRET"):
-        secret = os.environ["PLATFORM_WEBHOOK_SECRET"].encode()
+    warned: list[bool] = []
+
+    def webhook_secret() -> bytes:
+        if args.webhook_secret_file:
+            try:
+                return Path(args.webhook_secret_file).read_bytes().strip()
+            except FileNotFoundError:
+                if not warned:
+                    warned.append(True)
+                    log.warning(
+                        "no webhook secret at %s: push webhooks are refused (the interval still syncs)",
+                        args.webhook_secret_file,
+                    )
+                return b""
+        return os.environ.get("PLATFORM_WEBHOOK_SECRET", "").encode()
 
     stop = threading.Event()
 
@@ -193,7 +203,7 @@ def main(argv: list[str]) -> int:
     server = Server(
         host or "0.0.0.0",  # noqa: S104 - a pod listens on all interfaces
         int(port),
-        secret,
+        webhook_secret,
         metrics.render,
         lambda: controller.on_push if controller is not None and leading.is_set() else None,
     )

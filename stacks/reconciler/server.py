@@ -4,7 +4,8 @@
 `{"repo": ..., "ref": "refs/heads/main", "before": sha, "after": sha}` signed with
 HMAC-SHA256 over the exact body bytes, sent as `X-Platform-Signature: sha256=<hex>`.
 A bad or missing signature is refused (401) before the body is parsed; without a
-configured secret every webhook is refused (403). A replica that is not the leader
+configured secret every webhook is refused (403); the secret is read per request, so a
+Secret mounted (or rotated) after start takes effect without a restart. A replica that is not the leader
 answers 503 so the sender knows nothing was queued (the interval still catches up).
 
 Called by program.py; the push handler is the controller's `on_push`.
@@ -45,7 +46,7 @@ class Server:
         self,
         host: str,
         port: int,
-        secret: bytes,
+        secret: Callable[[], bytes],
         metrics: Callable[[], str],
         push: Callable[[], PushHandler | None],
     ) -> None:
@@ -84,10 +85,11 @@ class Server:
                     self._send(400, "a JSON body of at most 64 KiB is required\n")
                     return
                 body = self.rfile.read(length)
-                if not outer.secret:
+                key = outer.secret()
+                if not key:
                     self._send(403, "webhooks are disabled: the reconciler has no webhook secret\n")
                     return
-                if not verify(outer.secret, body, self.headers.get(SIGNATURE_HEADER)):
+                if not verify(key, body, self.headers.get(SIGNATURE_HEADER)):
                     log.warning(
                         "refused a webhook from %s: bad or missing signature", self.address_string()
                     )

@@ -74,6 +74,8 @@ def read_credentials_file(path: Path, repo_url: str) -> Credentials | None:
     """The credentials for `repo_url` from a git-credentials file (longest URL prefix wins)."""
     try:
         lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return None  # an optional Secret that is not there: no credentials
     except OSError as error:
         raise PermanentError(
             f"cannot read the git credentials file {path}: {error.strerror}",
