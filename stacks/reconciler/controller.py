@@ -298,14 +298,21 @@ class Controller:
         owner = owner_of_tracking(annotations_of(obj).get(TRACKING, ""))
         if owner is None:
             return
+        if self.options.watch_namespace and owner.namespace != self.options.watch_namespace:
+            return
+        with self._memory_lock:
+            memory = self._memory.get(owner)
+        if memory is None or memory.inventory is None:  # not reconciled yet: let it look
+            self.queue.add(owner, delay=self.options.drift_debounce)
+            return
         key = ObjectRef.of(obj).key
-        memory = self.memory(owner)
+        expected = memory.expected.get(key)
         if kind == "DELETED":
-            trigger = key in memory.expected or memory.inventory is None
+            trigger = expected is not None
         else:
-            expected = memory.expected.get(key)
             drifted = expected is not None and fields_hash(obj) != expected
-            trigger = drifted or health_of(old or {}) != health_of(new or {}) if old else drifted
+            health_changed = old is not None and health_of(old) != health_of(obj)
+            trigger = drifted or health_changed
         if trigger:
             self.queue.add(owner, delay=self.options.drift_debounce)
 
