@@ -26,7 +26,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -929,6 +929,3 @@ def _app_state(obj: KubeObject | None) -> tuple[Any, ...]:
         ready.get("status"),
         status.get("observedGeneration"),
     )
-
-
-Callback = Callable[[], None]
