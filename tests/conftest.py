@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from stacks.kube.client import KubeClient
 from testenv import locate
 from tests.support import processes
 from tests.support.binaries import in_ci, require_binary
@@ -89,6 +90,14 @@ def cluster(session_dir: Path, request: pytest.FixtureRequest) -> Iterator[KwokC
         reporter.write_line(f"\ntest cluster: kube-apiserver {kwok.version()} at {kwok.server()}")
     yield kwok
     kwok.delete()
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: KwokCluster) -> Iterator[KubeClient]:
+    """A JSON API client for the session's cluster (the project's own adapter)."""
+    client = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
+    yield client
+    client.close()
 
 
 @pytest.fixture

@@ -7,13 +7,20 @@ dir, else $KUBECONFIG). Heavy modules are imported inside the command bodies.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from bootstrap.cli.common import Session, common_options, open_session, reported_errors
+from bootstrap.cli.common import (
+    CommonArgs,
+    Session,
+    common_options,
+    kubeconfig_options,
+    open_session,
+    reported_errors,
+)
 
 if TYPE_CHECKING:
     from stacks.kube.client import KubeClient
@@ -22,36 +29,24 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def cluster_options(func: F) -> F:
-    options = [
-        click.option(
-            "--kubeconfig",
-            envvar="PLATFORM_KUBECONFIG",
-            default=None,
-            help="Kubeconfig of the cluster [env PLATFORM_KUBECONFIG; default: the platform's, then $KUBECONFIG].",
-        ),
-        click.option(
-            "--context",
-            envvar="PLATFORM_CONTEXT",
-            default=None,
-            help="Kubeconfig context [env PLATFORM_CONTEXT].",
-        ),
-        click.option(
-            "--namespace",
-            "-n",
-            "app_namespace",
-            envvar="PLATFORM_APP_NAMESPACE",
-            default=None,
-            help="Namespace of the Applications [env PLATFORM_APP_NAMESPACE; default: all].",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    """Which cluster (kubeconfig options) and which namespace of Applications."""
+    namespace = click.option(
+        "--namespace",
+        "-n",
+        "app_namespace",
+        envvar="PLATFORM_APP_NAMESPACE",
+        default=None,
+        help="Namespace of the Applications [env PLATFORM_APP_NAMESPACE; default: all].",
+    )
+    return namespace(kubeconfig_options(func))
 
 
 def kube_client(session: Session, kubeconfig: str | None, context: str | None) -> KubeClient:
+    """The cluster the flags name, else the platform's own kubeconfig, else its settings'."""
     from stacks.kube.client import KubeClient
 
+    kubeconfig = kubeconfig or os.environ.get("PLATFORM_KUBECONFIG") or None
+    context = context or os.environ.get("PLATFORM_CONTEXT") or None
     if kubeconfig is None and session.state.kubeconfig.exists():
         kubeconfig = str(session.state.kubeconfig)
     if kubeconfig is None and session.settings.kubeconfig:
@@ -63,18 +58,13 @@ def kube_client(session: Session, kubeconfig: str | None, context: str | None) -
 @common_options
 @cluster_options
 def apps(
-    name: str | None,
-    config_file: Path | None,
-    output: str | None,
-    verbose: int,
-    quiet: bool,
-    debug: bool,
+    common: CommonArgs,
     kubeconfig: str | None,
     context: str | None,
     app_namespace: str | None,
 ) -> None:
     """List Applications: NAME, SYNC, HEALTH, REVISION, MESSAGE."""
-    session = open_session(name, config_file, output, verbose, quiet, debug)
+    session = open_session(common)
     with reported_errors(session):
         from stacks.reconciler.inspect import list_apps
 

@@ -8,6 +8,7 @@ Exit codes: 0 success, 1 failure (a sentence says why and what to do), 2 usage e
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -25,14 +26,45 @@ from bootstrap.terminal import Terminal
 from stacks.errors import PlatformError
 from stacks.redact import RedactingFilter
 
+if TYPE_CHECKING:
+    from bootstrap.stages.base import StageContext
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
 
 
+@dataclass(frozen=True)
+class CommonArgs:
+    """The options every platform command takes, gathered by `common_options`."""
+
+    name: str | None
+    config_file: Path | None
+    output: str | None
+    verbose: int
+    quiet: bool
+    debug: bool
+
+
 def common_options(func: F) -> F:
-    """--name, --config, --output, -v/-q, --debug: on every command that acts on a platform."""
+    """--name, --config, --output, -v/-q, --debug on a command, handed to it as one
+    `common: CommonArgs` argument."""
+
+    @functools.wraps(func)
+    def gather(
+        *args: Any,
+        name: str | None,
+        config_file: Path | None,
+        output: str | None,
+        verbose: int,
+        quiet: bool,
+        debug: bool,
+        **kwargs: Any,
+    ) -> Any:
+        common = CommonArgs(name, config_file, output, verbose, quiet, debug)
+        return func(*args, common=common, **kwargs)
+
     options = [
         click.option(
             "--name",
@@ -60,31 +92,44 @@ def common_options(func: F) -> F:
             "--debug", is_flag=True, help="Debug logging to stderr and tracebacks on errors."
         ),
     ]
+    command: Any = gather
+    for option in reversed(options):
+        command = option(command)
+    return cast(F, command)
+
+
+def _apply(func: F, options: list[Callable[[F], F]]) -> F:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def kubeconfig_options(func: F) -> F:
+    """--kubeconfig and --context: which cluster, when it is not the platform's own."""
+    return _apply(
+        func,
+        [
+            click.option(
+                "--kubeconfig",
+                default=None,
+                help="Kubeconfig of the cluster (engine existing) [env PLATFORM_KUBECONFIG].",
+            ),
+            click.option(
+                "--context", default=None, help="Kubeconfig context [env PLATFORM_CONTEXT]."
+            ),
+        ],
+    )
 
 
 def engine_options(func: F) -> F:
-    options = [
-        click.option(
-            "--engine",
-            type=click.Choice(["k3d", "existing"]),
-            default=None,
-            help="Where the cluster comes from [env PLATFORM_ENGINE; default: k3d].",
-        ),
-        click.option(
-            "--kubeconfig",
-            default=None,
-            help="Kubeconfig for --engine existing [env PLATFORM_KUBECONFIG].",
-        ),
-        click.option(
-            "--context", default=None, help="Context for --engine existing [env PLATFORM_CONTEXT]."
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    """--engine plus the kubeconfig options."""
+    engine = click.option(
+        "--engine",
+        type=click.Choice(["k3d", "existing"]),
+        default=None,
+        help="Where the cluster comes from [env PLATFORM_ENGINE; default: k3d].",
+    )
+    return engine(kubeconfig_options(func))
 
 
 @dataclass
@@ -96,30 +141,40 @@ class Session:
     log_path: Path | None = None
 
 
-def open_session(
-    name: str | None,
-    config_file: Path | None,
-    output: str | None,
-    verbose: int,
-    quiet: bool,
-    debug: bool,
-    flags: dict[str, Any] | None = None,
-) -> Session:
+def open_session(common: CommonArgs, flags: dict[str, Any] | None = None) -> Session:
     """Settings (with the ones saved for this platform), state and terminal for a command."""
-    output = output or os.environ.get("PLATFORM_OUTPUT") or "text"
-    terminal = Terminal(output=output, verbosity=-1 if quiet else verbose)
+    output = common.output or os.environ.get("PLATFORM_OUTPUT") or "text"
+    terminal = Terminal(output=output, verbosity=-1 if common.quiet else common.verbose)
     all_flags = dict(flags or {})
-    all_flags["name"] = name
+    all_flags["name"] = common.name
     try:
-        preliminary = load_settings(flags={"name": name}, config_file=config_file)
+        preliminary = load_settings(flags={"name": common.name}, config_file=common.config_file)
         saved = PlatformState(platform_home(), preliminary.name).load().get("settings", {})
-        settings = load_settings(flags=all_flags, config_file=config_file, saved=saved)
+        settings = load_settings(flags=all_flags, config_file=common.config_file, saved=saved)
     except PlatformError as error:
         terminal.failure(str(error), error.hint)
         sys.exit(EXIT_FAILURE)
     state = PlatformState(settings.home, settings.name)
-    _configure_logging(debug)
-    return Session(settings, state, terminal, debug)
+    _configure_logging(common.debug)
+    return Session(settings, state, terminal, common.debug)
+
+
+def stage_context(
+    session: Session, command: str, quiet: bool = False, dry_run: bool = False
+) -> StageContext:
+    """The context stages run in for this command: the platform's engine, the terminal as
+    progress (or nothing, for commands that print their own result), a named logger."""
+    from bootstrap.engines.base import engine_for
+    from bootstrap.stages.base import NullProgress, StageContext
+
+    return StageContext(
+        settings=session.settings,
+        state=session.state,
+        progress=NullProgress() if quiet else session.terminal,
+        engine=engine_for(session.settings, session.state),
+        log=logging.getLogger(f"platform.{command}"),
+        dry_run=dry_run,
+    )
 
 
 def _configure_logging(debug: bool) -> None:

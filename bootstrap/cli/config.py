@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from bootstrap.cli.common import common_options, engine_options, open_session
+from bootstrap.cli.common import CommonArgs, common_options, engine_options, open_session
 
 
 @click.command()
 @common_options
 @engine_options
 def config(
-    name: str | None,
-    config_file: Path | None,
-    output: str | None,
-    verbose: int,
-    quiet: bool,
-    debug: bool,
+    common: CommonArgs,
     engine: str | None,
     kubeconfig: str | None,
     context: str | None,
@@ -31,12 +24,7 @@ def config(
     from bootstrap.config import FIELDS_BY_KEY, describe
 
     session = open_session(
-        name,
-        config_file,
-        output,
-        verbose,
-        quiet,
-        debug,
+        common,
         {"engine": engine, "kubeconfig": kubeconfig, "context": context},
     )
     rows = [

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from bootstrap.cli.apps import cluster_options, kube_client
-from bootstrap.cli.common import common_options, open_session, reported_errors
+from bootstrap.cli.common import CommonArgs, common_options, open_session, reported_errors
 
 
 @click.command()
@@ -21,19 +21,14 @@ from bootstrap.cli.common import common_options, open_session, reported_errors
 @cluster_options
 @click.argument("app")
 def diff(
-    name: str | None,
-    config_file: Path | None,
-    output: str | None,
-    verbose: int,
-    quiet: bool,
-    debug: bool,
+    common: CommonArgs,
     kubeconfig: str | None,
     context: str | None,
     app_namespace: str | None,
     app: str,
 ) -> None:
     """Show what syncing APP would create, change or prune."""
-    session = open_session(name, config_file, output, verbose, quiet, debug)
+    session = open_session(common)
     with reported_errors(session):
         from stacks.reconciler.inspect import diff_app, find_app
 

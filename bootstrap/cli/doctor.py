@@ -5,11 +5,15 @@ Exit code 1 when any failing check would block `up`.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from bootstrap.cli.common import common_options, engine_options, open_session, reported_errors
+from bootstrap.cli.common import (
+    CommonArgs,
+    common_options,
+    engine_options,
+    open_session,
+    reported_errors,
+)
 
 
 @click.command()
@@ -19,12 +23,7 @@ from bootstrap.cli.common import common_options, engine_options, open_session, r
     "--install", is_flag=True, help="Install missing pinned tools (k3d) into ~/.platform/bin."
 )
 def doctor(
-    name: str | None,
-    config_file: Path | None,
-    output: str | None,
-    verbose: int,
-    quiet: bool,
-    debug: bool,
+    common: CommonArgs,
     engine: str | None,
     kubeconfig: str | None,
     context: str | None,
@@ -36,12 +35,7 @@ def doctor(
     version into ~/.platform/bin; offline, it says what to install by hand.
     """
     session = open_session(
-        name,
-        config_file,
-        output,
-        verbose,
-        quiet,
-        debug,
+        common,
         {"engine": engine, "kubeconfig": kubeconfig, "context": context},
     )
     from bootstrap.stages.preflight import blocking_failures, run_checks

@@ -7,12 +7,16 @@ k3d: deletes the cluster. existing: removes what the platform installed and noth
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import click
 
-from bootstrap.cli.common import common_options, log_to_file, open_session, reported_errors
+from bootstrap.cli.common import (
+    CommonArgs,
+    common_options,
+    log_to_file,
+    open_session,
+    reported_errors,
+    stage_context,
+)
 
 
 @click.command()
@@ -21,18 +25,11 @@ from bootstrap.cli.common import common_options, log_to_file, open_session, repo
     "--keep-state", is_flag=True, help="Keep ~/.platform/<name>/ (logs, keys) after removal."
 )
 def down(
-    name: str | None,
-    config_file: Path | None,
-    output: str | None,
-    verbose: int,
-    quiet: bool,
-    debug: bool,
+    common: CommonArgs,
     keep_state: bool,
 ) -> None:
     """Remove a platform: its cluster (k3d) or what it installed (existing)."""
-    session = open_session(name, config_file, output, verbose, quiet, debug)
-    from bootstrap.engines.base import engine_for
-    from bootstrap.stages.base import StageContext
+    session = open_session(common)
     from bootstrap.stages.teardown import teardown
 
     settings, state, terminal = session.settings, session.state, session.terminal
@@ -42,13 +39,7 @@ def down(
         return
     with reported_errors(session):
         with state.lock("down"), log_to_file(session, "down"):
-            ctx = StageContext(
-                settings=settings,
-                state=state,
-                progress=terminal,
-                engine=engine_for(settings, state),
-                log=logging.getLogger("platform.down"),
-            )
+            ctx = stage_context(session, "down")
             removed = teardown(ctx)
         for line in removed:
             terminal.info(f"  {line}")

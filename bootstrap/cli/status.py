@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from bootstrap.cli.common import common_options, open_session, reported_errors
+from bootstrap.cli.common import CommonArgs, common_options, open_session, reported_errors
 
 
 @click.command()
 @common_options
 def status(
-    name: str | None,
-    config_file: Path | None,
-    output: str | None,
-    verbose: int,
-    quiet: bool,
-    debug: bool,
+    common: CommonArgs,
 ) -> None:
     """Show each stage's outcome, the cluster's health and the platform's addresses."""
-    session = open_session(name, config_file, output, verbose, quiet, debug)
+    session = open_session(common)
     from bootstrap.engines.base import engine_for
     from bootstrap.stages.registry import all_stages
 

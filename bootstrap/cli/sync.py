@@ -6,12 +6,10 @@ with it, it skips the wait for the next interval or push. Heavy imports stay ins
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from bootstrap.cli.apps import cluster_options, kube_client
-from bootstrap.cli.common import common_options, open_session, reported_errors
+from bootstrap.cli.common import CommonArgs, common_options, open_session, reported_errors
 
 
 @click.command()
@@ -31,12 +29,7 @@ from bootstrap.cli.common import common_options, open_session, reported_errors
     help="Seconds to wait [env PLATFORM_SYNC_TIMEOUT].",
 )
 def sync(
-    name: str | None,
-    config_file: Path | None,
-    output: str | None,
-    verbose: int,
-    quiet: bool,
-    debug: bool,
+    common: CommonArgs,
     kubeconfig: str | None,
     context: str | None,
     app_namespace: str | None,
@@ -45,7 +38,7 @@ def sync(
     timeout: float,
 ) -> None:
     """Fetch and apply APP's source now."""
-    session = open_session(name, config_file, output, verbose, quiet, debug)
+    session = open_session(common)
     with reported_errors(session):
         from stacks.kube.objects import condition_of
         from stacks.reconciler.api import AppKey

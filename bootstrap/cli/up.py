@@ -7,21 +7,21 @@ bootstrap.stages.runner.
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
-from pathlib import Path
 
 import click
 
 from bootstrap.cli.common import (
     EXIT_INTERRUPTED,
+    CommonArgs,
     common_options,
     engine_options,
     log_to_file,
     open_session,
     reported_errors,
     sigterm_as_interrupt,
+    stage_context,
 )
 
 
@@ -63,12 +63,7 @@ from bootstrap.cli.common import (
     help="Also merge the cluster into ~/.kube/config (k3d).",
 )
 def up(
-    name: str | None,
-    config_file: Path | None,
-    output: str | None,
-    verbose: int,
-    quiet: bool,
-    debug: bool,
+    common: CommonArgs,
     engine: str | None,
     kubeconfig: str | None,
     context: str | None,
@@ -94,11 +89,9 @@ def up(
         "stage_timeout": stage_timeout,
         "merge_kubeconfig": merge_kubeconfig,
     }
-    session = open_session(name, config_file, output, verbose, quiet, debug, flags)
+    session = open_session(common, flags)
     sigterm_as_interrupt()
     from bootstrap.config import persistable
-    from bootstrap.engines.base import engine_for
-    from bootstrap.stages.base import StageContext
     from bootstrap.stages.registry import all_stages
     from bootstrap.stages.runner import Interrupted, Runner
 
@@ -106,14 +99,7 @@ def up(
     stages = all_stages()
     runner = Runner(stages, events=terminal)
     with reported_errors(session), state.lock("up"), log_to_file(session, "up") as log_path:
-        context_ = StageContext(
-            settings=settings,
-            state=state,
-            progress=terminal,
-            engine=engine_for(settings, state),
-            log=logging.getLogger("platform.up"),
-            dry_run=dry_run,
-        )
+        context_ = stage_context(session, "up", dry_run=dry_run)
         if dry_run:
             rows = runner.plan(context_, start_from=start_from, only=only)
             terminal.table(

@@ -8,29 +8,20 @@ the people's login; the root token only with --show-root-token, after a warning.
 from __future__ import annotations
 
 import json
-import logging
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from bootstrap.cli.common import Session, common_options, open_session, reported_errors
+from bootstrap.cli.common import (
+    CommonArgs,
+    common_options,
+    open_session,
+    reported_errors,
+    stage_context,
+)
 
 if TYPE_CHECKING:
-    from bootstrap.stages.base import StageContext
-
-
-def _context(session: Session) -> StageContext:
-    from bootstrap.engines.base import engine_for
-    from bootstrap.stages.base import NullProgress, StageContext
-
-    return StageContext(
-        settings=session.settings,
-        state=session.state,
-        progress=NullProgress(),
-        engine=engine_for(session.settings, session.state),
-        log=logging.getLogger("platform.vault"),
-    )
+    pass
 
 
 @click.group()
@@ -41,15 +32,10 @@ def vault() -> None:
 @vault.command()
 @common_options
 def status(
-    name: str | None,
-    config_file: Path | None,
-    output: str | None,
-    verbose: int,
-    quiet: bool,
-    debug: bool,
+    common: CommonArgs,
 ) -> None:
     """Show whether Vault is initialised and sealed, and its version."""
-    session = open_session(name, config_file, output, verbose, quiet, debug)
+    session = open_session(common)
     from bootstrap.stages.vault_access import vault_address
     from stacks.vault.api import VaultApi
 
@@ -71,15 +57,10 @@ def status(
 @vault.command()
 @common_options
 def unseal(
-    name: str | None,
-    config_file: Path | None,
-    output: str | None,
-    verbose: int,
-    quiet: bool,
-    debug: bool,
+    common: CommonArgs,
 ) -> None:
     """Unseal Vault with the keys stored when it was initialised."""
-    session = open_session(name, config_file, output, verbose, quiet, debug)
+    session = open_session(common)
     from bootstrap.stages.vault import stored_keys
     from bootstrap.stages.vault_access import vault_address
     from stacks.errors import PermanentError
@@ -92,7 +73,7 @@ def unseal(
             session.terminal.success(f"Vault at {address} is already unsealed.")
             session.terminal.result({"ok": True, "address": address, "changed": False})
             return
-        keys, _ = stored_keys(_context(session))
+        keys, _ = stored_keys(stage_context(session, "vault", quiet=True))
         if keys is None:
             raise PermanentError(
                 f"no unseal keys are stored for Vault at {address}",
@@ -111,16 +92,11 @@ def unseal(
     help="Also print the root token (full control of Vault: do not share it).",
 )
 def credentials(
-    name: str | None,
-    config_file: Path | None,
-    output: str | None,
-    verbose: int,
-    quiet: bool,
-    debug: bool,
+    common: CommonArgs,
     show_root_token: bool,
 ) -> None:
     """Print how to log in to Vault (the root token only with --show-root-token)."""
-    session = open_session(name, config_file, output, verbose, quiet, debug)
+    session = open_session(common)
     from bootstrap.stages.terraform import VARS_FILE
     from bootstrap.stages.vault import vault_token
     from bootstrap.stages.vault_access import vault_address
@@ -132,17 +108,19 @@ def credentials(
         if generated.get("userpass_password"):
             data.update(username="platform", password=generated["userpass_password"])
             session.terminal.info(f"Vault {address}: user 'platform' (userpass)")
-            click.echo(f"password: {generated['userpass_password']}")
+            if session.terminal.mode != "json":  # json carries it in the summary
+                click.echo(f"password: {generated['userpass_password']}")
         else:
             session.terminal.info("No userpass login yet: the terraform stage creates it.")
         if show_root_token:
-            token = vault_token(_context(session))
+            token = vault_token(stage_context(session, "vault", quiet=True))
             click.echo(
                 "WARNING: the root token has full control of this Vault; do not share it "
                 "or paste it into tickets or chats.",
                 err=True,
             )
-            click.echo(f"root token: {token}")
+            if session.terminal.mode != "json":
+                click.echo(f"root token: {token}")
             data["root_token"] = token
         session.terminal.result({"ok": True, **data})
 
@@ -150,18 +128,14 @@ def credentials(
 @vault.command()
 @common_options
 def ui(
-    name: str | None,
-    config_file: Path | None,
-    output: str | None,
-    verbose: int,
-    quiet: bool,
-    debug: bool,
+    common: CommonArgs,
 ) -> None:
     """Print the address of Vault's web UI."""
-    session = open_session(name, config_file, output, verbose, quiet, debug)
+    session = open_session(common)
     from bootstrap.stages.vault_access import vault_address
 
     with reported_errors(session):
         url = f"{vault_address(session.settings)}/ui/"
-        click.echo(url)
+        if session.terminal.mode != "json":
+            click.echo(url)
         session.terminal.result({"ok": True, "url": url})

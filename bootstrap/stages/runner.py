@@ -81,6 +81,9 @@ class Events:
     def stage_retrying(self, name: str, error: PlatformError, attempt: int, delay: float) -> None:
         pass
 
+    def stage_interrupted(self, name: str) -> None:
+        pass
+
 
 def order_stages(stages: Sequence[Stage]) -> list[Stage]:
     """Check that every requirement comes earlier; the declared order is the run order."""
@@ -224,39 +227,18 @@ class Runner:
             summary = self._retrying(stage, ctx, started, timeout)(attempt)
         except (KeyboardInterrupt, Cancelled, Interrupted) as error:
             ctx.cancelled.set()
-            seconds = time.monotonic() - started
-            ctx.state.update_stage(
-                stage.name,
-                outcome="interrupted",
-                finished=now_iso(),
-                seconds=round(seconds, 3),
-                attempts=attempts,
-            )
+            _record_end(ctx, stage.name, "interrupted", started, attempts)
+            self.events.stage_interrupted(stage.name)
             raise Interrupted(
                 f"interrupted during stage {stage.name}", hint="run `platform up` again to resume"
             ) from error
         except PlatformError as error:
-            seconds = time.monotonic() - started
-            ctx.state.update_stage(
-                stage.name,
-                outcome="failed",
-                finished=now_iso(),
-                seconds=round(seconds, 3),
-                attempts=attempts,
-                error=str(error),
-                hint=error.hint,
+            seconds = _record_end(
+                ctx, stage.name, "failed", started, attempts, error=str(error), hint=error.hint
             )
             self.events.stage_failed(stage.name, error, seconds)
             raise StageFailed(stage.name, str(error), error.hint) from error
-        seconds = time.monotonic() - started
-        ctx.state.update_stage(
-            stage.name,
-            outcome="done",
-            finished=now_iso(),
-            seconds=round(seconds, 3),
-            attempts=attempts,
-            summary=summary,
-        )
+        seconds = _record_end(ctx, stage.name, "done", started, attempts, summary=summary)
         result = StageReport(stage.name, "done", seconds, summary)
         self.events.stage_finished(result)
         return result
@@ -317,3 +299,19 @@ class Runner:
             assert isinstance(error, BaseException)
             raise error
         return box["value"]  # type: ignore[return-value]
+
+
+def _record_end(
+    ctx: StageContext, stage: str, outcome: Outcome, started: float, attempts: int, **extra: object
+) -> float:
+    """Write a stage's end to state.json; returns its duration in seconds."""
+    seconds = time.monotonic() - started
+    ctx.state.update_stage(
+        stage,
+        outcome=outcome,
+        finished=now_iso(),
+        seconds=round(seconds, 3),
+        attempts=attempts,
+        **extra,
+    )
+    return seconds

@@ -27,16 +27,16 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from bootstrap.assets import asset_dir
 from bootstrap.stages.base import CheckResult, StageContext
 from bootstrap.stages.tofu import Tofu, find_binary
 from bootstrap.stages.vault import FIELD_MANAGER, vault_token
 from bootstrap.stages.vault_access import deploys_vault, vault_address
 from stacks import redact
-from stacks.errors import PermanentError, PlatformError, WaitingError
+from stacks.errors import PlatformError, WaitingError
 from stacks.vault.api import VaultApi
 from stacks.vault.keys import NAMESPACE
 
-MODULE_DIR = Path(__file__).resolve().parents[2] / "terraform" / "vault"
 VARS_FILE = "terraform-vars.json"
 PLAN_FILE = "platform.tfplan"
 REVIEWER = "vault-token-reviewer"
@@ -49,12 +49,8 @@ DEMO_USERNAMES = {"demo/app": "demo", "demo/database": "app"}
 
 
 def module_source() -> Path:
-    if not (MODULE_DIR / "main.tf").is_file():
-        raise PermanentError(
-            f"the Terraform module {MODULE_DIR} is missing from this installation",
-            hint="install platform from a source checkout (`pip install .` in the repository)",
-        )
-    return MODULE_DIR
+    """terraform/vault, from the installed package or the source checkout."""
+    return asset_dir("terraform", "vault")
 
 
 def generated_vars(ctx: StageContext) -> dict[str, Any]:

@@ -16,18 +16,15 @@ never appear in progress lines, logs or exceptions. Called by the stage runner.
 
 from __future__ import annotations
 
-import string
-from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from bootstrap.images import COMPONENT_IMAGE, OPENBAO_IMAGE
 from bootstrap.stages.base import CheckResult, StageContext
 from bootstrap.stages.vault_access import deploys_vault, vault_address
 from stacks import redact
 from stacks.errors import PermanentError, PlatformError, TransientError, WaitingError
+from stacks.manifests import component_manifests
 from stacks.vault.api import SealStatus, VaultApi
 from stacks.vault.keys import FILE_NAME, NAMESPACE, SECRET_NAME, InitKeys
 
@@ -260,14 +257,7 @@ def render_manifests(
 ) -> list[dict[str, Any]]:
     """stacks/vault/manifests/*.yaml with ${DOMAIN}, ${VAULT_IMAGE}, ${COMPONENT_IMAGE}."""
     values = {"DOMAIN": domain, "VAULT_IMAGE": vault_image, "COMPONENT_IMAGE": component_image}
-    folder = resources.files("stacks.vault") / "manifests"
-    objects: list[dict[str, Any]] = []
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if not entry.name.endswith(".yaml"):
-            continue
-        text = string.Template(entry.read_text()).substitute(values)
-        objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
-    return objects
+    return component_manifests("vault", values)
 
 
 def _namespace() -> dict[str, Any]:

@@ -336,7 +336,7 @@ class CertsController:
     # ---- ingress shim -------------------------------------------------------------------
 
     def reconcile_ingress(self, namespace: str, name: str) -> float | None:
-        ingress = self.runtime.informer("Ingress").get(namespace, name)
+        ingress = self.runtime.informer("Ingress").get_named(namespace, name)
         if ingress is None:
             return None  # the garbage collector removes Certificates it owned
         annotations = ingress["metadata"].get("annotations") or {}
@@ -366,7 +366,7 @@ class CertsController:
         }
         certificates = self.runtime.informer("Certificate")
         for secret_name, hosts in desired.items():
-            existing = certificates.get(namespace, secret_name)
+            existing = certificates.get_named(namespace, secret_name)
             if existing is not None and not any(
                 ref.get("uid") == owner["uid"]
                 for ref in existing["metadata"].get("ownerReferences") or []

@@ -27,6 +27,7 @@ from stacks.gitserver.auth import CredentialStore
 from stacks.gitserver.backend import HttpBackend
 from stacks.gitserver.repos import RepoStore, git_environment
 from stacks.gitserver.webhooks import WebhookDispatcher, redact_url
+from stacks.program import configure_logging
 
 log = logging.getLogger("platform.gitserver")
 
@@ -192,11 +193,7 @@ def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level, quiet=())
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     try:
         run(args)

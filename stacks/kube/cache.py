@@ -12,6 +12,7 @@ to direct GETs. Called by the reconciler; usable by any controller.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -45,6 +46,7 @@ class Lister(Protocol):
         resource_version: str = "",
         timeout_seconds: int = 300,
         label_selector: str | None = None,
+        register_cancel: Callable[[Callable[[], None]], None] | None = None,
     ) -> object: ...
 
 
@@ -62,7 +64,7 @@ class KindCache:
         api_version: str,
         kind: str,
         label_selector: str | None,
-        keep_manager: str,
+        keep_manager: str | None,
         on_event: EventHandler | None,
         stop: threading.Event,
         persistent: bool = False,
@@ -79,12 +81,16 @@ class KindCache:
         self._stop = stop
         self._store: dict[Key, KubeObject] = {}
         self._lock = threading.Lock()
-        self.synced = threading.Event()
+        self.synced = threading.Event()  # listed, or known to be unlistable for now
+        self.listed = threading.Event()  # listed successfully at least once
         self.unusable = ""  # why this kind cannot be cached ("" = fine)
+        self._cancel_watch: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._run, name=f"watch-{kind}", daemon=True)
         self._thread.start()
 
     def _slim(self, obj: KubeObject) -> KubeObject:
+        if self._manager is None:  # keep everything
+            return obj
         meta = obj.get("metadata") or {}
         fields = meta.get("managedFields")
         if fields:
@@ -94,6 +100,29 @@ class KindCache:
     def get(self, key: Key) -> KubeObject | None:
         with self._lock:
             return self._store.get(key)
+
+    def get_named(self, namespace: str, name: str) -> KubeObject | None:
+        """The cached object by namespace ("" for cluster-scoped) and name."""
+        return self.get((self.api_version.rpartition("/")[0], self.kind, namespace, name))
+
+    def items(self) -> list[KubeObject]:
+        with self._lock:
+            return list(self._store.values())
+
+    def close(self) -> None:
+        """End the in-flight watch at once (the stop event must already be set)."""
+        cancel = self._cancel_watch
+        if cancel is not None:
+            with contextlib.suppress(OSError):
+                cancel()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def _remember_cancel(self, cancel: Callable[[], None]) -> None:
+        self._cancel_watch = cancel
+        if self._stop.is_set():  # stopped while the watch was opening
+            cancel()
 
     def all_keys(self) -> list[Key]:
         with self._lock:
@@ -139,6 +168,7 @@ class KindCache:
                 if _rv(obj) != _rv(old.get(key)):
                     self._emit("MODIFIED" if key in old else "ADDED", old.get(key), obj)
         self.synced.set()
+        self.listed.set()
         return version
 
     def _run(self) -> None:
@@ -158,6 +188,7 @@ class KindCache:
                     resource_version=version,
                     timeout_seconds=240,
                     label_selector=self._selector,
+                    register_cancel=self._remember_cancel,
                 ):
                     if self._stop.is_set():
                         return
@@ -196,6 +227,8 @@ class KindCache:
                 unusable_delay = min(unusable_delay * 2, 60.0)
                 continue
             except Unavailable as error:
+                if self._stop.is_set():  # our own close() ended the stream
+                    return
                 if error.reason == "Expired" or error.status == 410:
                     version = ""
                     continue
@@ -204,6 +237,8 @@ class KindCache:
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
             except (PlatformError, ValueError, OSError) as error:
+                if self._stop.is_set():
+                    return
                 log.warning(
                     "failed to watch %s '*': %s; retrying in %.1fs", self.kind, error, delay
                 )
@@ -266,3 +301,5 @@ class LiveCache:
 
     def close(self) -> None:
         self.stop.set()
+        for cache in self.kinds():
+            cache.close()

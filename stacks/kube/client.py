@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -405,11 +405,13 @@ class KubeClient:
         resource_version: str = "",
         timeout_seconds: int = 300,
         label_selector: str | None = None,
+        register_cancel: Callable[[Callable[[], None]], None] | None = None,
     ) -> Iterator[WatchEvent]:
         """Stream changes until the server closes the watch (after `timeout_seconds`).
 
         Raises `Unavailable` with reason "Expired" when the resourceVersion is too old,
-        so the caller re-lists.
+        so the caller re-lists. `register_cancel` receives a function that ends the
+        stream from another thread at once (a blocked read returns), for fast shutdown.
         """
         info = self.resource(api_version, kind)
         query = {
@@ -424,6 +426,8 @@ class KubeClient:
         response = self._send(
             "GET", info.path(namespace), None, query, "", timeout_seconds + 30, stream=True
         )
+        if register_cancel is not None:
+            register_cancel(response.shutdown)
         try:
             if response.status >= 400:
                 raise self._error(

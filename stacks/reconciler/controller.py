@@ -38,6 +38,7 @@ from stacks.kube.errors import ApiError, Forbidden, Invalid, NotFound
 from stacks.kube.events import EventRecorder
 from stacks.kube.health import Health, HealthStatus, health_of, worst
 from stacks.kube.objects import KubeObject, ObjectRef, annotations_of, condition_of
+from stacks.kube.queue import WorkQueue
 from stacks.reconciler import prune as pruning
 from stacks.reconciler.api import (
     API_VERSION,
@@ -63,7 +64,6 @@ from stacks.reconciler.plan import (
     mass_prune_allowed,
     normalize,
 )
-from stacks.reconciler.queue import WorkQueue
 from stacks.reconciler.render import Manifest, RenderError, render
 from stacks.reconciler.source import (
     Credentials,

@@ -15,22 +15,18 @@ from __future__ import annotations
 
 import base64
 import time
-from pathlib import Path
 from typing import Any, Protocol
-
-import yaml
 
 from stacks.errors import WaitingError
 from stacks.kube.health import health_of
 from stacks.kube.objects import KubeObject, ObjectRef, condition_of
+from stacks.manifests import component_manifests
 from stacks.reconciler.api import API_VERSION, FINALIZER, KIND
 from stacks.reconciler.plan import kind_rank
 
-MANIFESTS = Path(__file__).parent / "manifests"
 NAMESPACE = "platform-system"
 NAME = "platform-reconciler"
 FIELD_MANAGER_BOOTSTRAP = "platform-bootstrap"
-IMAGE_PLACEHOLDER = "${COMPONENT_IMAGE}"
 WEBHOOK_SECRET = "platform-reconciler-webhook"  # noqa: S105 - a Secret name; key `secret`
 GIT_SECRET = "platform-reconciler-git"  # noqa: S105 - a Secret name; key `credentials`
 WEBHOOK_URL = f"http://{NAME}.{NAMESPACE}.svc/webhook"  # for the git server
@@ -48,10 +44,7 @@ class InstallClient(Protocol):
 
 def manifests(image: str) -> list[KubeObject]:
     """Every object of manifests/, the image placeholder replaced, in install order."""
-    objects: list[KubeObject] = []
-    for path in sorted(MANIFESTS.glob("*.yaml")):
-        text = path.read_text().replace(IMAGE_PLACEHOLDER, image)
-        objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    objects = component_manifests("reconciler", {"COMPONENT_IMAGE": image})
     return sorted(objects, key=lambda o: kind_rank(str(o["kind"])))
 
 

@@ -18,18 +18,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import socket
-import sys
 import threading
 import uuid
 from pathlib import Path
-from types import FrameType
 
 from stacks.errors import PlatformError
 from stacks.kube.client import KubeClient
 from stacks.kube.events import EventRecorder
 from stacks.kube.leader import LeaderElector
+from stacks.program import ProgramOptions, configure_logging, connect, stop_on_signals
 from stacks.reconciler.controller import Controller, Options
 from stacks.reconciler.metrics import Metrics
 from stacks.reconciler.server import Server
@@ -37,101 +35,35 @@ from stacks.reconciler.server import Server
 log = logging.getLogger("stacks.reconciler")
 
 
-def _env(name: str, default: str = "") -> str:
-    return os.environ.get(f"PLATFORM_RECONCILER_{name}", default)
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="platform run reconciler",
-        description="The GitOps reconciler: keeps the cluster equal to git for every Application.",
+    options = ProgramOptions(
+        "reconciler",
+        "The GitOps reconciler: keeps the cluster equal to git for every Application.",
+        token_auth=True,
     )
-    parser.add_argument(
-        "--kubeconfig",
-        default=_env("KUBECONFIG") or None,
-        help="kubeconfig file (env PLATFORM_RECONCILER_KUBECONFIG; default: in-cluster, then $KUBECONFIG)",
-    )
-    parser.add_argument(
-        "--context",
-        default=_env("CONTEXT") or None,
-        help="kubeconfig context (env PLATFORM_RECONCILER_CONTEXT)",
-    )
-    parser.add_argument(
-        "--server",
-        default=_env("SERVER") or None,
-        help="API server URL, with --token-file (env PLATFORM_RECONCILER_SERVER)",
-    )
-    parser.add_argument(
-        "--token-file",
-        default=_env("TOKEN_FILE") or None,
-        help="bearer token file, e.g. a ServiceAccount token (env PLATFORM_RECONCILER_TOKEN_FILE)",
-    )
-    parser.add_argument(
-        "--ca-file",
-        default=_env("CA_FILE") or None,
-        help="API server CA bundle for --server (env PLATFORM_RECONCILER_CA_FILE)",
-    )
-    parser.add_argument(
+    options.add(
         "--namespace",
-        default=_env("NAMESPACE") or os.environ.get("POD_NAMESPACE") or "platform-system",
-        help="namespace of the leader Lease (env PLATFORM_RECONCILER_NAMESPACE)",
+        default=os.environ.get("POD_NAMESPACE") or "platform-system",
+        help="namespace of the leader Lease",
     )
-    parser.add_argument(
-        "--watch-namespace",
-        default=_env("WATCH_NAMESPACE") or None,
-        help="only Applications in this namespace (default: all; env PLATFORM_RECONCILER_WATCH_NAMESPACE)",
+    options.add("--watch-namespace", help="only Applications in this namespace (default: all)")
+    options.add(
+        "--listen", default="0.0.0.0:8080", help="HTTP address for /webhook, /metrics, /healthz"
     )
-    parser.add_argument(
-        "--listen",
-        default=_env("LISTEN", "0.0.0.0:8080"),
-        help="HTTP address for /webhook, /metrics, /healthz (env PLATFORM_RECONCILER_LISTEN)",
-    )
-    parser.add_argument(
-        "--webhook-secret-file",
-        default=_env("WEBHOOK_SECRET_FILE") or None,
-        help="file with the push webhook's HMAC secret (env PLATFORM_RECONCILER_WEBHOOK_SECRET_FILE)",
-    )
-    parser.add_argument(
+    options.add("--webhook-secret-file", help="file with the push webhook's HMAC secret")
+    options.add(
         "--git-credentials-file",
-        default=_env("GIT_CREDENTIALS_FILE") or None,
-        help="git-credentials file (https://user:password@host per line; env PLATFORM_RECONCILER_GIT_CREDENTIALS_FILE)",
+        help="git-credentials file (https://user:password@host per line)",
     )
-    parser.add_argument(
+    options.add(
         "--cache-dir",
-        default=_env("CACHE_DIR") or str(Path.home() / ".cache" / "platform-reconciler"),
-        help="git cache directory (env PLATFORM_RECONCILER_CACHE_DIR)",
+        default=str(Path.home() / ".cache" / "platform-reconciler"),
+        help="git cache directory",
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=int(_env("WORKERS", "4")),
-        help="Applications reconciled in parallel (env PLATFORM_RECONCILER_WORKERS)",
-    )
-    parser.add_argument(
-        "--leader-elect",
-        dest="leader_elect",
-        action=argparse.BooleanOptionalAction,
-        default=_env("LEADER_ELECT", "true") != "false",
-        help="take a Lease before acting (env PLATFORM_RECONCILER_LEADER_ELECT)",
-    )
-    parser.add_argument(
-        "--lease-name",
-        default=_env("LEASE_NAME", "platform-reconciler"),
-        help="name of the Lease (env PLATFORM_RECONCILER_LEASE_NAME)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default=_env("LOG_LEVEL", "INFO"),
-        help="DEBUG, INFO, WARNING (env PLATFORM_RECONCILER_LOG_LEVEL)",
-    )
-    return parser.parse_args(argv)
-
-
-def _client(args: argparse.Namespace) -> KubeClient:
-    if args.server and args.token_file:
-        token = Path(args.token_file).read_text().strip()
-        return KubeClient.from_token(args.server, token, args.ca_file)
-    return KubeClient.auto(args.kubeconfig, args.context)
+    options.add("--workers", type=int, default=4, help="Applications reconciled in parallel")
+    options.add_switch("--leader-elect", default=True, help="take a Lease before acting")
+    options.add("--lease-name", default="platform-reconciler", help="name of the Lease")
+    return options.parse(argv)
 
 
 def _label_leader_pod(client: KubeClient, namespace: str, leader: bool) -> None:
@@ -154,16 +86,9 @@ def _label_leader_pod(client: KubeClient, namespace: str, leader: bool) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
-    try:
-        client = _client(args)
-    except (PlatformError, OSError) as error:
-        log.error("failed to connect to the Kubernetes API: %s", error)
+    configure_logging(args.log_level)
+    client = connect(args)
+    if client is None:
         return 2
     warned: list[bool] = []
 
@@ -181,14 +106,7 @@ def main(argv: list[str]) -> int:
                 return b""
         return os.environ.get("PLATFORM_WEBHOOK_SECRET", "").encode()
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("received signal %d; shutting down", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals()
 
     metrics = Metrics()
     options = Options(

@@ -168,7 +168,7 @@ class SecretsController:
         informer = self.runtime.informers.get(kind)
         if informer is None:
             return None
-        return informer.get(namespace if kind != CLUSTER_SECRET_STORE else "", name)
+        return informer.get_named(namespace if kind != CLUSTER_SECRET_STORE else "", name)
 
     @staticmethod
     def _es_keys(event: WatchEvent) -> list[Key]:
@@ -237,7 +237,7 @@ class SecretsController:
 
     def reconcile_external_secret(self, namespace: str, name: str) -> float | None:
         key = (namespace, name)
-        if not all(informer.synced.is_set() for informer in self.runtime.informers.values()):
+        if not all(informer.listed.is_set() for informer in self.runtime.informers.values()):
             return 0.5  # the stores are not listed yet: "store not found" would be a lie
         es = self._cached(EXTERNAL_SECRET, namespace, name)
         if es is None or (es.get("metadata") or {}).get("deletionTimestamp"):

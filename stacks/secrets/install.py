@@ -10,14 +10,11 @@ Called by the bootstrap `secrets` stage (and by whatever renders gitops-template
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import yaml
-
+from stacks.manifests import component_manifests
 from stacks.secrets.api import API_VERSION, CLUSTER_SECRET_STORE
 
-MANIFESTS = Path(__file__).resolve().parent / "manifests"
 NAMESPACE = "platform-secrets"
 SERVICE_ACCOUNT = "secrets-controller"
 CRD_NAMES = (
@@ -29,11 +26,7 @@ CRD_NAMES = (
 
 def manifests(image: str) -> list[dict[str, Any]]:
     """Every object to apply, CRDs first (file order: 00-namespace, 10-crds, 20-rbac, 30-deployment)."""
-    objects: list[dict[str, Any]] = []
-    for path in sorted(MANIFESTS.glob("*.yaml")):
-        text = path.read_text().replace("${COMPONENT_IMAGE}", image)
-        objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
-    return objects
+    return component_manifests("secrets", {"COMPONENT_IMAGE": image})
 
 
 def platform_cluster_store(

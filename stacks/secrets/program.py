@@ -16,90 +16,36 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import signal
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from stacks.errors import PlatformError
-from stacks.kube.client import KubeClient
 from stacks.kube.events import EventRecorder
+from stacks.program import ProgramOptions, configure_logging, connect, stop_on_signals
 from stacks.secrets.api import FIELD_MANAGER
 from stacks.secrets.controller import SecretsController
 
 log = logging.getLogger("stacks.secrets")
 
 
-def _env(name: str, default: str = "") -> str:
-    return os.environ.get(f"PLATFORM_SECRETS_{name}", default)
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="platform run secrets",
-        description="The secrets controller: syncs Vault secrets into Kubernetes Secrets.",
+    options = ProgramOptions(
+        "secrets",
+        "The secrets controller: syncs Vault secrets into Kubernetes Secrets.",
+        token_auth=True,
     )
-    parser.add_argument(
-        "--kubeconfig",
-        default=_env("KUBECONFIG") or None,
-        help="kubeconfig file (env PLATFORM_SECRETS_KUBECONFIG; default: in-cluster, then $KUBECONFIG)",
-    )
-    parser.add_argument(
-        "--context",
-        default=_env("CONTEXT") or None,
-        help="kubeconfig context (env PLATFORM_SECRETS_CONTEXT)",
-    )
-    parser.add_argument(
-        "--server",
-        default=_env("SERVER") or None,
-        help="API server URL, with --token-file (env PLATFORM_SECRETS_SERVER)",
-    )
-    parser.add_argument(
-        "--token-file",
-        default=_env("TOKEN_FILE") or None,
-        help="bearer token file, e.g. a ServiceAccount token (env PLATFORM_SECRETS_TOKEN_FILE)",
-    )
-    parser.add_argument(
-        "--ca-file",
-        default=_env("CA_FILE") or None,
-        help="API server CA bundle for --server (env PLATFORM_SECRETS_CA_FILE)",
-    )
-    parser.add_argument(
-        "--namespace",
-        default=_env("NAMESPACE") or None,
-        help="watch only this namespace (default: all; env PLATFORM_SECRETS_NAMESPACE)",
-    )
-    parser.add_argument(
+    options.add("--namespace", help="watch only this namespace (default: all)")
+    options.add(
         "--listen",
         "--metrics",
         "--healthz",
         dest="listen",
-        default=_env("LISTEN", "0.0.0.0:8080"),
-        help="HTTP address for /metrics, /healthz and /readyz (env PLATFORM_SECRETS_LISTEN)",
+        default="0.0.0.0:8080",
+        help="HTTP address for /metrics, /healthz and /readyz",
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=int(_env("WORKERS", "4")),
-        help="objects reconciled in parallel (env PLATFORM_SECRETS_WORKERS)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default=_env("LOG_LEVEL", "INFO"),
-        help="DEBUG, INFO, WARNING (env PLATFORM_SECRETS_LOG_LEVEL)",
-    )
-    return parser.parse_args(argv)
-
-
-def _client(args: argparse.Namespace) -> KubeClient:
-    if args.server and args.token_file:
-        token = Path(args.token_file).read_text().strip()
-        return KubeClient.from_token(args.server, token, args.ca_file)
-    return KubeClient.auto(args.kubeconfig, args.context)
+    options.add("--workers", type=int, default=4, help="objects reconciled in parallel")
+    return options.parse(argv)
 
 
 def _rss_bytes() -> int:
@@ -141,7 +87,7 @@ class _Server:
                 if self.path == "/healthz":
                     code, body = 200, "ok\n"
                 elif self.path == "/readyz":
-                    synced = all(i.synced.is_set() for i in controller.runtime.informers.values())
+                    synced = all(i.listed.is_set() for i in controller.runtime.informers.values())
                     code, body = (
                         (200, "ok\n")
                         if synced and controller.runtime.informers
@@ -179,27 +125,11 @@ class _Server:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("urllib3", "hvac", "requests"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        client = _client(args)
-    except (PlatformError, OSError) as error:
-        log.error("failed to connect to the Kubernetes API: %s", error)
+    configure_logging(args.log_level, quiet=("urllib3", "hvac", "requests"))
+    client = connect(args)
+    if client is None:
         return 2
-
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("received signal %d; shutting down", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals()
 
     controller = SecretsController(
         client,

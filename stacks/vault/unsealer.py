@@ -17,16 +17,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Protocol
 
 from stacks.errors import PermanentError, PlatformError, WaitingError
-from stacks.redact import RedactingFilter
+from stacks.program import configure_logging, stop_on_signals
 from stacks.vault.api import UnsealFailed, VaultApi
 from stacks.vault.keys import NAMESPACE, SECRET_NAME, InitKeys
 
@@ -180,18 +178,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    handler.addFilter(RedactingFilter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-
-
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    _configure_logging(args.log_level)
+    configure_logging(args.log_level)
     if not args.address:
         print("platform run unsealer: give --address (or VAULT_ADDR).", file=sys.stderr)
         return 2
@@ -208,14 +197,7 @@ def main(argv: list[str]) -> int:
         outcome = unsealer.step()
         return 0 if outcome in ("unsealed", "unsealed now", "uninitialised") else 1
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s; stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals()
     log.info(
         "watching Vault %s every %.1fs; keys from %s",
         args.address,

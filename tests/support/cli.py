@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.support import processes
 
-PLATFORM = str(Path(sys.executable).parent / "platform")
+PLATFORM = Path(sys.executable).parent / "platform"
 
 
 def run_platform(

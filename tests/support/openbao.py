@@ -7,7 +7,9 @@ restart or laptop sleep does to the platform's Vault.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import ssl
 import subprocess
 import urllib.error
 import urllib.request
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stacks.certs import pki
 from tests.support import processes
 
 
@@ -25,10 +28,54 @@ class OpenBaoServer:
     port: int = field(default_factory=processes.free_port)
     cluster_port: int = field(default_factory=processes.free_port)
     process: subprocess.Popen[bytes] | None = None
+    # With a directory, the server speaks HTTPS with a certificate from a throwaway CA
+    # (made with the project's own PKI); `ca_file` is that CA.
+    tls_dir: Path | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_dir else "http"
 
     @property
     def address(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path | None:
+        return self.tls_dir / "ca.pem" if self.tls_dir else None
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        return ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else None
+
+    def _write_tls(self) -> str:
+        """listener lines for TLS (or for plain HTTP)."""
+        if self.tls_dir is None:
+            return "  tls_disable = true\n"
+        self.tls_dir.mkdir(parents=True, exist_ok=True)
+        if not (self.tls_dir / "tls.key").exists():  # a restart keeps its certificate
+            self._make_certificates()
+        return (
+            f'  tls_cert_file = "{self.tls_dir / "tls.crt"}"\n'
+            f'  tls_key_file = "{self.tls_dir / "tls.key"}"\n'
+        )
+
+    def _make_certificates(self) -> None:
+        assert self.tls_dir is not None
+        now = dt.datetime.now(dt.UTC)
+        ca = pki.create_ca("test vault CA", now, dt.timedelta(days=1), pki.KeySpec("ECDSA"))
+        leaf = pki.issue(
+            pki.CertRequest(
+                common_name="127.0.0.1",
+                ip_addresses=("127.0.0.1",),
+                duration=dt.timedelta(days=1),
+                key=pki.KeySpec("ECDSA"),
+            ),
+            ca,
+            now,
+        )
+        (self.tls_dir / "ca.pem").write_bytes(ca.cert_pem)
+        (self.tls_dir / "tls.crt").write_bytes(leaf.cert_pem)
+        (self.tls_dir / "tls.key").write_bytes(leaf.key_pem)
 
     @property
     def log(self) -> Path:
@@ -40,9 +87,9 @@ class OpenBaoServer:
         config = self.workdir / "config.hcl"
         config.write_text(
             f'storage "raft" {{\n  path = "{data}"\n  node_id = "test-node"\n}}\n'
-            f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n  tls_disable = true\n}}\n'
+            f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n{self._write_tls()}}}\n'
             f'api_addr = "{self.address}"\n'
-            f'cluster_addr = "http://127.0.0.1:{self.cluster_port}"\n'
+            f'cluster_addr = "{self.scheme}://127.0.0.1:{self.cluster_port}"\n'
             "disable_mlock = true\n"
             "ui = false\n"
         )
@@ -74,7 +121,9 @@ class OpenBaoServer:
         # sys/health answers with non-2xx codes for sealed/uninitialised; the body is the same.
         request = urllib.request.Request(f"{self.address}/v1/sys/health")
         try:
-            with urllib.request.urlopen(request, timeout=2) as response:
+            with urllib.request.urlopen(
+                request, timeout=2, context=self._ssl_context()
+            ) as response:
                 body: dict[str, Any] = json.load(response)
                 return body
         except urllib.error.HTTPError as error:
@@ -86,7 +135,7 @@ class OpenBaoServer:
         request = urllib.request.Request(f"{self.address}/v1/{path}", data=data, method=method)
         if token:
             request.add_header("X-Vault-Token", token)
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=self._ssl_context()) as response:
             raw = response.read()
             return json.loads(raw) if raw else None
 

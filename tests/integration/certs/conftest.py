@@ -5,18 +5,16 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from stacks.kube.client import KubeClient
 from tests.support import processes
+from tests.support.cli import PLATFORM
 from tests.support.kwok import KwokCluster
 
 MANIFESTS = Path(__file__).resolve().parents[3] / "stacks" / "certs" / "manifests"
-PLATFORM = Path(sys.executable).parent / "platform"
 
 
 @pytest.fixture(scope="session")
@@ -24,13 +22,6 @@ def certs_crds(cluster: KwokCluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "10-crd.yaml"))
     for plural in ("issuers", "clusterissuers", "certificates"):
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{plural}.certs.platform.local")
-
-
-@pytest.fixture(scope="session")
-def kube(cluster: KwokCluster) -> Iterator[KubeClient]:
-    client = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
-    yield client
-    client.close()
 
 
 @pytest.fixture

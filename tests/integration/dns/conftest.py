@@ -5,7 +5,6 @@ in the test's namespace, for a per-test domain), and a real CoreDNS serving the 
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,26 +15,18 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from stacks.kube.client import KubeClient
 from tests.support import processes
 from tests.support.binaries import require_binary
+from tests.support.cli import PLATFORM
 from tests.support.kwok import KwokCluster
 
 MANIFESTS = Path(__file__).resolve().parents[3] / "stacks" / "dns" / "manifests"
-PLATFORM = Path(sys.executable).parent / "platform"
 
 
 @pytest.fixture(scope="session")
 def dns_crd(cluster: KwokCluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "10-crd.yaml"))
     cluster.kubectl("wait", "--for=condition=Established", "crd/dnsrecords.dns.platform.local")
-
-
-@pytest.fixture(scope="session")
-def kube(cluster: KwokCluster) -> Iterator[KubeClient]:
-    client = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -55,14 +55,14 @@ def test_configmap_events_are_reconciled_and_requeued(cluster: KwokCluster, name
         wait_for(
             lambda: calls.get((namespace, "requeue-me"), 0) >= 2, timeout=10, what="the requeue"
         )
-        assert controller.informer("ConfigMap").get(namespace, "one") is not None
+        assert controller.informer("ConfigMap").get_named(namespace, "one") is not None
         before = calls[(namespace, "one")]
         client.delete("v1", "ConfigMap", "one", namespace)
         wait_for(
             lambda: calls[(namespace, "one")] > before, timeout=10, what="reconcile after delete"
         )
         wait_for(
-            lambda: controller.informer("ConfigMap").get(namespace, "one") is None,
+            lambda: controller.informer("ConfigMap").get_named(namespace, "one") is None,
             timeout=5,
             what="cache eviction",
         )

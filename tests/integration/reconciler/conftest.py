@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,10 +23,10 @@ import yaml
 from stacks.kube.client import KubeClient
 from stacks.reconciler.api import API_VERSION, KIND
 from tests.support import processes
+from tests.support.cli import PLATFORM
 from tests.support.kwok import KwokCluster
 
 MANIFESTS = Path(__file__).resolve().parents[3] / "stacks" / "reconciler" / "manifests"
-PLATFORM = Path(sys.executable).parent / "platform"
 WEBHOOK_SECRET = "test-webhook-secret"
 
 
@@ -35,13 +34,6 @@ WEBHOOK_SECRET = "test-webhook-secret"
 def crd(cluster: KwokCluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "10-crd.yaml"))
     cluster.kubectl("wait", "--for=condition=Established", "crd/applications.gitops.platform.local")
-
-
-@pytest.fixture(scope="session")
-def kube(cluster: KwokCluster) -> Iterator[KubeClient]:
-    client = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
-    yield client
-    client.close()
 
 
 class GitRepo:

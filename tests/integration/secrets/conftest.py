@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -24,11 +23,11 @@ import yaml
 
 from stacks.kube.client import KubeClient
 from tests.support import processes
+from tests.support.cli import PLATFORM
 from tests.support.kwok import KwokCluster
 from tests.support.openbao import InitResult, OpenBaoServer
 
 MANIFESTS = Path(__file__).resolve().parents[3] / "stacks" / "secrets" / "manifests"
-PLATFORM = Path(sys.executable).parent / "platform"
 API = "secrets.platform.local/v1"
 
 
@@ -39,13 +38,6 @@ def crds(cluster: KwokCluster) -> None:
         cluster.kubectl(
             "wait", "--for=condition=Established", f"crd/{plural}.secrets.platform.local"
         )
-
-
-@pytest.fixture(scope="session")
-def kube(cluster: KwokCluster) -> Iterator[KubeClient]:
-    client = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
-    yield client
-    client.close()
 
 
 @dataclass

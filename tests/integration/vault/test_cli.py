@@ -5,19 +5,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from bootstrap.stages.vault import VaultStage
 from stacks.vault.keys import FILE_NAME
 from tests.integration.vault.conftest import MakeContext
+from tests.support.cli import PLATFORM
 from tests.support.openbao import OpenBaoServer
 
 pytestmark = pytest.mark.integration
-
-PLATFORM = Path(sys.executable).parent / "platform"
 
 
 def _platform(address: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,12 +22,11 @@ from stacks.vault.api import UnsealFailed, VaultApi
 from stacks.vault.keys import FILE_NAME
 from tests.integration.vault.conftest import MakeContext
 from tests.support import processes
+from tests.support.cli import PLATFORM
 from tests.support.kwok import KwokCluster
 from tests.support.openbao import InitResult, OpenBaoServer
 
 pytestmark = pytest.mark.integration
-
-PLATFORM = Path(sys.executable).parent / "platform"
 
 
 def test_initialises_unseals_stores_keys_and_reruns_as_noop(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from stacks.kube.health import Health, HealthStatus
-from stacks.reconciler.queue import WorkQueue
+from stacks.kube.queue import WorkQueue
 from stacks.reconciler.server import sign, verify
 from stacks.reconciler.status import Report, SyncStatus, to_status
 

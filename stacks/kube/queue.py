@@ -1,10 +1,11 @@
-"""A work queue of Application keys with client-go semantics, plus delayed adds.
+"""A work queue of keys with client-go semantics, plus delayed adds.
 
 A key is never processed by two workers at once; adding a key that is being processed
 marks it dirty and it runs again when `done()` is called; adding a key that is already
 waiting does nothing; `add(key, delay)` keeps only the earliest pending due time.
 
-Used by the controller (workers, triggers) and read by /metrics (depth).
+Used by the reconciler's controller and by the controller runtime in
+stacks/kube/controller.py (secrets, certs, dns); /metrics read its depth.
 """
 
 from __future__ import annotations
