@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from stacks.errors import WaitingError
 from stacks.kube.health import health_of
 from stacks.kube.objects import KubeObject, ObjectRef, condition_of
 from stacks.manifests import component_manifests
 from stacks.reconciler.api import API_VERSION, FINALIZER, KIND
+from stacks.reconciler.apply import ApplyClient
 from stacks.reconciler.plan import kind_rank
 
 NAMESPACE = "platform-system"
@@ -32,14 +33,8 @@ GIT_SECRET = "platform-reconciler-git"  # noqa: S105 - a Secret name; key `crede
 WEBHOOK_URL = f"http://{NAME}.{NAMESPACE}.svc/webhook"  # for the git server
 
 
-class InstallClient(Protocol):
-    def apply(
-        self, obj: KubeObject, field_manager: str, force: bool = True, dry_run: bool = False
-    ) -> KubeObject: ...
-    def get(
-        self, api_version: str, kind: str, name: str, namespace: str | None = None
-    ) -> KubeObject | None: ...
-    def forget_discovery(self) -> None: ...
+# The installer needs what the applier needs: apply, get, forget_discovery.
+InstallClient = ApplyClient
 
 
 def manifests(image: str) -> list[KubeObject]:

@@ -6,21 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.certs.conftest import MANIFESTS
 from tests.support.kwok import KwokCluster
+from tests.support.manifests import apply_shipped_manifests
 
 pytestmark = pytest.mark.integration
 
 
 def test_manifests_apply(cluster: KwokCluster, tmp_path: Path) -> None:
-    text = "\n---\n".join(p.read_text() for p in sorted(MANIFESTS.glob("*.yaml")))
-    assert "${" in text
-    text = text.replace("${COMPONENT_IMAGE}", "platform:test")
-    assert "${" not in text
-    cluster.kubectl("apply", "--server-side", "-f", "-", stdin=text)
-    cluster.kubectl(
-        "rollout", "status", "-n", "platform-certs", "deployment/platform-certs", "--timeout=90s"
-    )
+    apply_shipped_manifests(cluster, "certs", "platform-certs", "platform-certs")
     assert "yes" in cluster.kubectl(
         "auth",
         "can-i",
