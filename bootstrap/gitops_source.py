@@ -1,0 +1,64 @@
+"""Where the cluster pulls the GitOps repository from, and with which read-only login.
+
+The platform's own git server is reached inside the cluster at its Service; an external
+one (`git.url`, e.g. a team's Gitea, or the git server run as a host process in the
+e2e tests) at its URL. The read-only password comes from the file named in the settings
+or from the one the `gitserver` stage generated. Called by the reconciler stage and the
+GitOps repository renderer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bootstrap.stages.base import StageContext
+from stacks import redact
+from stacks.errors import PermanentError
+
+REPO = "gitops"
+IN_CLUSTER_BASE_URL = "http://platform-gitserver.platform-git.svc"
+READONLY_PASSWORD_SECRET = "git-readonly-password"  # noqa: S105 - a file name in secrets/
+
+
+@dataclass(frozen=True)
+class GitSource:
+    base_url: str
+    readonly_username: str
+    readonly_password: str
+
+    @property
+    def repo_url(self) -> str:
+        return f"{self.base_url}/{REPO}.git"
+
+
+def _read_password(path: str, what: str) -> str:
+    try:
+        value = Path(path).expanduser().read_text().strip()
+    except OSError as error:
+        raise PermanentError(
+            f"cannot read the {what} from {path}: {error.strerror}",
+            hint="fix the path in the settings (see `platform config`)",
+        ) from error
+    redact.register(value)
+    return value
+
+
+def cluster_git_source(ctx: StageContext) -> GitSource:
+    git = ctx.settings.git
+    if git.url:
+        if not git.readonly_password_file:
+            raise PermanentError(
+                "git.url names an existing git server but git.readonly_password_file is not set",
+                hint="set git.readonly_username and git.readonly_password_file (the cluster pulls with them)",
+            )
+        password = _read_password(git.readonly_password_file, "read-only git password")
+        return GitSource(git.url.rstrip("/"), git.readonly_username, password)
+    password = (ctx.state.read_secret(READONLY_PASSWORD_SECRET) or "").strip()
+    if not password:
+        raise PermanentError(
+            "the read-only git password of the platform's git server is missing",
+            hint="run `platform up --from gitserver` to create the git server's credentials again",
+        )
+    redact.register(password)
+    return GitSource(IN_CLUSTER_BASE_URL, git.readonly_username, password)

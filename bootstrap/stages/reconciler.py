@@ -1,0 +1,136 @@
+"""Stage 5, `reconciler`: install the GitOps reconciler and hand it the root Application.
+
+Installs the CRD, RBAC, Deployment and Service (stacks.reconciler.install), with two
+Secrets it mounts: the push webhook's HMAC key (generated once, kept 0600 in the state
+dir, shared with the git server) and the read-only git credentials. Then it creates the
+app-of-apps root, `root`, which syncs registry/<cluster> of the seeded repository: from
+here on everything, the reconciler itself included, is delivered from git.
+
+`remove` (for `platform down` with the existing engine) deletes every object the
+Applications manage (from their recorded inventories), the Applications, and then what
+the install applied, so the cluster is left as it was found.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from typing import Any
+
+from bootstrap.images import COMPONENT_IMAGE
+from bootstrap.stages.base import CheckResult, StageContext
+from stacks import redact
+from stacks.errors import PlatformError
+from stacks.kube.objects import ObjectRef
+from stacks.reconciler import install
+from stacks.reconciler.api import API_VERSION, FINALIZER, KIND
+from stacks.reconciler.plan import InventoryEntry
+
+ROOT_APP = "root"
+WEBHOOK_SECRET_FILE = "reconciler-webhook-secret"  # noqa: S105 - a file name
+
+
+def webhook_secret(ctx: StageContext) -> str:
+    """The HMAC key for push webhooks, generated once per platform."""
+    value = ctx.state.read_secret(WEBHOOK_SECRET_FILE)
+    if not value:
+        value = secrets.token_hex(32)
+        ctx.state.write_secret(WEBHOOK_SECRET_FILE, value)
+    redact.register(value)
+    return value.strip()
+
+
+def root_path(ctx: StageContext) -> str:
+    return f"registry/{ctx.settings.name}"
+
+
+class ReconcilerStage:
+    name = "reconciler"
+    description = "install the GitOps reconciler and the root Application"
+    requires: tuple[str, ...] = ("seed",)
+
+    def timeout(self, ctx: StageContext) -> float:
+        return ctx.settings.stage_timeout
+
+    def check(self, ctx: StageContext) -> CheckResult:
+        client = ctx.kube()
+        try:
+            install.wait_ready(client, timeout=0.1)
+        except PlatformError as error:
+            return CheckResult(False, str(error))
+        if client.get(API_VERSION, KIND, ROOT_APP, install.NAMESPACE) is None:
+            return CheckResult(False, "the root Application is missing")
+        return CheckResult(True, "reconciler running; root Application present")
+
+    def plan(self, ctx: StageContext) -> list[str]:
+        return [
+            f"apply the reconciler ({COMPONENT_IMAGE}) into namespace {install.NAMESPACE}",
+            f"create Application {ROOT_APP} for {root_path(ctx)}",
+        ]
+
+    def run(self, ctx: StageContext) -> str:
+        from bootstrap.gitops_source import cluster_git_source
+
+        client = ctx.kube()
+        source = cluster_git_source(ctx)
+        ctx.progress.step(self.name, "applying the reconciler")
+        install.install(
+            client,
+            COMPONENT_IMAGE,
+            webhook_secret=webhook_secret(ctx),
+            git_credentials=install.git_credentials_line(
+                source.base_url, source.readonly_username, source.readonly_password
+            ),
+        )
+        deadline = time.monotonic() + self.timeout(ctx)
+        while True:
+            try:
+                install.wait_ready(client, timeout=5.0)
+                break
+            except PlatformError as error:
+                if time.monotonic() > deadline:
+                    raise
+                ctx.progress.step(self.name, str(error))
+                ctx.checkpoint()
+        root = install.root_application(ROOT_APP, source.repo_url, root_path(ctx))
+        client.apply(root, install.FIELD_MANAGER_BOOTSTRAP)
+        return f"reconciler ready; Application {ROOT_APP} follows {root_path(ctx)}"
+
+    def remove(self, ctx: StageContext) -> str:
+        client = ctx.kube()
+        try:
+            apps = client.list_objects(API_VERSION, KIND)
+        except PlatformError:
+            apps = []  # the CRD is gone already: nothing is managed
+        # Stop the in-cluster reconciler first, or it would put back what we delete.
+        client.delete("apps/v1", "Deployment", install.NAME, install.NAMESPACE)
+        managed: list[ObjectRef] = []
+        for app in apps:
+            for entry in (app.get("status") or {}).get("inventory") or []:
+                managed.append(InventoryEntry.from_json(entry).ref)
+        # Namespaced objects first, cluster-scoped ones (namespaces, CRDs) last.
+        for ref in sorted(managed, key=lambda r: r.namespace == ""):
+            if ref.kind == KIND:
+                continue
+            _delete_quietly(client, ref)
+        for app in apps:
+            meta = app["metadata"]
+            if FINALIZER in (meta.get("finalizers") or []):
+                client.merge_patch(
+                    API_VERSION,
+                    KIND,
+                    meta["name"],
+                    {"metadata": {"finalizers": None}},
+                    meta["namespace"],
+                )
+            client.delete(API_VERSION, KIND, meta["name"], meta["namespace"])
+        for obj in reversed(install.manifests(COMPONENT_IMAGE)):
+            _delete_quietly(client, ObjectRef.of(obj))
+        return f"deleted {len(managed)} objects managed by {len(apps)} Applications, and the reconciler"
+
+
+def _delete_quietly(client: Any, ref: ObjectRef) -> None:
+    # A kind whose CRD went first has no objects left to delete.
+    with contextlib.suppress(PlatformError):
+        client.delete_ref(ref)
