@@ -99,6 +99,7 @@ class AppsReadyStage:
     requires: tuple[str, ...] = ("reconciler",)
     prepare: Callable[[StageContext], str] | None = None  # bootstrap-only work first
     ready_check: Callable[[StageContext], str] | None = None  # '' when ready
+    cleanup: Callable[[StageContext], str] | None = None  # undo `prepare` on `platform down`
 
     def timeout(self, ctx: StageContext) -> float:
         return ctx.settings.stage_timeout
@@ -114,6 +115,9 @@ class AppsReadyStage:
 
     def plan(self, ctx: StageContext) -> list[str]:
         return [f"wait for Application(s) {', '.join(self.apps)} to be Synced and Healthy"]
+
+    def remove(self, ctx: StageContext) -> str:
+        return self.cleanup(ctx) if self.cleanup else ""
 
     def run(self, ctx: StageContext) -> str:
         prepared = self.prepare(ctx) if self.prepare else ""

@@ -125,8 +125,12 @@ class ReconcilerStage:
                     meta["namespace"],
                 )
             client.delete(API_VERSION, KIND, meta["name"], meta["namespace"])
-        for obj in reversed(install.manifests(COMPONENT_IMAGE)):
-            _delete_quietly(client, ObjectRef.of(obj))
+        installed = [ObjectRef.of(obj) for obj in install.manifests(COMPONENT_IMAGE)]
+        for ref in reversed(installed):
+            _delete_quietly(client, ref)
+        wait_namespaces_gone(
+            ctx, [r.name for r in managed + installed if r.kind == "Namespace" and r.group == ""]
+        )
         return f"deleted {len(managed)} objects managed by {len(apps)} Applications, and the reconciler"
 
 
@@ -134,3 +138,16 @@ def _delete_quietly(client: Any, ref: ObjectRef) -> None:
     # A kind whose CRD went first has no objects left to delete.
     with contextlib.suppress(PlatformError):
         client.delete_ref(ref)
+
+
+def wait_namespaces_gone(ctx: StageContext, names: list[str], timeout: float = 90.0) -> None:
+    """Namespace deletion finishes asynchronously (its objects go first): wait for it, so
+    `platform down` returns a cluster as it was found."""
+    client = ctx.kube()
+    deadline = time.monotonic() + timeout
+    left = set(names)
+    while left and time.monotonic() < deadline:
+        left = {n for n in left if client.get("v1", "Namespace", n) is not None}
+        if left:
+            ctx.progress.step("down", f"waiting for namespace(s) {', '.join(sorted(left))} to go")
+            ctx.wait(0.5)

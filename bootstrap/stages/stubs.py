@@ -71,6 +71,15 @@ def ensure_ca(ctx: StageContext) -> str:
     return f"{'created' if created else 'kept'} the platform CA ({path})"
 
 
+def remove_ca(ctx: StageContext) -> str:
+    from bootstrap.stages.reconciler import wait_namespaces_gone
+
+    if ctx.kube().delete("v1", "Namespace", CA_NAMESPACE):
+        wait_namespaces_gone(ctx, [CA_NAMESPACE])
+        return f"deleted namespace {CA_NAMESPACE} (the platform CA)"
+    return ""
+
+
 def _ready_problem(ctx: StageContext, api_version: str, kind: str, name: str) -> str:
     obj = ctx.kube().get(api_version, kind, name)
     if obj is None:
@@ -101,6 +110,7 @@ def certs_stage() -> AppsReadyStage:
         description="local CA and certificate stub, from git",
         apps=("certs", "certs-config"),
         prepare=ensure_ca,
+        cleanup=remove_ca,
         ready_check=lambda ctx: _ready_problem(
             ctx, "certs.platform.local/v1", "ClusterIssuer", CLUSTER_ISSUER
         ),
