@@ -1,0 +1,181 @@
+"""`platform up` end to end: every stage, GitOps hand-off, the demo app, changes through
+git, drift, a no-op re-run, and `platform down` leaving the cluster as it was found.
+
+Real everything: kube-apiserver + etcd + kwok, the project's git server, OpenBao with
+raft, OpenTofu with the Vault provider, openssl, and the in-house components as host
+processes (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from bootstrap.state import PlatformState
+from tests.e2e.conftest import DOMAIN, HostPlatform
+from tests.support.cli import json_events, run_platform
+from tests.support.kwok import KwokCluster
+from tests.support.processes import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def snapshot(cluster: KwokCluster) -> dict[str, list[str]]:
+    """What `platform down` must leave as it found: namespaces, CRDs, cluster RBAC."""
+    result = {}
+    for kind in ("namespaces", "customresourcedefinitions", "clusterroles", "clusterrolebindings"):
+        items = json.loads(cluster.kubectl("get", kind, "-o", "json"))["items"]
+        result[kind] = sorted(
+            i["metadata"]["name"] for i in items if not i["metadata"]["name"].startswith("t-")
+        )
+    return result
+
+
+def kubectl_json(cluster: KwokCluster, *args: str) -> dict[str, object]:
+    out = cluster.kubectl(*args, "-o", "json", check=False)
+    return json.loads(out) if out.strip() else {}
+
+
+def secret_data(cluster: KwokCluster, namespace: str, name: str) -> dict[str, str]:
+    secret = kubectl_json(cluster, "get", "secret", name, "-n", namespace)
+    raw = secret.get("data") or {}
+    assert isinstance(raw, dict)
+    return {k: base64.b64decode(v).decode() for k, v in raw.items()}
+
+
+def push_change(host: HostPlatform, workdir: Path, edit: str, replicas: int) -> str:
+    """Clone the platform's repo, set the demo Deployment's replicas, push; returns the sha."""
+    if not workdir.exists():
+        host.git.git("clone", "-q", host.git.repo_url("gitops"), str(workdir))
+    host.git.git("pull", "-q", cwd=workdir)
+    deployment = next(workdir.glob("apps/demo/*deployment*.yaml"))
+    text = deployment.read_text()
+    lines = [
+        (f"{line.split('replicas:')[0]}replicas: {replicas}" if "replicas:" in line else line)
+        for line in text.splitlines()
+    ]
+    deployment.write_text("\n".join(lines) + "\n")
+    host.git.git(
+        "-c", "user.name=e2e", "-c", "user.email=e2e@test", "commit", "-qam", edit, cwd=workdir
+    )
+    host.git.git("push", "-q", "origin", "HEAD", cwd=workdir)
+    return host.git.git("rev-parse", "HEAD", cwd=workdir).stdout.strip()
+
+
+def demo_replicas(cluster: KwokCluster) -> int:
+    deployment = kubectl_json(
+        cluster, "get", "deployment", "-n", "demo", "-l", "app.kubernetes.io/name=demo"
+    )
+    items = deployment.get("items") or []
+    assert isinstance(items, list)
+    return int(items[0]["spec"]["replicas"]) if items else -1
+
+
+def test_platform_up_end_to_end(host_platform: HostPlatform, tmp_path: Path) -> None:
+    cluster = host_platform.cluster
+    before = snapshot(cluster)
+
+    started = time.monotonic()
+    up = run_platform("up", "-o", "json", timeout=900)
+    took = time.monotonic() - started
+    assert up.returncode == 0, (
+        up.stdout[-4000:] + up.stderr[-2000:] + "\n" + host_platform.log("reconciler")[-3000:]
+    )
+    summary = json_events(up.stdout)[-1]
+    by_stage = {s["stage"]: s["seconds"] for s in summary["stages"]}
+    print(f"\ne2e platform up: {took:.1f}s; by stage: {by_stage}")
+    assert set(s["outcome"] for s in summary["stages"]) == {"done"}
+
+    # Every Application is Synced and Healthy.
+    apps = run_platform("apps", "-o", "json")
+    assert apps.returncode == 0, apps.stdout
+    rows = json_events(apps.stdout)[-1]["applications"]
+    assert {"root", "reconciler", "secrets", "certs", "dns", "demo"} <= {r["name"] for r in rows}
+    assert all(r["sync"] == "Synced" and r["health"] == "Healthy" for r in rows), rows
+
+    # The demo's credential came from Vault through an ExternalSecret.
+    state = PlatformState(Path(os.environ["PLATFORM_HOME"]), "local")
+    generated = json.loads(state.read_secret("terraform-vars.json") or "{}")
+    expected = generated["demo_secrets"]["demo/app"]["password"]
+    wait_for(
+        lambda: secret_data(cluster, "demo", "demo-credentials").get("password") == expected,
+        timeout=60,
+        what="the demo Secret to hold Vault's value",
+    )
+
+    # Its TLS Secret verifies against the platform CA.
+    wait_for(
+        lambda: bool(secret_data(cluster, "demo", "demo-tls").get("tls.crt")),
+        timeout=60,
+        what="demo TLS",
+    )
+    tls = secret_data(cluster, "demo", "demo-tls")
+    (tmp_path / "tls.crt").write_text(tls["tls.crt"])
+    verified = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(state.root / "ca.crt"), str(tmp_path / "tls.crt")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    # Its host is in the DNS entries.
+    wait_for(
+        lambda: (
+            f"demo.{DOMAIN}"
+            in str(
+                kubectl_json(
+                    cluster, "get", "configmap", "coredns-custom", "-n", "kube-system"
+                ).get("data")
+                or {}
+            )
+        ),
+        timeout=60,
+        what="the demo host in coredns-custom",
+    )
+
+    # A commit is applied within seconds (push webhook), and `git revert` rolls it back.
+    work = tmp_path / "work"
+    original = demo_replicas(cluster)
+    pushed = time.monotonic()
+    push_change(host_platform, work, "scale demo", original + 1)
+    wait_for(
+        lambda: demo_replicas(cluster) == original + 1, timeout=30, what="the pushed replica count"
+    )
+    print(f"push to applied: {time.monotonic() - pushed:.2f}s")
+    host_platform.git.git(
+        "-c", "user.name=e2e", "-c", "user.email=e2e@test", "revert", "--no-edit", "HEAD", cwd=work
+    )
+    host_platform.git.git("push", "-q", "origin", "HEAD", cwd=work)
+    wait_for(lambda: demo_replicas(cluster) == original, timeout=30, what="the revert")
+
+    # A Deployment deleted by hand comes back.
+    cluster.kubectl(
+        "delete", "deployment", "-n", "demo", "-l", "app.kubernetes.io/name=demo", "--wait=false"
+    )
+    wait_for(
+        lambda: demo_replicas(cluster) == original,
+        timeout=30,
+        what="the deleted Deployment to return",
+    )
+
+    # A second `platform up` changes nothing and takes seconds.
+    started = time.monotonic()
+    again = run_platform("up", "-o", "json", timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:]
+    print(f"no-op platform up: {time.monotonic() - started:.2f}s")
+    assert {s["outcome"] for s in json_events(again.stdout)[-1]["stages"]} == {"verified"}
+
+    # `platform down` leaves the cluster as it found it. The host reconciler must stop
+    # first, or it would put back what down deletes (in a cluster, down stops its pod).
+    for process in host_platform.components.values():
+        process.terminate()  # type: ignore[attr-defined]
+    down = run_platform("down", timeout=300)
+    assert down.returncode == 0, down.stdout + down.stderr
+    wait_for(lambda: snapshot(cluster) == before, timeout=90, what="the cluster to be as it was")
