@@ -32,6 +32,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "apps": ("bootstrap.cli.apps", "apps", "List Applications: sync, health, revision, message."),
     "sync": ("bootstrap.cli.sync", "sync", "Sync an Application now and wait for the result."),
     "diff": ("bootstrap.cli.diff", "diff", "Show what syncing an Application would change."),
+    "image": (
+        "bootstrap.cli.image",
+        "image",
+        "Build the component image (one for all components).",
+    ),
+    "images": (
+        "bootstrap.cli.image",
+        "images",
+        "Pinned images: list them, save an offline bundle.",
+    ),
 }
 
 

@@ -1,15 +1,22 @@
 """The Docker adapter: the only module that imports the `docker` SDK.
 
-Used by preflight/doctor (is the engine reachable, how much memory and CPU it has) and by
-the image commands. Errors come out as PlatformErrors with a hint.
+Used by preflight/doctor (is the engine reachable, how much memory and CPU it has, which
+images are local), by `platform image build` (bootstrap/engines/imagebuild.py) and by the
+offline bundle (`platform images save`, `platform up --images`: bootstrap/engines/imagebundle.py).
+Errors come out as PlatformErrors with a hint.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from stacks.errors import PermanentError, trim
+
+BUILD_TIMEOUT_SECONDS = 900
+ARCHIVE_TIMEOUT_SECONDS = 1800
 
 
 @dataclass(frozen=True)
@@ -63,5 +70,146 @@ def local_images() -> set[str]:
     client = _client()
     try:
         return {tag for image in client.images.list() for tag in image.tags}
+    finally:
+        client.close()
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    tag: str
+    image_id: str
+    size_bytes: int
+
+
+def _error_text(error: Exception) -> str:
+    return trim(str(getattr(error, "explanation", None) or error), 400)
+
+
+def build_image(
+    context: Path,
+    tag: str,
+    buildargs: dict[str, str] | None = None,
+    on_line: Callable[[str], None] | None = None,
+    nocache: bool = False,
+) -> BuiltImage:
+    """Build `context` (with its Dockerfile) into `tag` without pulling anything new.
+
+    The build's output goes line by line to `on_line`; a failed step raises a
+    PermanentError carrying the build's last lines.
+    """
+    import docker.errors
+
+    client = _client(timeout=BUILD_TIMEOUT_SECONDS)
+    tail: list[str] = []
+    try:
+        stream = client.api.build(
+            path=str(context),
+            tag=tag,
+            buildargs=buildargs or {},
+            rm=True,
+            forcerm=True,
+            pull=False,
+            nocache=nocache,
+            decode=True,
+        )
+        for chunk in stream:
+            if "error" in chunk:
+                lines = "\n".join(tail[-8:])
+                raise PermanentError(
+                    f"the image build failed: {trim(str(chunk['error']), 400)}\n{lines}",
+                    hint=(
+                        "read the build output above; a missing base image needs "
+                        "`docker pull BASE` (online) or a bundle (`docker load`), and the "
+                        "base's Python must have the same minor version as the one that "
+                        "built the wheels"
+                    ),
+                )
+            text = str(chunk.get("stream") or chunk.get("status") or "").rstrip()
+            if text:
+                for line in text.splitlines():
+                    tail.append(line)
+                    if on_line is not None:
+                        on_line(line)
+        image = client.images.get(tag)
+        return BuiltImage(tag, str(image.id), int(image.attrs.get("Size", 0)))
+    except docker.errors.APIError as error:
+        raise PermanentError(
+            f"the image build failed: {_error_text(error)}",
+            hint="check the base image is present locally (`docker images`) and Docker has disk space",
+        ) from error
+    finally:
+        client.close()
+
+
+def image_sizes(references: list[str]) -> dict[str, int]:
+    """Size in bytes of each reference present locally (absent ones are left out)."""
+    import docker.errors
+
+    client = _client()
+    sizes: dict[str, int] = {}
+    try:
+        for reference in references:
+            try:
+                sizes[reference] = int(client.images.get(reference).attrs.get("Size", 0))
+            except docker.errors.ImageNotFound:
+                continue
+        return sizes
+    finally:
+        client.close()
+
+
+def save_images(references: list[str], path: Path) -> int:
+    """`docker save` several images into one tar archive at `path`; its size in bytes."""
+    import docker.errors
+
+    client = _client(timeout=ARCHIVE_TIMEOUT_SECONDS)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        # The SDK saves one image per call; the engine's /images/get takes several names,
+        # which keeps shared layers once in the archive.
+        response = client.api._get(
+            client.api._url("/images/get"), params={"names": references}, stream=True
+        )
+        client.api._raise_for_status(response)
+        with open(partial, "wb") as out:
+            for chunk in response.iter_content(chunk_size=1024 * 1024):
+                out.write(chunk)
+        partial.replace(path)
+        return path.stat().st_size
+    except docker.errors.APIError as error:
+        partial.unlink(missing_ok=True)
+        raise PermanentError(
+            f"failed to save images to '{path}': {_error_text(error)}",
+            hint="check every image is present (`docker images`) and the target has space",
+        ) from error
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise PermanentError(
+            f"failed to write the image archive '{path}': {error}",
+            hint="choose a path on a disk with enough free space",
+        ) from error
+    finally:
+        client.close()
+
+
+def load_images(path: Path) -> list[str]:
+    """`docker load` an archive; the tags it brought."""
+    import docker.errors
+
+    client = _client(timeout=ARCHIVE_TIMEOUT_SECONDS)
+    try:
+        with open(path, "rb") as archive:
+            images = client.images.load(archive)
+        return sorted({tag for image in images for tag in image.tags})
+    except docker.errors.APIError as error:
+        raise PermanentError(
+            f"failed to load the image archive '{path}': {_error_text(error)}",
+            hint="the file must come from `platform images save` (or `docker save`)",
+        ) from error
+    except OSError as error:
+        raise PermanentError(
+            f"failed to read the image archive '{path}': {error}",
+            hint="check the path; make the archive with `platform images save FILE`",
+        ) from error
     finally:
         client.close()

@@ -1,0 +1,83 @@
+"""The offline image bundle: every pinned image in one archive, and loading it back.
+
+`platform images save FILE` writes the pinned images present in the local Docker engine
+into one `docker save` archive and names the missing ones with the command that gets
+each. `platform up --images FILE` loads the archive into Docker (k3d's node and helper
+images come from there) and records it in the platform's state, so the k3d engine mounts
+it into k3s's airgap images directory: k3s imports it at start, before it would pull.
+Called by bootstrap/cli/image.py and bootstrap/cli/up.py; preflight uses `image_report`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bootstrap.engines import dockerhost
+from bootstrap.images import PinnedImage, all_images, normalise
+from bootstrap.state import PlatformState
+
+STATE_KEY = "images_archive"
+
+
+@dataclass(frozen=True)
+class ImageReport:
+    present: tuple[PinnedImage, ...]
+    missing: tuple[PinnedImage, ...]
+
+
+def image_report(images: tuple[PinnedImage, ...] | None = None) -> ImageReport:
+    """Which pinned images the local Docker engine has (raises PlatformError without Docker)."""
+    wanted = images if images is not None else all_images()
+    local = {normalise(tag) for tag in dockerhost.local_images()}
+    present = tuple(i for i in wanted if normalise(i.reference) in local)
+    missing = tuple(i for i in wanted if normalise(i.reference) not in local)
+    return ImageReport(present, missing)
+
+
+@dataclass(frozen=True)
+class SavedBundle:
+    path: Path
+    size_bytes: int
+    saved: tuple[PinnedImage, ...]
+    missing: tuple[PinnedImage, ...]
+
+
+def save_bundle(path: Path, extra: tuple[str, ...] = ()) -> SavedBundle:
+    """Every pinned image present locally (plus `extra` references) into one archive."""
+    extras = tuple(PinnedImage(ref, "extra (--include)") for ref in extra)
+    report = image_report(all_images() + extras)
+    if not report.present:
+        from stacks.errors import PermanentError
+
+        raise PermanentError(
+            "none of the pinned images is present in Docker, so there is nothing to save",
+            hint="get them first: " + "; ".join(i.how_to_get() for i in report.missing[:3]),
+        )
+    path = path.expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size = dockerhost.save_images([i.reference for i in report.present], path)
+    return SavedBundle(path, size, report.present, report.missing)
+
+
+def load_bundle(path: Path, state: PlatformState) -> list[str]:
+    """Load the archive into Docker and record it for the k3d engine; the tags loaded."""
+    path = path.expanduser().resolve()
+    tags = dockerhost.load_images(path)
+    state.ensure()
+    data: dict[str, Any] = state.load()
+    data[STATE_KEY] = str(path)
+    state.save(data)
+    return tags
+
+
+def recorded_bundle(state: PlatformState) -> Path | None:
+    """The archive `platform up --images` recorded for this platform, if it still exists."""
+    if not state.exists():
+        return None
+    recorded = state.load().get(STATE_KEY)
+    if not recorded:
+        return None
+    path = Path(str(recorded))
+    return path if path.is_file() else None
