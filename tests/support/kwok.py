@@ -8,10 +8,13 @@ session-scoped `cluster` fixture in tests/conftest.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,4 +113,21 @@ class KwokCluster:
         try:
             self._kwokctl("delete", "cluster", timeout=120)
         finally:
+            self._stop_leftovers()
             shutil.rmtree(self.workdir / "kwok", ignore_errors=True)
+
+    def _stop_leftovers(self) -> None:
+        """kwokctl signals its components and returns; on a loaded machine etcd can still
+        be shutting down. Wait for them, then end any that linger, so no test run leaves
+        a process behind."""
+        marker = str(self.workdir)
+
+        def mine() -> list[int]:
+            return [int(line.split(":", 1)[0]) for line in processes.leaked() if marker in line]
+
+        deadline = time.monotonic() + 15
+        while mine() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in mine():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
