@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from bootstrap.cli.common import CommonArgs, common_options, open_session, reported_errors
+from bootstrap.cli.common import (
+    CommonArgs,
+    Session,
+    common_options,
+    open_session,
+    reported_errors,
+)
+
+if TYPE_CHECKING:
+    from stacks.reconciler.inspect import AppRow
 
 
 @click.command()
@@ -50,6 +61,13 @@ def status(
         if recorded.get("cluster", {}).get("outcome") in ("done", "verified"):
             cluster_ready, cluster_detail = engine_for(settings, state).is_ready()
         terminal.info(f"cluster: {cluster_detail}")
+        components = _components(session) if cluster_ready else []
+        if components:
+            terminal.table(
+                ["application", "sync", "health", "message"],
+                [[r.name, r.sync, r.health, r.message[:80]] for r in components],
+                title="Components (Applications delivered from git)",
+            )
         outputs = data.get("outputs", {})
         for key, value in outputs.items():
             terminal.info(f"{key}: {value}")
@@ -64,6 +82,19 @@ def status(
                 "engine": settings.engine,
                 "stages": {r[0]: {"outcome": r[1], "detail": r[3]} for r in rows},
                 "cluster": {"ready": cluster_ready, "detail": cluster_detail},
+                "components": [r.__dict__ for r in components],
                 "outputs": outputs,
             }
         )
+
+
+def _components(session: Session) -> list[AppRow]:
+    """The platform's Applications and their health, once the reconciler is installed."""
+    from bootstrap.engines.base import engine_for
+    from stacks.errors import PlatformError
+    from stacks.reconciler.inspect import list_apps
+
+    try:
+        return list_apps(engine_for(session.settings, session.state).client())
+    except PlatformError:
+        return []  # no reconciler (CRD) yet
