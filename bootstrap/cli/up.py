@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -62,6 +63,14 @@ from bootstrap.cli.common import (
     default=None,
     help="Also merge the cluster into ~/.kube/config (k3d).",
 )
+@click.option(
+    "--images",
+    "images_archive",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Offline bundle from `platform images save`: loaded before anything would pull (k3d).",
+)
 def up(
     common: CommonArgs,
     engine: str | None,
@@ -74,6 +83,7 @@ def up(
     timeout: float | None,
     stage_timeout: float | None,
     merge_kubeconfig: bool | None,
+    images_archive: Path | None,
 ) -> None:
     """Create a platform, or resume one from the first stage that is not done.
 
@@ -115,6 +125,11 @@ def up(
                 }
             )
             return
+        if images_archive is not None:
+            from bootstrap.engines.imagebundle import load_into_engine
+
+            terminal.info(f"loading the image bundle {images_archive} (no registry needed)")
+            terminal.info(load_into_engine(settings, state, images_archive))
         data = state.load()
         data["settings"] = {**data.get("settings", {}), **persistable(settings)}
         state.save(data)

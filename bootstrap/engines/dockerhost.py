@@ -213,3 +213,20 @@ def load_images(path: Path) -> list[str]:
         ) from error
     finally:
         client.close()
+
+
+def remove_network_and_volume(network: str, volume: str) -> None:
+    """Remove a network and a volume by name when they exist (leftovers of a failed k3d)."""
+    import docker.errors
+
+    client = _client()
+    try:
+        for collection, name in ((client.networks, network), (client.volumes, volume)):
+            try:
+                collection.get(name).remove()
+            except docker.errors.NotFound:
+                continue
+            except docker.errors.APIError:
+                continue  # in use (a cluster of that name runs): not a leftover
+    finally:
+        client.close()

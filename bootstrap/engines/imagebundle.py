@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bootstrap.config import Settings
 from bootstrap.engines import dockerhost
 from bootstrap.images import PinnedImage, all_images, normalise
 from bootstrap.state import PlatformState
+from stacks.errors import PermanentError
 
 STATE_KEY = "images_archive"
 
@@ -49,8 +51,6 @@ def save_bundle(path: Path, extra: tuple[str, ...] = ()) -> SavedBundle:
     extras = tuple(PinnedImage(ref, "extra (--include)") for ref in extra)
     report = image_report(all_images() + extras)
     if not report.present:
-        from stacks.errors import PermanentError
-
         raise PermanentError(
             "none of the pinned images is present in Docker, so there is nothing to save",
             hint="get them first: " + "; ".join(i.how_to_get() for i in report.missing[:3]),
@@ -81,3 +81,19 @@ def recorded_bundle(state: PlatformState) -> Path | None:
         return None
     path = Path(str(recorded))
     return path if path.is_file() else None
+
+
+def load_into_engine(settings: Settings, state: PlatformState, path: Path) -> str:
+    """`platform up --images FILE`: load the bundle for this platform's engine; a summary."""
+    if settings.engine != "k3d":
+        raise PermanentError(
+            f"--images loads images into the k3d engine, not into engine {settings.engine!r}",
+            hint="load the images into your cluster's nodes or registry yourself, or drop --images",
+        )
+    tags = load_bundle(path, state)
+    pinned_refs = {normalise(i.reference) for i in all_images()}
+    found = sorted(t for t in tags if normalise(t) in pinned_refs)
+    return (
+        f"loaded {len(tags)} images into Docker ({len(found)} pinned); k3s imports the "
+        "bundle from its airgap images directory at start"
+    )

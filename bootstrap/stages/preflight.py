@@ -1,6 +1,9 @@
 """Stage 1, `preflight`, and the checks behind `platform doctor`.
 
-Each check returns a `Finding` with a fix for a person. The stage fails fast on the
+Each check returns a `Finding` with a fix for a person. For the k3d engine, the pinned
+images (bootstrap/images.py) missing from Docker are named, with whether their registry
+answers: a missing image blocks only when its registry cannot be reached (offline), and
+then the fix is the offline bundle. The stage fails fast on the
 first run when any blocking finding fails, naming every problem at once, not one per
 re-run. Which checks apply depends on the engine: an existing cluster needs no Docker and
 no free host ports.
@@ -8,11 +11,15 @@ no free host ports.
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from bootstrap import hostcheck
 from bootstrap.config import Settings
 from bootstrap.engines.k3d import cluster_name, find_k3d
+from bootstrap.images import DOCKER_HUB, PinnedImage
 from bootstrap.stages.base import CheckResult, StageContext
 from stacks.errors import PermanentError, PlatformError
 
@@ -20,6 +27,9 @@ MIN_DOCKER_MEMORY = 3 * 1024**3
 MIN_DOCKER_CPUS = 2
 MIN_FREE_DISK = 3 * 1024**3
 GiB = 1024**3
+REGISTRY_TIMEOUT_SECONDS = 3.0
+# The host a pull from each registry name contacts.
+REGISTRY_ENDPOINTS = {DOCKER_HUB: "registry-1.docker.io"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,76 @@ def check_docker(settings: Settings) -> list[Finding]:
             blocking=False,
         )
     )
+    return findings
+
+
+def registry_reachable(registry: str, timeout: float = REGISTRY_TIMEOUT_SECONDS) -> bool:
+    """Does the registry answer its API root? (any HTTP status counts, e.g. 401)"""
+    host = REGISTRY_ENDPOINTS.get(registry, registry)
+    try:
+        with urllib.request.urlopen(f"https://{host}/v2/", timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def check_images(settings: Settings) -> list[Finding]:
+    """Pinned images missing from Docker, and whether their registries can be reached."""
+    from bootstrap.engines.imagebundle import image_report
+
+    try:
+        report = image_report()
+    except PlatformError:
+        return []  # check_docker already says Docker is unreachable
+    if not report.missing:
+        return [Finding("images", True, f"all {len(report.present)} pinned images are local")]
+    findings = []
+    built = [i for i in report.missing if i.local_build]
+    if built:
+        findings.append(
+            Finding(
+                "component image",
+                False,
+                f"the component image {built[0].reference} is not in Docker (it is built locally, "
+                "no registry has it)",
+                "build it with `platform image build`, or load a bundle with `platform up --images FILE`",
+            )
+        )
+    pullable = [i for i in report.missing if not i.local_build]
+    registries = sorted({i.registry for i in pullable})
+    with ThreadPoolExecutor(max_workers=max(1, len(registries))) as pool:
+        reachable = dict(zip(registries, pool.map(registry_reachable, registries), strict=True))
+    online: list[PinnedImage] = [i for i in pullable if reachable[i.registry]]
+    offline: list[PinnedImage] = [i for i in pullable if not reachable[i.registry]]
+    if online:
+        findings.append(
+            Finding(
+                "images to pull",
+                False,
+                f"{len(online)} pinned images are not local and will be pulled from "
+                + ", ".join(sorted({i.registry for i in online})),
+                "nothing to do online; for offline use, `platform images save FILE` once they are here",
+                blocking=False,
+            )
+        )
+    if offline:
+        names = ", ".join(i.reference for i in offline[:4]) + (
+            f" and {len(offline) - 4} more" if len(offline) > 4 else ""
+        )
+        unreachable = ", ".join(sorted({i.registry for i in offline}))
+        findings.append(
+            Finding(
+                "images offline",
+                False,
+                f"{len(offline)} pinned images are not local ({names}) and their registry "
+                f"({unreachable}) cannot be reached",
+                "offline: load the bundle with `platform up --images FILE` (made by `platform images "
+                f"save FILE` on a connected machine); online: `docker pull {offline[0].reference}` "
+                "(and the others: `platform images list`)",
+            )
+        )
     return findings
 
 
@@ -146,6 +226,8 @@ def run_checks(settings: Settings, cluster_exists: bool = False) -> list[Finding
     if settings.engine == "k3d":
         findings.extend(check_docker(settings))
         findings.extend(check_ports(settings, cluster_exists))
+        if not cluster_exists:
+            findings.extend(check_images(settings))
     findings.append(check_disk(settings))
     return findings
 
