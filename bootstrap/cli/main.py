@@ -28,6 +28,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "config": ("bootstrap.cli.config", "config", "Show effective settings and their sources."),
     "run": ("bootstrap.cli.run", "run", "Run an in-house component (reconciler, gitserver, ...)."),
     "vault": ("bootstrap.cli.vault", "vault", "Vault: status, unseal, credentials, ui."),
+    "hosts": (
+        "bootstrap.cli.hosts",
+        "hosts",
+        "Print (or --write) the platform's names for /etc/hosts.",
+    ),
+    "trust": (
+        "bootstrap.cli.trust",
+        "trust",
+        "Trust the platform's local CA (instructions, or --install).",
+    ),
     "version": ("bootstrap.cli.version", "version", "Print the version of platform."),
     "apps": ("bootstrap.cli.apps", "apps", "List Applications: sync, health, revision, message."),
     "sync": ("bootstrap.cli.sync", "sync", "Sync an Application now and wait for the result."),

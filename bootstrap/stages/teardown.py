@@ -7,6 +7,7 @@ which removes everything in it at once, so per-stage removal is skipped there.
 
 from __future__ import annotations
 
+from bootstrap import hostsfile
 from bootstrap.stages.base import StageContext
 from bootstrap.stages.registry import all_stages
 
@@ -20,4 +21,6 @@ def teardown(ctx: StageContext) -> list[str]:
                 ctx.progress.step("down", f"removing what stage {stage.name} installed")
                 removed.append(remove(ctx))
     removed.append(ctx.engine.destroy(lambda message: ctx.progress.step("down", message)))
+    if hostsfile.uninstall(ctx.settings.name):
+        removed.append(f"removed the platform's names from {hostsfile.hosts_path()}")
     return [line for line in removed if line]
