@@ -124,13 +124,14 @@ def check_images(settings: Settings) -> list[Finding]:
         names = ", ".join(i.reference for i in offline[:4]) + (
             f" and {len(offline) - 4} more" if len(offline) > 4 else ""
         )
-        unreachable = ", ".join(sorted({i.registry for i in offline}))
+        hosts = sorted({i.registry for i in offline})
+        unreachable = ("registries " if len(hosts) > 1 else "registry ") + ", ".join(hosts)
         findings.append(
             Finding(
                 "images offline",
                 False,
-                f"{len(offline)} pinned images are not local ({names}) and their registry "
-                f"({unreachable}) cannot be reached",
+                f"{len(offline)} pinned images are not local ({names}) and their {unreachable} "
+                "cannot be reached",
                 "offline: load the bundle with `platform up --images FILE` (made by `platform images "
                 f"save FILE` on a connected machine); online: `docker pull {offline[0].reference}` "
                 "(and the others: `platform images list`)",

@@ -1,24 +1,29 @@
 """Fixtures for the image tests: a base image made here from Debian packages (cached by
-tag across runs) and the component image built on it through the real
-`platform image build`, once per test session."""
+tag across runs), the component image built on it through the real
+`platform image build` once per test session, and a second, empty Docker engine."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from bootstrap.images import COMPONENT_IMAGE
 from tests.integration.image.baseimage import TAG as BASE_TAG
 from tests.integration.image.baseimage import build_base_image
+from tests.support import processes
 from tests.support.binaries import in_ci
 from tests.support.cli import json_events, run_platform
-from tests.support.dockerd import DockerEngine
+from tests.support.dockerd import DockerEngine, engine_answers
 
 
 def docker(*args: str, timeout: float = 300, check: bool = True) -> str:
@@ -77,3 +82,57 @@ def component_image(base_image: str) -> Iterator[ComponentImage]:
     size = json.loads(docker("image", "inspect", COMPONENT_IMAGE))[0]["Size"]
     print(f"\n{COMPONENT_IMAGE}: {size / 1e6:.0f} MB, built in {seconds:.1f}s ({summary})")
     yield ComponentImage(COMPONENT_IMAGE, int(size), seconds, summary)
+
+
+@dataclass
+class SecondEngine:
+    """A second dockerd with its own data root, exec root and socket: a fresh engine."""
+
+    host: str
+    root: Path
+    process: subprocess.Popen[bytes]
+
+    def docker(self, *args: str, timeout: float = 300, check: bool = True) -> str:
+        return docker("-H", self.host, *args, timeout=timeout, check=check)
+
+
+@pytest.fixture
+def fresh_engine(docker_engine: DockerEngine) -> Iterator[SecondEngine]:
+    dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
+    # Short paths: containerd's sockets live under the exec root (108-byte limit).
+    root = Path(tempfile.mkdtemp(prefix="ptd-", dir="/tmp"))
+    host = f"unix://{root}/docker.sock"
+    suffix = uuid.uuid4().hex[:8]
+    namespace = f"ptd-{suffix}"
+    # Its own bridge: with `--bridge none` dockerd deletes docker0, the first engine's.
+    bridge = f"ptd{suffix[:6]}"
+    subnet = f"10.213.{int(suffix[:2], 16)}"
+    for command in (
+        ["ip", "link", "add", "name", bridge, "type", "bridge"],
+        ["ip", "addr", "add", f"{subnet}.1/24", "dev", bridge],
+        ["ip", "link", "set", bridge, "up"],
+    ):
+        subprocess.run(command, check=True, capture_output=True)
+    process = processes.start(
+        [
+            dockerd,
+            "--host", host,
+            "--data-root", str(root / "data"),
+            "--exec-root", str(root / "exec"),
+            "--pidfile", str(root / "docker.pid"),
+            "--containerd-namespace", namespace,
+            "--containerd-plugins-namespace", f"{namespace}-plugins",
+            "--bridge", bridge,
+            "--iptables=false",
+            "--ip6tables=false",
+        ],
+        root / "dockerd.log",
+    )  # fmt: skip
+    engine = SecondEngine(host, root, process)
+    try:
+        processes.wait_for(lambda: engine_answers(host), timeout=60, what="a second dockerd")
+        yield engine
+    finally:
+        processes.stop(process, grace=30)
+        subprocess.run(["ip", "link", "delete", bridge], check=False, capture_output=True)
+        subprocess.run(["rm", "-rf", str(root)], check=False)

@@ -101,7 +101,7 @@ def test_reconciler_container_syncs_an_application_from_the_git_server(
         git_credentials_line(git_server.url, READER, git_server.passwords[READER])
     )
     credentials.chmod(0o644)
-    kubeconfig = _flat_kubeconfig(cluster, secrets / "kubeconfig")
+    _flat_kubeconfig(cluster, secrets / "kubeconfig")
     port = processes.free_port()
     name = f"platform-reconciler-test-{uuid.uuid4().hex[:8]}"
     docker(
