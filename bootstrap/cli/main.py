@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "config": ("bootstrap.cli.config", "config", "Show effective settings and their sources."),
     "run": ("bootstrap.cli.run", "run", "Run an in-house component (reconciler, gitserver, ...)."),
     "vault": ("bootstrap.cli.vault", "vault", "Vault: status, unseal, credentials, ui."),
+    "git": ("bootstrap.cli.git", "git", "The GitOps repository: url, credentials, clone."),
     "hosts": (
         "bootstrap.cli.hosts",
         "hosts",

@@ -71,6 +71,12 @@ from bootstrap.cli.common import (
     metavar="FILE",
     help="Offline bundle from `platform images save`: loaded before anything would pull (k3d).",
 )
+@click.option(
+    "--upgrade-template",
+    is_flag=True,
+    help="Re-render gitops-template/ into the platform's repository as one new commit "
+    "(history is kept; without it a seeded repository is never changed).",
+)
 def up(
     common: CommonArgs,
     engine: str | None,
@@ -84,6 +90,7 @@ def up(
     stage_timeout: float | None,
     merge_kubeconfig: bool | None,
     images_archive: Path | None,
+    upgrade_template: bool,
 ) -> None:
     """Create a platform, or resume one from the first stage that is not done.
 
@@ -110,6 +117,10 @@ def up(
     runner = Runner(stages, events=terminal)
     with reported_errors(session), state.lock("up"), log_to_file(session, "up") as log_path:
         context_ = stage_context(session, "up", dry_run=dry_run)
+        if upgrade_template:
+            from bootstrap.stages.seed import UPGRADE_FACT
+
+            context_.facts[UPGRADE_FACT] = True
         if dry_run:
             rows = runner.plan(context_, start_from=start_from, only=only)
             terminal.table(

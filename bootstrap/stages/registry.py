@@ -8,13 +8,22 @@ from __future__ import annotations
 
 from bootstrap.stages.base import Stage
 from bootstrap.stages.cluster import ClusterStage
+from bootstrap.stages.gitserver import GitServerStage
 from bootstrap.stages.preflight import PreflightStage
+from bootstrap.stages.seed import SeedStage
 from bootstrap.stages.terraform import TerraformStage
 from bootstrap.stages.vault import VaultStage
 
 
 def all_stages() -> list[Stage]:
-    return [PreflightStage(), ClusterStage(), VaultStage(), TerraformStage()]
+    return [
+        PreflightStage(),
+        ClusterStage(),
+        GitServerStage(),
+        SeedStage(),
+        VaultStage(),
+        TerraformStage(),
+    ]
 
 
 def stage_names() -> list[str]:

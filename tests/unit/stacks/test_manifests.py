@@ -15,9 +15,9 @@ def test_fill_replaces_placeholders_and_leaves_other_dollars() -> None:
     )
 
 
-def test_a_placeholder_without_value_names_the_file() -> None:
-    with pytest.raises(PermanentError, match=r"x.yaml uses the placeholder \$\{DOMAIN\}"):
-        fill("host: git.${DOMAIN}\n", {}, "x.yaml")
+def test_a_placeholder_without_value_names_the_file_and_line() -> None:
+    with pytest.raises(PermanentError, match=r"x.yaml:2 uses the placeholder \$\{DOMAIN\}"):
+        fill("kind: Ingress\nhost: git.${DOMAIN}\n", {}, "x.yaml")
 
 
 @pytest.mark.parametrize(

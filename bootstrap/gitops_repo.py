@@ -1,0 +1,235 @@
+"""Render gitops-template/ into the files of the platform's GitOps repository (pure).
+
+    values = platform_values(settings)                 every ${NAME} the template may use
+    files = render(values, omit=omitted_components(settings))   {"registry/local/demo.yaml": b"...", ...}
+
+The tree is gitops-template/ with its `${NAME}` placeholders filled (the directory
+`registry/CLUSTER` renamed to the platform's name), plus `platform/<component>/` for
+each in-house component, filled from stacks/<component>/manifests/: those manifests
+have one source, the package, never a copy in the template. A platform that uses an
+external git server (`git.url`) or Vault (`vault.address`) gets no `gitserver` / `vault`
+Application and no platform/ directory for it.
+
+Every file is checked before anything is pushed: no `${` left, every YAML document
+parses, every Application names a path that exists in the rendered tree. A failure names
+the template file and line ("gitops-template/apps/demo/x.yaml:12 uses ${FOO}, which has
+no value"). No network, no cluster: called by the `seed` stage and the unit tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from bootstrap import __version__
+from bootstrap.assets import asset_dir
+from bootstrap.config import Settings
+from bootstrap.gitops_source import IN_CLUSTER_BASE_URL, REPO
+from bootstrap.images import COMPONENT_IMAGE, OPENBAO_IMAGE
+from bootstrap.stages.vault_access import in_cluster_address
+from stacks.errors import PermanentError
+from stacks.manifests import PLACEHOLDER, component_files, fill
+
+TEMPLATE = "gitops-template"
+CLUSTER_DIR = "CLUSTER"
+# In-house components whose platform/<component>/ comes from stacks/<component>/manifests.
+STACK_COMPONENTS = ("gitserver", "reconciler", "vault", "secrets", "certs", "dns")
+APPLICATION_API = "gitops.platform.local/v1alpha1"
+TEXT_SUFFIXES = (".yaml", ".yml", ".md", ".txt", ".json", "")
+
+
+def laptop_base_url(settings: Settings) -> str:
+    """The git server as this machine reaches it: `git.url`, else its Ingress git.<domain>."""
+    if settings.git.url:
+        return settings.git.url.rstrip("/")
+    port = settings.k3d.http_port
+    return f"http://git.{settings.domain}{'' if port == 80 else f':{port}'}"
+
+
+def laptop_repo_url(settings: Settings) -> str:
+    """The GitOps repository's URL on this machine (what `platform git url` prints)."""
+    return f"{laptop_base_url(settings)}/{REPO}.git"
+
+
+def cluster_repo_url(settings: Settings) -> str:
+    """The URL the cluster pulls from: `git.url`'s repo, else the in-cluster Service."""
+    base = settings.git.url.rstrip("/") if settings.git.url else IN_CLUSTER_BASE_URL
+    return f"{base}/{REPO}.git"
+
+
+def platform_values(settings: Settings) -> dict[str, str]:
+    """Every placeholder value of the template and the components' manifests."""
+    vault_image_tag = OPENBAO_IMAGE.rsplit(":", 1)[-1]
+    return {
+        "CLUSTER": settings.name,
+        "DOMAIN": settings.domain,
+        "GIT_REPO_URL": cluster_repo_url(settings),
+        "COMPONENT_IMAGE": COMPONENT_IMAGE,
+        "COMPONENT_VERSION": __version__,
+        "PLATFORM_VERSION": __version__,
+        "VAULT_IMAGE": OPENBAO_IMAGE,
+        "VAULT_VERSION": vault_image_tag,
+        "VAULT_URL": settings.vault.address.rstrip("/")
+        if settings.vault.address
+        else in_cluster_address(),
+    }
+
+
+def omitted_components(settings: Settings) -> frozenset[str]:
+    """Components the platform does not deploy, because the settings name external ones."""
+    omitted = set()
+    if settings.git.url:
+        omitted.add("gitserver")
+    if settings.vault.address:
+        omitted.add("vault")
+    return frozenset(omitted)
+
+
+def generated_dirs(omit: Iterable[str] = ()) -> list[str]:
+    """Directories the renderer owns entirely (an upgrade removes stale files there)."""
+    skipped = set(omit)
+    return [f"platform/{c}" for c in STACK_COMPONENTS if c not in skipped]
+
+
+def render(
+    values: Mapping[str, str],
+    omit: Iterable[str] = (),
+    template: Path | None = None,
+) -> dict[str, bytes]:
+    """The repository's files: relative POSIX path -> content. Raises PermanentError."""
+    for name, value in values.items():
+        if "\n" in value or "\r" in value:
+            raise PermanentError(
+                f"the template value {name} spans lines",
+                hint="template values are single-line (names, URLs, image references)",
+            )
+    skipped = set(omit)
+    unknown = skipped - set(STACK_COMPONENTS)
+    if unknown:
+        raise PermanentError(f"cannot leave out unknown component(s): {', '.join(sorted(unknown))}")
+    root = template if template is not None else asset_dir(TEMPLATE)
+    cluster = values.get("CLUSTER", "")
+    if not cluster:
+        raise PermanentError("the template value CLUSTER (the platform's name) is empty")
+    files: dict[str, bytes] = {}
+
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = PurePosixPath(path.relative_to(root).as_posix())
+        if "__pycache__" in relative.parts or relative.name == ".DS_Store":
+            continue
+        source = f"{TEMPLATE}/{relative}"
+        if (
+            len(relative.parts) > 1
+            and relative.parts[0] == "platform"
+            and relative.parts[1] in STACK_COMPONENTS
+        ):
+            raise PermanentError(
+                f"{source} is in platform/{relative.parts[1]}/, which is generated from "
+                f"stacks/{relative.parts[1]}/manifests/",
+                hint="change the component's manifests in stacks/, not a copy in the template",
+            )
+        if relative.parts[:2] == ("registry", CLUSTER_DIR):
+            if len(relative.parts) == 3 and relative.stem in skipped:
+                continue
+            relative = PurePosixPath("registry", cluster, *relative.parts[2:])
+        files[str(relative)] = _render_file(path.read_bytes(), relative.suffix, values, source)
+
+    for component in STACK_COMPONENTS:
+        if component in skipped:
+            continue
+        for name, text in component_files(component):
+            source = f"stacks/{component}/manifests/{name}"
+            files[f"platform/{component}/{name}"] = _render_text(text, ".yaml", values, source)
+
+    _check_applications(files, cluster)
+    return files
+
+
+def _render_file(content: bytes, suffix: str, values: Mapping[str, str], source: str) -> bytes:
+    if suffix not in TEXT_SUFFIXES:
+        return content
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return content  # a binary file: copied as it is
+    return _render_text(text, suffix, values, source)
+
+
+def _render_text(text: str, suffix: str, values: Mapping[str, str], source: str) -> bytes:
+    filled = fill(text, values, source)
+    left = filled.find("${")
+    if left >= 0:
+        line = filled.count("\n", 0, left) + 1
+        snippet = filled[left : left + 24].split("\n", 1)[0]
+        raise PermanentError(
+            f"{source}:{line} has {snippet!r}, which is not a placeholder "
+            f"(placeholders are ${{NAME}} in capitals, e.g. ${{DOMAIN}})",
+            hint="fix the placeholder's spelling (known: " + ", ".join(sorted(values)) + ")",
+        )
+    if suffix in (".yaml", ".yml"):
+        _parse_yaml(filled, source)
+    return filled.encode("utf-8")
+
+
+def _parse_yaml(text: str, source: str) -> list[Any]:
+    try:
+        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(error, "problem", None) or str(error).split("\n", 1)[0]
+        raise PermanentError(
+            f"{where} is not valid YAML: {problem}",
+            hint="fix the YAML at that line (indentation, quoting, a missing ':')",
+        ) from None
+
+
+def documents(files: Mapping[str, bytes], path: str) -> list[Any]:
+    """The YAML documents of one rendered file."""
+    return _parse_yaml(files[path].decode("utf-8"), path)
+
+
+def applications(files: Mapping[str, bytes]) -> list[tuple[str, dict[str, Any]]]:
+    """(file, Application) for every Application in the rendered tree."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    for path in sorted(files):
+        if not path.endswith((".yaml", ".yml")):
+            continue
+        for doc in documents(files, path):
+            if isinstance(doc, dict) and doc.get("kind") == "Application":
+                found.append((path, doc))
+    return found
+
+
+def _check_applications(files: Mapping[str, bytes], cluster: str) -> None:
+    directories = {str(PurePosixPath(p).parent) for p in files}
+    for parent in list(directories):
+        directories.update(str(p) for p in PurePosixPath(parent).parents)
+    for path, app in applications(files):
+        name = (app.get("metadata") or {}).get("name", "?")
+        source = (app.get("spec") or {}).get("source") or {}
+        wanted = str(source.get("path") or ".").strip("/") or "."
+        if app.get("apiVersion") != APPLICATION_API:
+            raise PermanentError(
+                f"{path}: Application {name} has apiVersion {app.get('apiVersion')!r}",
+                hint=f"use apiVersion {APPLICATION_API}",
+            )
+        if wanted not in directories:
+            raise PermanentError(
+                f"{path}: Application {name} names path {wanted!r}, which is not in the "
+                "rendered repository",
+                hint="fix spec.source.path, or add the directory to the template",
+            )
+    if f"registry/{cluster}" not in directories:
+        raise PermanentError(
+            f"the rendered repository has no registry/{cluster}/ (the root Application's path)",
+            hint=f"keep {TEMPLATE}/registry/{CLUSTER_DIR}/ in the template",
+        )
+
+
+def placeholders(text: str) -> set[str]:
+    """The placeholder names `text` uses (for tests and docs)."""
+    return {m.group(1) for m in PLACEHOLDER.finditer(text)}
