@@ -23,6 +23,13 @@ from stacks.reconciler.api import API_VERSION, KIND
 from stacks.reconciler.install import NAMESPACE
 
 POLL_SECONDS = 1.0
+# The per-app wait ends this much before the stage's own timeout, so the failure is the
+# one that names the app and the object, not the runner's generic timeout.
+MARGIN_SECONDS = 5.0
+
+
+def app_timeout(ctx: StageContext) -> float:
+    return max(5.0, ctx.settings.stage_timeout - MARGIN_SECONDS)
 
 
 def app_problem(app: KubeObject | None, name: str) -> str:
@@ -126,7 +133,7 @@ class AppsReadyStage:
             ctx,
             self.name,
             self.apps,
-            self.timeout(ctx),
+            app_timeout(ctx),
             extra=(lambda: checker(ctx)) if checker else None,
         )
         ready = f"{', '.join(self.apps)} Synced and Healthy"

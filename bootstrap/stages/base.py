@@ -49,6 +49,24 @@ class NullProgress:
         pass
 
 
+class _RememberingProgress:
+    """Passes progress on and remembers each stage's latest step."""
+
+    def __init__(self, inner: Progress, last: dict[str, str]) -> None:
+        self.inner = inner
+        self.last = last
+
+    def step(self, stage: str, message: str) -> None:
+        self.last[stage] = message
+        self.inner.step(stage, message)
+
+    def note(self, stage: str, message: str) -> None:
+        self.inner.note(stage, message)
+
+    def warn(self, stage: str, message: str) -> None:
+        self.inner.warn(stage, message)
+
+
 class Cancelled(PlatformError):
     """The run was interrupted (Ctrl-C); stages stop at their next checkpoint."""
 
@@ -67,6 +85,11 @@ class StageContext:
     _kube: KubeClient | None = None
     # Facts one stage hands to the next within a run (e.g. git credentials).
     facts: dict[str, object] = field(default_factory=dict)
+    # The last step each stage reported: a timeout names what it was waiting for.
+    last_steps: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.progress = _RememberingProgress(self.progress, self.last_steps)
 
     def kube(self) -> KubeClient:
         """The cluster's API client (created on first use, once the cluster exists)."""

@@ -9,7 +9,7 @@ the object that is not healthy and why), then records where things are for the s
 
 from __future__ import annotations
 
-from bootstrap.stages.appwait import app_problem, wait_for_apps
+from bootstrap.stages.appwait import app_problem, app_timeout, wait_for_apps
 from bootstrap.stages.base import CheckResult, StageContext
 from stacks.reconciler.api import API_VERSION, KIND
 from stacks.reconciler.install import NAMESPACE
@@ -55,7 +55,7 @@ class HandoffStage:
         return ["wait for the root Application and every Application it delivers"]
 
     def run(self, ctx: StageContext) -> str:
-        per_app = self.timeout(ctx)
+        per_app = app_timeout(ctx)
         wait_for_apps(ctx, self.name, [ROOT_APP], per_app)
         names = application_names(ctx)
         wait_for_apps(ctx, self.name, names, per_app)

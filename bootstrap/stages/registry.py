@@ -9,8 +9,11 @@ from __future__ import annotations
 from bootstrap.stages.base import Stage
 from bootstrap.stages.cluster import ClusterStage
 from bootstrap.stages.gitserver import GitServerStage
+from bootstrap.stages.handoff import HandoffStage
 from bootstrap.stages.preflight import PreflightStage
+from bootstrap.stages.reconciler import ReconcilerStage
 from bootstrap.stages.seed import SeedStage
+from bootstrap.stages.stubs import certs_stage, dns_stage, secrets_stage
 from bootstrap.stages.terraform import TerraformStage
 from bootstrap.stages.vault import VaultStage
 
@@ -23,6 +26,11 @@ def all_stages() -> list[Stage]:
         SeedStage(),
         VaultStage(),
         TerraformStage(),
+        ReconcilerStage(),
+        secrets_stage(),
+        certs_stage(),
+        dns_stage(),
+        HandoffStage(),
     ]
 
 

@@ -290,8 +290,10 @@ class Runner:
             ctx.cancelled.set()  # ask the stage to stop at its next checkpoint
             worker.join(timeout=2.0)
             ctx.cancelled.clear()
+            last = ctx.last_steps.get(stage.name)
             raise PermanentError(
-                f"stage {stage.name} did not finish within {timeout:.0f}s",
+                f"stage {stage.name} did not finish within {timeout:.0f}s"
+                + (f"; its last step: {last}" if last else ""),
                 hint="see the log for the last step; raise the stage timeout (--stage-timeout) if it was progressing, then run `platform up` again",
             )
         if "error" in box:

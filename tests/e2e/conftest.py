@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from stacks.kube.client import KubeClient
 from testenv import terraform_cli_config
 from tests.support import processes
 from tests.support.binaries import require_binary
 from tests.support.cli import PLATFORM
 from tests.support.gitserver import ADMIN, READER, GitServer
+from tests.support.ingress import IngressStatusPublisher
 from tests.support.kwok import KwokCluster
 from tests.support.openbao import OpenBaoServer
 
@@ -109,6 +111,8 @@ def host_platform(
         "dns": ["--domain", DOMAIN, "--default-target", "127.0.0.1"],
     }
     started = []
+    publisher = IngressStatusPublisher(KubeClient.from_kubeconfig(str(cluster.kubeconfig)))
+    publisher.start()
     try:
         for component, extra in commands.items():
             started.append(
@@ -119,5 +123,6 @@ def host_platform(
         host.components = dict(zip(commands, started, strict=True))
         yield host
     finally:
+        publisher.stop()
         for process in started:
             processes.stop(process)
