@@ -109,14 +109,19 @@ def test_the_demo_app() -> None:
     ingress = by_kind["Ingress"]
     assert ingress["spec"]["rules"][0]["host"] == "demo.example.test"
     assert ingress["spec"]["tls"] == [{"hosts": ["demo.example.test"], "secretName": "demo-tls"}]
-    assert ingress["metadata"]["annotations"]["certs.platform.local/cluster-issuer"] == "platform-ca"
+    assert (
+        ingress["metadata"]["annotations"]["certs.platform.local/cluster-issuer"] == "platform-ca"
+    )
     external = by_kind["ExternalSecret"]
     assert external["apiVersion"] == "secrets.platform.local/v1"
     assert external["spec"]["secretStoreRef"] == {"name": "vault", "kind": "ClusterSecretStore"}
     assert external["spec"]["target"]["name"] == "demo-credentials"
     assert {d["remoteRef"]["key"] for d in external["spec"]["data"]} == {"demo/app"}
     # the keys terraform/vault seeds at secret/demo/app
-    assert {d["remoteRef"]["property"] for d in external["spec"]["data"]} == {"username", "password"}
+    assert {d["remoteRef"]["property"] for d in external["spec"]["data"]} == {
+        "username",
+        "password",
+    }
     deployment = by_kind["Deployment"]
     assert any(p.startswith("apps/demo/") and "deployment" in p for p in files)
     volumes = deployment["spec"]["template"]["spec"]["volumes"]
