@@ -37,6 +37,14 @@ class RecordingProgress:
         self.lines.append(f"warn {stage}: {message}")
 
 
+def progress_lines(ctx: StageContext) -> list[str]:
+    """What the stages reported to the context's RecordingProgress (possibly wrapped)."""
+    progress: object = ctx.progress
+    while not isinstance(progress, RecordingProgress):
+        progress = getattr(progress, "inner")  # noqa: B009 - the runner's wrapper
+    return progress.lines
+
+
 class NoCluster:
     name = "none"
 

@@ -30,7 +30,7 @@ from bootstrap.stages.gitserver import (
 from bootstrap.stages.reconciler import WEBHOOK_SECRET_FILE
 from stacks.errors import PermanentError, WaitingError
 from stacks.gitserver.auth import Access, parse_credentials
-from tests.integration.gitops.conftest import MakeContext
+from tests.integration.gitops.conftest import MakeContext, progress_lines
 from tests.support.kwok import KwokCluster
 
 pytestmark = pytest.mark.integration
@@ -111,7 +111,7 @@ def test_deploy_applies_the_server_with_generated_secrets_and_remove_deletes_it(
         assert again is not None and again["data"] == secret["data"]
         assert not stage.check(ctx).done
         assert rw not in debug_log.read_text() and ro not in debug_log.read_text()
-        assert rw not in json.dumps(ctx.progress.lines)  # type: ignore[attr-defined]
+        assert rw not in json.dumps(progress_lines(ctx))
     finally:
         removed = stage.remove(ctx)
     assert removed == f"deleted namespace {NAMESPACE} (the git server and its repositories)"
