@@ -22,6 +22,7 @@ from tests.support import processes
 from tests.support.binaries import in_ci, require_binary
 from tests.support.dockerd import DockerEngine, ensure_engine
 from tests.support.gitserver import GitServer
+from tests.support.hostplatform import HostPlatform, host_platform_fixture
 from tests.support.kwok import KwokCluster
 from tests.support.openbao import InitResult, OpenBaoServer, initialise_and_unseal
 
@@ -140,6 +141,22 @@ def bare_repo(tmp_path: Path) -> Path:
     path = tmp_path / "repos" / "gitops.git"
     subprocess.run(["git", "init", "--bare", "-q", "-b", "main", str(path)], check=True)
     return path
+
+
+# ---- a whole platform -----------------------------------------------------------------
+
+
+@pytest.fixture
+def host_platform(
+    cluster: KwokCluster,
+    vault: OpenBaoServer,
+    git_server_factory: Callable[..., GitServer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[HostPlatform]:
+    """Everything `platform up --engine existing` needs, in the environment, with the
+    in-house components running as host processes (tests/support/hostplatform.py)."""
+    yield from host_platform_fixture(cluster, vault, git_server_factory, tmp_path, monkeypatch)
 
 
 # ---- Docker ----------------------------------------------------------------------------

@@ -174,8 +174,7 @@ def test_platform_up_end_to_end(host_platform: HostPlatform, tmp_path: Path) -> 
 
     # `platform down` leaves the cluster as it found it. The host reconciler must stop
     # first, or it would put back what down deletes (in a cluster, down stops its pod).
-    for process in host_platform.components.values():
-        process.terminate()  # type: ignore[attr-defined]
+    host_platform.stop_components()
     down = run_platform("down", timeout=300)
     assert down.returncode == 0, down.stdout + down.stderr
     wait_for(lambda: snapshot(cluster) == before, timeout=90, what="the cluster to be as it was")

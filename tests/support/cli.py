@@ -15,7 +15,7 @@ PLATFORM = Path(sys.executable).parent / "platform"
 
 
 def run_platform(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     full_env = dict(os.environ)
     full_env.update(env or {})

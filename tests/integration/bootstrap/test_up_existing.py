@@ -22,9 +22,10 @@ import pytest
 from bootstrap.state import PlatformState
 from tests.support import processes
 from tests.support.cli import json_events, run_platform, start_platform
+from tests.support.hostplatform import HostPlatform
 from tests.support.kwok import KwokCluster
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("platform_env")]
 
 
 def snapshot(cluster: KwokCluster) -> dict[str, list[str]]:
@@ -39,7 +40,9 @@ def snapshot(cluster: KwokCluster) -> dict[str, list[str]]:
     return result
 
 
-def test_up_status_down_leaves_the_cluster_as_found(cluster: KwokCluster, tmp_path: Path) -> None:
+def test_up_status_down_leaves_the_cluster_as_found(
+    cluster: KwokCluster, platform_env: HostPlatform, tmp_path: Path
+) -> None:
     before = snapshot(cluster)
     up = run_platform(
         "up", "--engine", "existing", "--kubeconfig", str(cluster.kubeconfig), "-o", "json"
@@ -56,7 +59,8 @@ def test_up_status_down_leaves_the_cluster_as_found(cluster: KwokCluster, tmp_pa
     state = json_events(status.stdout)[-1]
     assert state["cluster"]["ready"] is True and "v1.34" in state["cluster"]["detail"]
 
-    down = run_platform("down")
+    platform_env.stop_components()
+    down = run_platform("down", timeout=300)
     assert down.returncode == 0, down.stdout + down.stderr
     assert "is down" in down.stdout
     assert snapshot(cluster) == before
