@@ -16,12 +16,16 @@ never appear in progress lines, logs or exceptions. Called by the stage runner.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from bootstrap.images import COMPONENT_IMAGE, OPENBAO_IMAGE
 from bootstrap.stages.base import CheckResult, StageContext
 from bootstrap.stages.vault_access import deploys_vault, vault_address
+from bootstrap.vault_init import PENDING_SUFFIX
 from stacks import redact
 from stacks.errors import PermanentError, PlatformError, TransientError, WaitingError
 from stacks.manifests import component_manifests
@@ -143,8 +147,8 @@ class VaultStage:
             ctx.progress.step(
                 self.name, f"initialising ({shares} key shares, threshold {threshold})"
             )
-            keys = api.initialise(shares, threshold)
-            path = ctx.state.write_secret(FILE_NAME, keys.to_json())
+            keys = self._initialise_detached(ctx, address, shares, threshold)
+            path = ctx.state.secrets_dir / FILE_NAME
             ctx.progress.note(self.name, f"unseal keys and root token stored in {path} (0600)")
             done.append("initialised")
             source = "state"
@@ -174,7 +178,63 @@ class VaultStage:
 
     # ---- steps --------------------------------------------------------------------------
 
+    def _initialise_detached(
+        self, ctx: StageContext, address: str, shares: int, threshold: int
+    ) -> InitKeys:
+        """Run `sys/init` in its own session (bootstrap/vault_init.py) and wait for the
+        keys file: a kill of this process can then never lose the keys."""
+        ctx.state.ensure()
+        out = ctx.state.secrets_dir / FILE_NAME
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bootstrap.vault_init",
+                "--address",
+                address,
+                "--shares",
+                str(shares),
+                "--threshold",
+                str(threshold),
+                "--out",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        while child.poll() is None:
+            ctx.wait(0.2)
+        stderr = child.stderr.read().decode(errors="replace").strip() if child.stderr else ""
+        if child.returncode != 0 or not out.exists():
+            raise PermanentError(
+                f"failed to initialise Vault at {address}: {stderr or f'exit code {child.returncode}'}",
+                hint="check Vault's log, then run `platform up` again",
+            )
+        keys = InitKeys.from_json(out.read_text(), str(out))
+        redact.register(*keys.keys, keys.root_token)
+        return keys
+
+    def _initialising_elsewhere(self, ctx: StageContext) -> bool:
+        """True while an earlier run's initialisation (a detached process) is at work."""
+        pending = ctx.state.secrets_dir / (FILE_NAME + PENDING_SUFFIX)
+        try:
+            pid = int(pending.read_text().strip())
+        except (OSError, ValueError):
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            pending.unlink(missing_ok=True)  # it died without finishing: stale
+            return False
+        return True
+
     def _status(self, ctx: StageContext, api: VaultApi) -> SealStatus:
+        if self._initialising_elsewhere(ctx):
+            raise WaitingError(
+                "Vault is being initialised by an earlier run's helper; waiting for its keys",
+                retry_after=1.0,
+            )
         try:
             return api.status()
         except TransientError as error:
