@@ -99,6 +99,59 @@ def test_platform_up_end_to_end(host_platform: HostPlatform, tmp_path: Path) -> 
     assert {"root", "reconciler", "secrets", "certs", "dns", "demo"} <= {r["name"] for r in rows}
     assert all(r["sync"] == "Synced" and r["health"] == "Healthy" for r in rows), rows
 
+    # The reconciler manages itself: GitOps adopted the Deployment the bootstrap made
+    # without a new rollout, and an image change in git rolls it out.
+    reconciler = kubectl_json(
+        cluster, "get", "deployment", "platform-reconciler", "-n", "platform-system"
+    )
+    # Revision 1: the bootstrap's ReplicaSet is still the current one (no new rollout).
+    revision = reconciler["metadata"]["annotations"]["deployment.kubernetes.io/revision"]  # type: ignore[index]
+    assert revision == "1", "the hand-off rolled the reconciler out again"
+    work = tmp_path / "work"
+    host_platform.git.git("clone", "-q", host_platform.git.repo_url("gitops"), str(work))
+    manifest = next((work / "platform" / "reconciler").glob("*deployment*.yaml"))
+    image = "platform-components:e2e-rollout"
+    manifest.write_text(
+        "\n".join(
+            f"{line.split('image:')[0]}image: {image}"
+            if line.strip().startswith("image:")
+            else line
+            for line in manifest.read_text().splitlines()
+        )
+        + "\n"
+    )
+    host_platform.git.git(
+        "-c",
+        "user.name=e2e",
+        "-c",
+        "user.email=e2e@test",
+        "commit",
+        "-qam",
+        "roll the reconciler",
+        cwd=work,
+    )
+    host_platform.git.git("push", "-q", "origin", "HEAD", cwd=work)
+    wait_for(
+        lambda: (
+            kubectl_json(
+                cluster, "get", "deployment", "platform-reconciler", "-n", "platform-system"
+            )["spec"]["template"]["spec"]["containers"][0]["image"]  # type: ignore[index]
+            == image
+        ),
+        timeout=30,
+        what="the reconciler's new image from git",
+    )
+    wait_for(
+        lambda: (
+            kubectl_json(
+                cluster, "get", "deployment", "platform-reconciler", "-n", "platform-system"
+            )["metadata"]["annotations"]["deployment.kubernetes.io/revision"]  # type: ignore[index]
+            == "2"
+        ),
+        timeout=30,
+        what="the rollout of the new image",
+    )
+
     # The demo's credential came from Vault through an ExternalSecret.
     state = PlatformState(Path(os.environ["PLATFORM_HOME"]), "local")
     generated = json.loads(state.read_secret("terraform-vars.json") or "{}")
@@ -141,7 +194,6 @@ def test_platform_up_end_to_end(host_platform: HostPlatform, tmp_path: Path) -> 
     )
 
     # A commit is applied within seconds (push webhook), and `git revert` rolls it back.
-    work = tmp_path / "work"
     original = demo_replicas(cluster)
     pushed = time.monotonic()
     push_change(host_platform, work, "scale demo", original + 1)
