@@ -29,7 +29,7 @@ from typing import Any
 
 from bootstrap.assets import asset_dir
 from bootstrap.stages.base import CheckResult, StageContext
-from bootstrap.stages.tofu import Tofu, find_binary
+from bootstrap.stages.tofu import Tofu, find_or_install
 from bootstrap.stages.vault import FIELD_MANAGER, vault_token
 from bootstrap.stages.vault_access import deploys_vault, vault_address
 from stacks import redact
@@ -206,7 +206,7 @@ class TerraformStage:
         return ""
 
     def run(self, ctx: StageContext) -> str:
-        binary = find_binary(ctx.settings.terraform.binary, os.environ)
+        binary = find_or_install(ctx.settings.terraform.binary, os.environ)
         address = vault_address(ctx.settings)
         token = vault_token(ctx)
         workdir = self.workdir(ctx)

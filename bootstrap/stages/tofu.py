@@ -61,11 +61,35 @@ def find_binary(configured: str, environ: Mapping[str, str]) -> str:
         path = shutil.which(name, path=environ.get("PATH"))
         if path:
             return path
+    from bootstrap.tools import tools_dir
+
+    installed = tools_dir() / "tofu"
+    if installed.is_file():
+        return str(installed)
     raise PermanentError(
         "neither `tofu` nor `terraform` is on PATH",
         hint="install OpenTofu (https://opentofu.org/docs/intro/install/) or set "
         "PLATFORM_TERRAFORM_BIN to its path, then run `platform up` again",
     )
+
+
+def find_or_install(configured: str, environ: Mapping[str, str]) -> str:
+    """`find_binary`, else the pinned OpenTofu release into ~/.platform/bin when online."""
+    from bootstrap.tools import TOFU_VERSION, install_tofu
+
+    try:
+        return find_binary(configured, environ)
+    except PermanentError as missing:
+        if configured or environ.get("PLATFORM_TERRAFORM_BIN"):
+            raise
+        try:
+            return str(install_tofu())
+        except PermanentError as error:
+            raise PermanentError(
+                f"{missing}, and {error}",
+                hint=f"install OpenTofu {TOFU_VERSION} (https://opentofu.org/docs/intro/install/) "
+                "or set PLATFORM_TERRAFORM_BIN to its path, then run `platform up` again",
+            ) from error
 
 
 class _Command(python_terraform.Terraform):  # type: ignore[misc]

@@ -160,3 +160,21 @@ def test_doctor_table_names_each_failure_with_a_fix(
     assert rows["docker"].startswith("FAIL") and "socket does not exist" in rows["docker"]
     assert rows["kubectl"].startswith("warn")
     assert "2 check(s) would stop `platform up`" in result.output
+
+
+def test_missing_tofu_offline_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No tofu anywhere and its release unreachable: one sentence naming both, and the fix."""
+    from bootstrap import tools
+    from bootstrap.stages.tofu import find_or_install
+    from stacks.errors import PermanentError
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(tools, "tofu_url", lambda: "http://127.0.0.1:1/tofu.zip")  # refuses at once
+    with pytest.raises(PermanentError) as caught:
+        find_or_install("", {"PATH": str(tmp_path / "empty")})
+    assert "neither `tofu` nor `terraform` is on PATH, and could not download tofu 1.6.3" in str(
+        caught.value
+    )
+    assert "PLATFORM_TERRAFORM_BIN" in caught.value.hint
