@@ -77,6 +77,11 @@ def demo_replicas(cluster: KwokCluster) -> int:
     return int(items[0]["spec"]["replicas"]) if items else -1
 
 
+def all_apps_ready() -> bool:
+    rows = json_events(run_platform("apps", "-o", "json").stdout)[-1]["applications"]
+    return all(r["sync"] == "Synced" and r["health"] == "Healthy" for r in rows)
+
+
 def test_platform_up_end_to_end(host_platform: HostPlatform, tmp_path: Path) -> None:
     cluster = host_platform.cluster
     before = snapshot(cluster)
@@ -217,7 +222,9 @@ def test_platform_up_end_to_end(host_platform: HostPlatform, tmp_path: Path) -> 
         what="the deleted Deployment to return",
     )
 
-    # A second `platform up` changes nothing and takes seconds.
+    # A second `platform up` changes nothing and takes seconds (once the restored
+    # Deployment is Available again, or the handoff check would rightly see Progressing).
+    wait_for(all_apps_ready, timeout=60, what="every Application to be Healthy again")
     started = time.monotonic()
     again = run_platform("up", "-o", "json", timeout=300)
     assert again.returncode == 0, again.stdout[-3000:]
