@@ -5,10 +5,7 @@ real kube-apiserver, and no secret in any output, log, state record or argv."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -20,9 +17,10 @@ from stacks.errors import PermanentError
 from stacks.kube.client import KubeClient
 from stacks.vault.api import VaultApi
 from stacks.vault.keys import FILE_NAME
-from tests.integration.vault.conftest import MakeContext, RecordingProgress
+from tests.integration.vault.conftest import MakeContext
 from tests.support.kwok import KwokCluster
 from tests.support.openbao import OpenBaoServer
+from tests.support.stages import progress_lines, watching_argv
 
 pytestmark = pytest.mark.integration
 
@@ -34,29 +32,6 @@ def _secrets_of(ctx: StageContext) -> list[str]:
     for entry in generated["demo_secrets"].values():
         values += [v for k, v in entry.items() if k != "username"]
     return values
-
-
-@contextmanager
-def watching_argv() -> Iterator[list[str]]:
-    """Collect the command lines of every process on the machine while the block runs."""
-    seen: list[str] = []
-    stop = threading.Event()
-
-    def scan() -> None:
-        while not stop.is_set():
-            for proc in Path("/proc").iterdir():
-                if proc.name.isdigit():
-                    with suppress(OSError):
-                        seen.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
-            stop.wait(0.05)
-
-    thread = threading.Thread(target=scan, daemon=True)
-    thread.start()
-    try:
-        yield seen
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _run_both(ctx: StageContext) -> tuple[str, str, float, float]:
@@ -152,7 +127,8 @@ def test_no_secret_leaks_into_output_logs_state_or_argv(
         vault.restart()  # sealed: the re-run unseals with the stored keys
         _run_both(ctx)
     captured = capfd.readouterr()
-    assert isinstance(ctx.progress, RecordingProgress)
+    lines = progress_lines(ctx)
+    assert lines  # the stages did report
     secrets = _secrets_of(ctx)
     log_text = debug_log.read_text()
     assert "tofu plan" in log_text or "terraform plan" in log_text  # the debug log is real
@@ -161,7 +137,7 @@ def test_no_secret_leaks_into_output_logs_state_or_argv(
         "stdout": captured.out,
         "stderr": captured.err,
         "debug log": log_text,
-        "progress": "\n".join(ctx.progress.lines),
+        "progress": "\n".join(lines),
         "state.json": ctx.state.state_file.read_text() if ctx.state.state_file.exists() else "",
         "argv": "\n".join(argv),
     }
