@@ -21,7 +21,7 @@ from stacks.kube.client import KubeClient
 from testenv import terraform_cli_config
 from tests.support import processes
 from tests.support.binaries import require_binary
-from tests.support.cli import PLATFORM
+from tests.support.cli import PLATFORM, run_platform
 from tests.support.gitserver import ADMIN, READER, GitServer
 from tests.support.ingress import IngressStatusPublisher
 from tests.support.kwok import KwokCluster
@@ -129,6 +129,9 @@ def host_platform_fixture(
         host.components = dict(zip(commands, started, strict=True))
         yield host
     finally:
-        publisher.stop()
+        # The cluster is shared by the whole session: take this platform out of it
+        # (components first, or the reconciler would put back what down deletes).
         for process in started:
             processes.stop(process)
+        run_platform("down", timeout=300)
+        publisher.stop()
