@@ -130,12 +130,21 @@ class OpenBaoServer:
             body = json.load(error)
             return body
 
-    def request(self, method: str, path: str, token: str | None = None, body: Any = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        body: Any = None,
+        timeout: float = 10,
+    ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(f"{self.address}/v1/{path}", data=data, method=method)
         if token:
             request.add_header("X-Vault-Token", token)
-        with urllib.request.urlopen(request, timeout=10, context=self._ssl_context()) as response:
+        with urllib.request.urlopen(
+            request, timeout=timeout, context=self._ssl_context()
+        ) as response:
             raw = response.read()
             return json.loads(raw) if raw else None
 
@@ -151,8 +160,14 @@ class InitResult:
 
 def initialise_and_unseal(server: OpenBaoServer, shares: int = 3, threshold: int = 2) -> InitResult:
     """Initialise through the HTTP API and unseal with `threshold` keys (fixture use only)."""
+    # Init bootstraps the raft cluster and waits for this node to lead it: seconds when
+    # idle, but a CI run once saw more than 10 s with two cores busy, and init cannot be
+    # retried (the second call finds the server initialised), so it gets a long timeout.
     answer = server.request(
-        "PUT", "sys/init", body={"secret_shares": shares, "secret_threshold": threshold}
+        "PUT",
+        "sys/init",
+        body={"secret_shares": shares, "secret_threshold": threshold},
+        timeout=90,
     )
     result = InitResult(root_token=answer["root_token"], keys=tuple(answer["keys"]))
     unseal(server, result.keys[:threshold])
