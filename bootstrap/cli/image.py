@@ -14,7 +14,7 @@ import click
 
 from bootstrap.cli.common import CommonArgs, common_options, open_session, reported_errors
 
-MiB = 1024 * 1024
+MB = 1000 * 1000  # as `docker images` counts
 
 
 @click.group()
@@ -58,7 +58,7 @@ def build(
             target, source=source, base=base, on_line=terminal.detail, nocache=no_cache
         )
         terminal.success(
-            f"built {report.tag} ({report.size_bytes / MiB:.0f} MB; wheels "
+            f"built {report.tag} ({report.size_bytes / MB:.0f} MB; wheels "
             f"{report.wheel_seconds:.1f}s, image {report.build_seconds:.1f}s)"
         )
         terminal.result(
@@ -70,6 +70,7 @@ def build(
                 "wheels": report.wheels,
                 "wheel_seconds": round(report.wheel_seconds, 3),
                 "build_seconds": round(report.build_seconds, 3),
+                "reclaimed_bytes": report.reclaimed_bytes,
             }
         )
 
@@ -130,7 +131,7 @@ def save(common: CommonArgs, file: Path, include: tuple[str, ...], require_all: 
                 f"`{missing.how_to_get()}`, then save again"
             )
         terminal.success(
-            f"wrote {len(bundle.saved)} images to {bundle.path} ({bundle.size_bytes / MiB:.0f} MB)"
+            f"wrote {len(bundle.saved)} images to {bundle.path} ({bundle.size_bytes / MB:.0f} MB)"
             + (f"; {len(bundle.missing)} pinned images missing" if bundle.missing else "")
         )
         terminal.result(

@@ -91,8 +91,10 @@ def build_image(
     buildargs: dict[str, str] | None = None,
     on_line: Callable[[str], None] | None = None,
     nocache: bool = False,
+    target: str | None = None,
 ) -> BuiltImage:
-    """Build `context` (with its Dockerfile) into `tag` without pulling anything new.
+    """Build `context` (with its Dockerfile) into `tag` without pulling anything new;
+    with `target`, only up to that stage of a multi-stage Dockerfile.
 
     The build's output goes line by line to `on_line`; a failed step raises a
     PermanentError carrying the build's last lines.
@@ -110,6 +112,7 @@ def build_image(
             forcerm=True,
             pull=False,
             nocache=nocache,
+            target=target,
             decode=True,
         )
         for chunk in stream:
@@ -139,6 +142,24 @@ def build_image(
         ) from error
     finally:
         client.close()
+
+
+def prune_untagged(label: str) -> int:
+    """Remove the untagged images carrying `label` (what earlier builds left behind);
+    the bytes freed. Tagged images and the layers they use are kept."""
+    import docker.errors
+
+    client = _client(timeout=BUILD_TIMEOUT_SECONDS)
+    try:
+        answer = client.images.prune(filters={"dangling": True, "label": label})
+    except docker.errors.APIError as error:
+        raise PermanentError(
+            f"failed to remove earlier builds' untagged images: {_error_text(error)}",
+            hint=f"remove them by hand: docker image prune --filter label={label}",
+        ) from error
+    finally:
+        client.close()
+    return int(answer.get("SpaceReclaimed") or 0)
 
 
 def image_sizes(references: list[str]) -> dict[str, int]:

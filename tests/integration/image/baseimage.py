@@ -1,6 +1,9 @@
 """A base image made on this machine from Debian packages, for building the Dockerfile
-without any registry: debootstrap a bookworm rootfs with python3, python3-venv and git,
-then `docker import` it. Cached by tag across test runs (built only when absent).
+without any registry: debootstrap a bookworm rootfs with python3, slimmed the way Debian's
+official slim images are (no docs, man pages, translations or apt caches, and dpkg/apt
+configured to keep it so), then `docker import` it. Like python:3.11-slim-bookworm it
+has no git, so the Dockerfile's own git install (apt, from deb.debian.org) is what the
+tests build and run. Cached by tag across test runs (built only when absent).
 
 Used by the image tests' `base_image` fixture (tests/integration/image/conftest.py).
 """
@@ -13,10 +16,20 @@ import tempfile
 import time
 from pathlib import Path
 
-TAG = "platform-test-base:bookworm"
+TAG = "platform-test-base:bookworm-slim"
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-PACKAGES = ("python3", "python3-venv", "git", "ca-certificates")
+PACKAGES = ("python3",)
+# What debuerreotype writes into Debian's slim images (/etc/dpkg/dpkg.cfg.d/docker and
+# /etc/apt/apt.conf.d/docker-clean): later installs leave no docs or caches either.
+DPKG_EXCLUDES = "".join(
+    f"path-exclude {path}\n"
+    for path in ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
+)
+APT_CLEAN = (
+    'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb || true"; };\n'
+    'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n'
+)
 
 
 def image_exists(tag: str, host: str) -> bool:
@@ -56,12 +69,23 @@ def build_base_image(host: str, tag: str = TAG) -> float:
             capture_output=True,
             timeout=900,
         )
-        # What a slim base would not carry: apt lists, caches, docs, man pages.
-        for junk in ("var/lib/apt/lists", "var/cache/apt", "usr/share/doc", "usr/share/man"):
+        # What a slim base does not carry: apt lists, caches, docs, man pages, translations.
+        for junk in (
+            "var/lib/apt/lists",
+            "var/cache/apt",
+            "usr/share/doc",
+            "usr/share/man",
+            "usr/share/locale",
+            "usr/share/info",
+        ):
             target = rootfs / junk
             if target.exists():
                 shutil.rmtree(target)
                 target.mkdir(parents=True)
+        (rootfs / "var/lib/apt/lists/partial").mkdir(parents=True)
+        (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True)
+        (rootfs / "etc/dpkg/dpkg.cfg.d/docker").write_text(DPKG_EXCLUDES)
+        (rootfs / "etc/apt/apt.conf.d/docker-clean").write_text(APT_CLEAN)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         try:
             subprocess.run(

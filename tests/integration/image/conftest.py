@@ -41,7 +41,7 @@ def image_present(reference: str) -> bool:
 
 @pytest.fixture(scope="session")
 def base_image(docker_engine: DockerEngine) -> str:
-    """`platform-test-base:bookworm`: debootstrap + docker import, built when absent."""
+    """A slim Debian base made here (baseimage.py): debootstrap + docker import, built when absent."""
     try:
         seconds = build_base_image(docker_engine.host)
     except FileNotFoundError as error:

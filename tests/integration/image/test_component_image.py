@@ -5,6 +5,7 @@ cluster's API server, it syncs an Application from the project's git server."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -12,12 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bootstrap.engines.imagebuild import BUILD_LABEL, deps_tag
 from bootstrap.images import COMPONENT_IMAGE
 from stacks.kube.client import KubeClient
 from stacks.reconciler.api import API_VERSION, KIND
 from stacks.reconciler.install import FIELD_MANAGER_BOOTSTRAP, git_credentials_line, manifests
 from tests.integration.image.conftest import ComponentImage, docker
 from tests.support import processes
+from tests.support.cli import json_events, run_platform
 from tests.support.gitserver import READER, GitServer
 from tests.support.kwok import KwokCluster
 
@@ -152,3 +155,38 @@ def test_reconciler_container_syncs_an_application_from_the_git_server(
         assert app["status"]["sync"]["status"] == "Synced", app["status"]
     finally:
         docker("rm", "-f", name, check=False)
+
+
+def test_a_rebuild_reuses_the_dependency_layer_and_leaves_no_untagged_images(
+    component_image: ComponentImage, base_image: str
+) -> None:
+    """A second `platform image build` (new project wheel, same dependencies) keeps the
+    dependency stage's image as it was, and what the first build left untagged is gone."""
+    deps = deps_tag(COMPONENT_IMAGE)
+    deps_before = docker("image", "inspect", "-f", "{{.Id}}", deps).strip()
+    layers_before = json.loads(docker("image", "inspect", COMPONENT_IMAGE))[0]["RootFS"]["Layers"]
+    result = run_platform(
+        "image",
+        "build",
+        "--base",
+        base_image,
+        "--output",
+        "json",
+        timeout=1200,
+        env={"DOCKER_HOST": os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = next(e for e in json_events(result.stdout) if e.get("event") == "summary")
+    assert docker("image", "inspect", "-f", "{{.Id}}", deps).strip() == deps_before
+    # The final image was rebuilt (the project wheel differs), so the first build's final
+    # image lost its tag; the clean-up removed it with the other untagged build images.
+    assert summary["id"] != component_image.summary["id"]
+    assert int(str(summary["reclaimed_bytes"])) > 0
+    leftovers = docker(
+        "images", "-q", "--filter", "dangling=true", "--filter", f"label={BUILD_LABEL}"
+    ).split()
+    assert leftovers == []
+    # Base, git and dependency layers are the very same; only the project layer is new.
+    layers = json.loads(docker("image", "inspect", COMPONENT_IMAGE))[0]["RootFS"]["Layers"]
+    assert layers[:-1] == layers_before[:-1]
+    assert layers[-1] != layers_before[-1]

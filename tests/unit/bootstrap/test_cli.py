@@ -14,7 +14,7 @@ from bootstrap import __version__
 from bootstrap.cli.main import cli
 from bootstrap.state import PlatformState
 
-HEAVY = ("kubernetes", "hvac", "docker", "git", "python_terraform", "dulwich", "rich")
+HEAVY = ("kubernetes", "hvac", "docker", "git", "python_terraform", "rich")
 
 
 @pytest.fixture
