@@ -70,6 +70,16 @@ class CertsController:
                     namespace=ns,
                     label_selector=f"{p.MANAGED_LABEL}=true",
                 ),
+                # The CA Secrets of ClusterIssuers: an issuer created before its CA (the
+                # bootstrap creates the platform CA after the issuer arrives from git)
+                # becomes Ready the moment the Secret appears, not at its next retry.
+                Watch(
+                    "v1",
+                    "Secret",
+                    self._ca_secret_keys,
+                    namespace=options.cluster_resource_namespace,
+                    name="ca-secrets",
+                ),
             ],
         )
 
@@ -101,6 +111,21 @@ class CertsController:
             return keys
 
         return to_keys
+
+    def _ca_secret_keys(self, event: WatchEvent) -> list[Key]:
+        """The ClusterIssuers (and Issuers of that namespace) whose CA is this Secret."""
+        meta = event.object.get("metadata") or {}
+        name, namespace = meta.get("name"), str(meta.get("namespace") or "")
+        keys: list[Key] = []
+        for kind in ("ClusterIssuer", "Issuer"):
+            informer = self.runtime.informers.get(kind)
+            for issuer in informer.items() if informer else []:
+                imeta = issuer.get("metadata") or {}
+                if kind == "Issuer" and imeta.get("namespace") != namespace:
+                    continue
+                if ((issuer.get("spec") or {}).get("ca") or {}).get("secretName") == name:
+                    keys.append((kind, str(imeta.get("namespace") or ""), str(imeta["name"])))
+        return keys
 
     @staticmethod
     def _secret_keys(event: WatchEvent) -> list[Key]:

@@ -7,7 +7,10 @@ hears every change (with the previous copy) so a controller can react to drift i
 milliseconds. Only our field manager's managedFields entry is kept, to save memory.
 
 A kind that cannot be listed (RBAC, not served) is marked unusable and readers fall back
-to direct GETs. Called by the reconciler; usable by any controller.
+to direct GETs. A persistent cache (a controller's own kinds, whose CRDs may arrive from
+git after the controller starts) instead watches CustomResourceDefinitions meanwhile and
+lists again as soon as its kind's CRD is Established, rather than after a backoff. Called
+by the reconciler and by the controller runtime (stacks/kube/controller.py).
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from stacks.kube.objects import KubeObject, ObjectRef
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str, str]
+CRD_API_VERSION = "apiextensions.k8s.io/v1"
+CRD_KIND = "CustomResourceDefinition"
+# How long a persistent cache waits between tries when it cannot watch CRDs (RBAC).
+PERSISTENT_MAX_DELAY = 10.0
 EventHandler = Callable[[str, "KubeObject | None", "KubeObject | None"], None]
 
 
@@ -171,9 +178,50 @@ class KindCache:
         self.listed.set()
         return version
 
+    def _defines_this_kind(self, crd: KubeObject) -> bool:
+        spec = crd.get("spec") or {}
+        group, _, version = self.api_version.rpartition("/")
+        served = {str(v.get("name")) for v in spec.get("versions") or [] if v.get("served")}
+        established = any(
+            c.get("type") == "Established" and c.get("status") == "True"
+            for c in (crd.get("status") or {}).get("conditions") or []
+        )
+        return (
+            spec.get("group") == group
+            and (spec.get("names") or {}).get("kind") == self.kind
+            and version in served
+            and established
+        )
+
+    def _wait_for_definition(self, seconds: float) -> bool:
+        """Watch CRDs for up to `seconds`; True as soon as this kind's CRD is Established
+        (then the caller lists again at once), False when the time ran out or CRDs cannot
+        be watched (then the caller has waited and retries)."""
+        started = time.monotonic()
+        try:
+            for event in self._client.watch(  # type: ignore[attr-defined]
+                CRD_API_VERSION,
+                CRD_KIND,
+                None,
+                timeout_seconds=max(1, int(seconds)),
+                register_cancel=self._remember_cancel,
+            ):
+                if self._stop.is_set():
+                    return False
+                if event.type in ("ADDED", "MODIFIED") and self._defines_this_kind(event.object):
+                    return True
+        except (PlatformError, ValueError, OSError) as error:
+            if self._stop.is_set():
+                return False
+            log.info("cannot watch CRDs for %s (%s); polling instead", self.kind, error)
+            remaining = min(seconds, PERSISTENT_MAX_DELAY) - (time.monotonic() - started)
+            self._stop.wait(max(0.0, remaining))
+        return False
+
     def _run(self) -> None:
         delay = 0.5
         unusable_delay = 2.0
+        settle = 0.2
         version = ""
         while not self._stop.is_set():
             try:
@@ -181,6 +229,7 @@ class KindCache:
                     version = self._relist()
                     self.unusable = ""
                     unusable_delay = 2.0
+                    settle = 0.2
                 for event in self._client.watch(  # type: ignore[attr-defined]
                     self.api_version,
                     self.kind,
@@ -223,7 +272,16 @@ class KindCache:
                     self.unusable = str(error)
                 self.synced.set()
                 version = ""
-                self._stop.wait(unusable_delay)
+                if self._persistent and isinstance(error, NotFound):
+                    if self._wait_for_definition(unusable_delay):
+                        # Established: list again after a moment, longer each time, as
+                        # the API's discovery may lag the CRD (the CRD watch would then
+                        # answer at once again).
+                        self._stop.wait(settle)
+                        settle = min(settle * 2, 5.0)
+                        continue
+                else:
+                    self._stop.wait(unusable_delay)
                 unusable_delay = min(unusable_delay * 2, 60.0)
                 continue
             except Unavailable as error:

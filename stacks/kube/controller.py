@@ -44,6 +44,13 @@ class Watch:
     to_keys: Callable[[WatchEvent], list[Key]]
     namespace: str | None = None
     label_selector: str | None = None
+    # The informer's name in Controller.informers; two watches of one kind (say, managed
+    # Secrets everywhere and CA Secrets in one namespace) need different names.
+    name: str = ""
+
+    @property
+    def informer_name(self) -> str:
+        return self.name or self.kind
 
 
 @dataclass
@@ -59,15 +66,19 @@ class Controller:
     reconciles: int = 0
     errors: int = 0
     _failures: dict[Key, int] = field(default_factory=dict)
+    # Set by run() once the informers exist, so wait_synced from another thread never
+    # sees an empty informer table (and reports synced) before run() got going.
+    _started: threading.Event = field(default_factory=threading.Event)
 
-    def informer(self, kind: str) -> KindCache:
-        return self.informers[kind]
+    def informer(self, name: str) -> KindCache:
+        """The cache of a watch, by its informer name (the kind unless named)."""
+        return self.informers[name]
 
     def run(self, stop: threading.Event) -> None:
         """Run until `stop` is set. Blocks; returns promptly after `stop` (the watches
         are cancelled, not waited out)."""
         for watch in self.watches:
-            self.informers[watch.kind] = KindCache(
+            self.informers[watch.informer_name] = KindCache(
                 self.client,
                 watch.api_version,
                 watch.kind,
@@ -78,6 +89,7 @@ class Controller:
                 persistent=True,  # a CRD installed later is picked up
                 namespace=watch.namespace,
             )
+        self._started.set()
         threads = [
             threading.Thread(
                 target=self._work, args=(stop,), name=f"{self.name}-worker-{index}", daemon=True
@@ -118,17 +130,19 @@ class Controller:
         reports only changes after that)."""
         pending = dict(self.informers)
         while pending and not stop.is_set():
-            for kind, informer in list(pending.items()):
+            for name, informer in list(pending.items()):
                 if informer.listed.wait(0.2):
-                    watch = next(w for w in self.watches if w.kind == kind)
+                    watch = next(w for w in self.watches if w.informer_name == name)
                     for obj in informer.items():
                         for key in watch.to_keys(WatchEvent("ADDED", obj)):
                             self.queue.add(key)
-                    del pending[kind]
+                    del pending[name]
 
     def wait_synced(self, timeout: float = 30.0) -> bool:
         """True once every watched kind has been listed (its CRD exists and may be read)."""
         deadline = time.monotonic() + timeout
+        if not self._started.wait(timeout):
+            return False
         return all(
             i.listed.wait(max(0.0, deadline - time.monotonic())) for i in self.informers.values()
         )
@@ -136,7 +150,7 @@ class Controller:
     def _resync(self, stop: threading.Event) -> None:
         while not stop.wait(self.resync_seconds * random.uniform(0.9, 1.1)):  # noqa: S311 - jitter
             for watch in self.watches:
-                informer = self.informers[watch.kind]
+                informer = self.informers[watch.informer_name]
                 for obj in informer.items():
                     for key in watch.to_keys(WatchEvent("MODIFIED", obj)):
                         self.queue.add(key)

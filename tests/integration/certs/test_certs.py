@@ -219,6 +219,43 @@ def test_cluster_issuer_ca_from_cluster_resource_namespace(
         kube.delete(API, "ClusterIssuer", issuer)
 
 
+def _issuer_ready(kube: KubeClient, name: str) -> bool:
+    obj = kube.get(API, "ClusterIssuer", name) or {}
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def test_cluster_issuer_created_before_its_ca_is_ready_as_soon_as_the_ca_secret_exists(
+    cluster: KwokCluster, kube: KubeClient, namespace: str, certs_controller: object
+) -> None:
+    """`platform up` creates the CA after the ClusterIssuer arrives from git: the
+    controller watches CA Secrets, so the issuer does not wait for its 10 s retry."""
+    issuer = f"late-ca-{namespace}"
+    apply(
+        cluster,
+        {
+            "apiVersion": API,
+            "kind": "ClusterIssuer",
+            "metadata": {"name": issuer},
+            "spec": {"ca": {"secretName": "late-ca"}},
+        },
+    )
+    try:
+
+        def waiting_for_the_ca() -> bool:
+            obj = kube.get(API, "ClusterIssuer", issuer) or {}
+            conditions = (obj.get("status") or {}).get("conditions") or []
+            return any(c["type"] == "Ready" and c["status"] == "False" for c in conditions)
+
+        processes.wait_for(waiting_for_the_ca, 30, "the ClusterIssuer to report its missing CA")
+        make_ca_secret(kube, namespace, "late-ca")
+        created = time.monotonic()
+        processes.wait_for(lambda: _issuer_ready(kube, issuer), 30, "the ClusterIssuer Ready")
+        assert time.monotonic() - created < 5.0  # the retry alone would take up to 10 s
+    finally:
+        kube.delete(API, "ClusterIssuer", issuer)
+
+
 def _observe(
     kube: KubeClient, namespace: str, names: list[str], seconds: float
 ) -> dict[str, list[tuple[int, str]]]:
