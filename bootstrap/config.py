@@ -62,6 +62,15 @@ FIELDS: tuple[Field, ...] = (
     Field("vault.unseal_keys_file", str, "", "JSON file with unseal keys of an existing Vault."),
     Field("vault.key_shares", int, 3, "Unseal key shares at initialisation."),
     Field("vault.key_threshold", int, 2, "Unseal keys needed to unseal."),
+    Field(
+        "vault.access",
+        str,
+        "auto",
+        "How the bootstrap reaches the platform's own Vault: its ingress on this machine, "
+        "or a port-forward through the Kubernetes API (auto: ingress with k3d, "
+        "port-forward with an existing cluster).",
+        ("auto", "ingress", "port-forward"),
+    ),
     Field("terraform.binary", str, "", "tofu or terraform binary (default: found on PATH)."),
     Field("timeout", float, 900.0, "Seconds `platform up` may take in all."),
     Field("stage_timeout", float, 300.0, "Seconds one stage may take."),
@@ -97,6 +106,7 @@ class VaultSettings:
     unseal_keys_file: str
     key_shares: int
     key_threshold: int
+    access: str
 
 
 @dataclass(frozen=True)

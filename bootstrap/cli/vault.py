@@ -7,21 +7,20 @@ the people's login; the root token only with --show-root-token, after a warning.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import TYPE_CHECKING
+import threading
 
 import click
 
 from bootstrap.cli.common import (
     CommonArgs,
+    Session,
     common_options,
     open_session,
     reported_errors,
     stage_context,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 @click.group()
@@ -36,11 +35,10 @@ def status(
 ) -> None:
     """Show whether Vault is initialised and sealed, and its version."""
     session = open_session(common)
-    from bootstrap.stages.vault_access import vault_address
     from stacks.vault.api import VaultApi
 
     with reported_errors(session):
-        address = vault_address(session.settings)
+        address = _address(session)
         state = VaultApi(address).status()
         session.terminal.info(f"Vault at {address}: {state.describe()}")
         session.terminal.result(
@@ -62,12 +60,11 @@ def unseal(
     """Unseal Vault with the keys stored when it was initialised."""
     session = open_session(common)
     from bootstrap.stages.vault import stored_keys
-    from bootstrap.stages.vault_access import vault_address
     from stacks.errors import PermanentError
     from stacks.vault.api import VaultApi
 
     with reported_errors(session):
-        address = vault_address(session.settings)
+        address = _address(session)
         api = VaultApi(address)
         if not api.status().sealed:
             session.terminal.success(f"Vault at {address} is already unsealed.")
@@ -99,10 +96,9 @@ def credentials(
     session = open_session(common)
     from bootstrap.stages.terraform import VARS_FILE
     from bootstrap.stages.vault import vault_token
-    from bootstrap.stages.vault_access import vault_address
 
     with reported_errors(session):
-        address = vault_address(session.settings)
+        address = _address(session)
         generated = json.loads(session.state.read_secret(VARS_FILE) or "{}")
         data: dict[str, str] = {"address": address}
         if generated.get("userpass_password"):
@@ -130,12 +126,25 @@ def credentials(
 def ui(
     common: CommonArgs,
 ) -> None:
-    """Print the address of Vault's web UI."""
+    """Print the address of Vault's web UI. When Vault is reached through a port-forward
+    (an existing cluster), keep forwarding until Ctrl-C."""
     session = open_session(common)
-    from bootstrap.stages.vault_access import vault_address
+    from bootstrap.stages.vault_access import access_mode
 
     with reported_errors(session):
-        url = f"{vault_address(session.settings)}/ui/"
+        url = f"{_address(session)}/ui/"
         if session.terminal.mode != "json":
             click.echo(url)
         session.terminal.result({"ok": True, "url": url})
+        if access_mode(session.settings) == "port-forward" and session.terminal.mode != "json":
+            # The address is this process's port-forward: it must stay open while used.
+            click.echo("forwarding through the Kubernetes API; press Ctrl-C to stop", err=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                threading.Event().wait()
+
+
+def _address(session: Session) -> str:
+    """Vault's address for this platform (opening a port-forward when that is the way)."""
+    from bootstrap.stages.vault_access import vault_address
+
+    return vault_address(session.settings, stage_context(session, "vault", quiet=True).kube)

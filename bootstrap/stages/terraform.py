@@ -178,7 +178,7 @@ class TerraformStage:
 
     def check(self, ctx: StageContext) -> CheckResult:
         try:
-            api = VaultApi(vault_address(ctx.settings), vault_token(ctx))
+            api = VaultApi(vault_address(ctx.settings, ctx.kube), vault_token(ctx))
             mounts, auth = api.list_mounts(), api.list_auth()
         except PlatformError as error:
             return CheckResult(False, str(error))
@@ -193,7 +193,7 @@ class TerraformStage:
 
     def plan(self, ctx: StageContext) -> list[str]:
         return [
-            f"apply terraform/vault to Vault at {vault_address(ctx.settings)} "
+            f"apply terraform/vault to Vault at {vault_address(ctx.settings, ctx.kube)} "
             f"(state in {self.workdir(ctx)})"
         ]
 
@@ -207,7 +207,7 @@ class TerraformStage:
 
     def run(self, ctx: StageContext) -> str:
         binary = find_or_install(ctx.settings.terraform.binary, os.environ)
-        address = vault_address(ctx.settings)
+        address = vault_address(ctx.settings, ctx.kube)
         token = vault_token(ctx)
         workdir = self.workdir(ctx)
         digest = _sync_module(module_source(), workdir)

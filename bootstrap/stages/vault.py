@@ -94,7 +94,7 @@ class VaultStage:
 
     def check(self, ctx: StageContext) -> CheckResult:
         try:
-            status = VaultApi(vault_address(ctx.settings)).status()
+            status = VaultApi(vault_address(ctx.settings, ctx.kube)).status()
         except PlatformError as error:
             return CheckResult(False, str(error))
         done = status.initialized and not status.sealed
@@ -104,7 +104,7 @@ class VaultStage:
         lines = []
         if deploys_vault(ctx.settings):
             lines.append(f"deploy OpenBao ({OPENBAO_IMAGE}) and the unsealer to {NAMESPACE}")
-        address = vault_address(ctx.settings)
+        address = vault_address(ctx.settings, ctx.kube)
         try:
             status = VaultApi(address).status()
         except PlatformError:
@@ -133,7 +133,7 @@ class VaultStage:
         raise TransientError(f"namespace {NAMESPACE} is still terminating after 60s")
 
     def run(self, ctx: StageContext) -> str:
-        address = vault_address(ctx.settings)
+        address = vault_address(ctx.settings, ctx.kube)
         if deploys_vault(ctx.settings):
             self._deploy(ctx)
         api = VaultApi(address)

@@ -120,7 +120,9 @@ class KindCache:
         """End the in-flight watch at once (the stop event must already be set)."""
         cancel = self._cancel_watch
         if cancel is not None:
-            with contextlib.suppress(OSError):
+            # RuntimeError: urllib3 refuses to shut down a response whose connection went
+            # back to the pool, i.e. that watch has already ended: nothing to cancel.
+            with contextlib.suppress(OSError, RuntimeError):
                 cancel()
 
     def join(self, timeout: float) -> None:
@@ -129,7 +131,8 @@ class KindCache:
     def _remember_cancel(self, cancel: Callable[[], None]) -> None:
         self._cancel_watch = cancel
         if self._stop.is_set():  # stopped while the watch was opening
-            cancel()
+            with contextlib.suppress(OSError, RuntimeError):
+                cancel()
 
     def all_keys(self) -> list[Key]:
         with self._lock:
@@ -199,17 +202,22 @@ class KindCache:
         be watched (then the caller has waited and retries)."""
         started = time.monotonic()
         try:
-            for event in self._client.watch(  # type: ignore[attr-defined]
+            events = self._client.watch(
                 CRD_API_VERSION,
                 CRD_KIND,
                 None,
                 timeout_seconds=max(1, int(seconds)),
                 register_cancel=self._remember_cancel,
-            ):
-                if self._stop.is_set():
-                    return False
-                if event.type in ("ADDED", "MODIFIED") and self._defines_this_kind(event.object):
-                    return True
+            )
+            # closing: leaving the loop early must end the stream (and free its connection).
+            with contextlib.closing(events):  # type: ignore[type-var]
+                for event in events:  # type: ignore[attr-defined]
+                    if self._stop.is_set():
+                        return False
+                    if event.type in ("ADDED", "MODIFIED") and self._defines_this_kind(
+                        event.object
+                    ):
+                        return True
         except (PlatformError, ValueError, OSError) as error:
             if self._stop.is_set():
                 return False

@@ -12,6 +12,7 @@ trimmed messages.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import urllib.parse
@@ -499,8 +500,53 @@ class KubeClient:
         )
         return bool(answer.get("status", {}).get("allowed"))
 
+    def open_port_forward(self, namespace: str, pod: str, port: int) -> PodStream:
+        """One TCP connection to `port` of a pod, tunnelled through the API server (the
+        `pods/portforward` subresource over a websocket, as `kubectl port-forward`
+        does). Used by stacks/kube/portforward.py, which serves it on a local port."""
+        import kubernetes.stream
+
+        core = kubernetes.client.CoreV1Api(self._api)
+        try:
+            forward = kubernetes.stream.portforward(
+                core.connect_get_namespaced_pod_portforward, pod, namespace, ports=str(port)
+            )
+        except kubernetes.client.exceptions.ApiException as error:
+            raise self._error(
+                int(error.status or 0),
+                str(error.body or error.reason or "").encode(),
+                "GET",
+                f"port-forward to {_describe('Pod', namespace, pod)}",
+            ) from None
+        except Exception as error:  # websocket handshake, TLS, connection refused
+            raise Unavailable(
+                f"port-forward to {_describe('Pod', namespace, pod)} failed: {trim(str(error), 300)}"
+            ) from None
+        return PodStream(forward, port)
+
     def close(self) -> None:
         self._api.close()
+
+
+class PodStream:
+    """The pod end of one forwarded connection: a socket-like object (fileno, recv,
+    sendall) plus close() that also ends the websocket."""
+
+    def __init__(self, forward: Any, port: int) -> None:
+        self._forward = forward
+        self.socket = forward.socket(port)
+        self.socket.setblocking(True)
+
+    def error(self, port: int) -> str | None:
+        """What the API server reported for the port (e.g. nothing listens there)."""
+        answer = self._forward.error(port)
+        return str(answer) if answer else None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.socket.close()
+        with contextlib.suppress(Exception):
+            self._forward.close()
 
 
 def _describe(kind: str, namespace: str | None, name: str) -> str:

@@ -2,8 +2,9 @@
 
 etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the real programs
 built by testenv; kwok's controller plays the kubelet on fake nodes, so Pods become
-Running and Deployments, StatefulSets and Jobs reach their real status. Used by the
-session-scoped `cluster` fixture in tests/conftest.py.
+Running and Deployments, StatefulSets and Jobs reach their real status, and with a
+ClusterPortForward (`forward_to`) a port-forward to a pod reaches a real server on this
+machine. Used by the session-scoped `cluster` fixture in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +76,10 @@ class KwokCluster:
             "binary",
             "--kubeconfig",
             str(self.kubeconfig),
+            # Tests create ClusterPortForwards (forward_to) so that a port-forward to a
+            # kwok pod reaches a real server on this machine, e.g. OpenBao.
+            "--enable-crds",
+            "ClusterPortForward",
             "--wait",
             "120s",
         )
@@ -87,6 +94,28 @@ class KwokCluster:
         if check and result.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
+
+    @contextmanager
+    def forward_to(self, namespace: str, port: int, target_port: int) -> Iterator[None]:
+        """While open, a port-forward to `port` of any pod in `namespace` (through the
+        API server and kwok, as to a real kubelet) reaches 127.0.0.1:`target_port`."""
+        name = f"test-{namespace}-{port}"
+        forward = {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1",
+            "kind": "ClusterPortForward",
+            "metadata": {"name": name},
+            "spec": {
+                "selector": {"matchNamespaces": [namespace]},
+                "forwards": [
+                    {"ports": [port], "target": {"address": "127.0.0.1", "port": target_port}}
+                ],
+            },
+        }
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(forward))
+        try:
+            yield
+        finally:
+            self.kubectl("delete", "clusterportforward", name, "--ignore-not-found", check=False)
 
     def _nodes_ready(self) -> bool:
         nodes = json.loads(self.kubectl("get", "nodes", "-o", "json"))["items"]
