@@ -252,3 +252,64 @@ def test_deploy_path_applies_valid_manifests(
         "get", "ingress", "-n", "platform-vault", "openbao", "-o", "jsonpath={.spec.rules[0].host}"
     )
     assert host == f"vault.{ctx.settings.domain}"
+
+
+def test_platform_vault_is_deployed_then_initialised_through_a_port_forward(
+    vault: OpenBaoServer, make_context: MakeContext, cluster: KwokCluster
+) -> None:
+    """`--engine existing` without vault.address: the stage deploys OpenBao and reaches it
+    through the Kubernetes API (no ingress needed). kwok runs no containers, so the pod's
+    port 8200 is forwarded by kwok to the real OpenBao of this test: the apply, the wait
+    for the StatefulSet, the tunnel, init, unseal and the keys Secret are all real."""
+    from bootstrap.stages.vault_access import access_mode, close_port_forwards
+    from stacks.errors import WaitingError
+
+    ctx = make_context("", kubeconfig=cluster.kubeconfig, name="vt-forward")
+    assert access_mode(ctx.settings) == "port-forward"
+    stage = VaultStage()
+    # The test cluster has no storage provisioner: a volume for the data claim, bound by
+    # the real kube-controller-manager as a provisioner's would be.
+    volume = "platform-vault-test-data"
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": volume},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Delete",
+                    "hostPath": {"path": "/tmp/platform-vault-test-data"},
+                    "claimRef": {"namespace": "platform-vault", "name": "data-openbao-0"},
+                },
+            }
+        ),
+    )
+    try:
+        with cluster.forward_to("platform-vault", 8200, vault.port):
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    summary = stage.run(ctx)
+                    break
+                except WaitingError as waiting:  # what the runner does: wait, run again
+                    assert time.monotonic() < deadline, str(waiting)
+                    time.sleep(min(waiting.retry_after, 2.0))
+            assert "initialised" in summary and "unsealed" in summary
+            address = ctx.state.outputs()["vault_address"]
+            assert address.startswith("http://127.0.0.1:") and address != vault.address
+            status = VaultApi(vault.address).status()  # the real server behind the tunnel
+            assert status.initialized and not status.sealed
+            secret = cluster.kubectl(
+                "get", "secret", "-n", "platform-vault", "vault-init", "-o", "name"
+            )
+            assert secret.strip() == "secret/vault-init"
+            assert stage.check(ctx).done
+    finally:
+        close_port_forwards()
+        stage.remove(ctx)
+        cluster.kubectl("delete", "pv", volume, "--ignore-not-found", "--wait=false", check=False)
