@@ -95,7 +95,16 @@ def test_crd_schema_rejects_a_bad_object(cluster: KwokCluster, namespace: str) -
     with pytest.raises(RuntimeError, match=r"spec.size.*less than or equal to 10"):
         cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=bad)
     assert (
-        cluster.kubectl("get", "widget", "ok", "-n", namespace, "-o", "jsonpath={.spec.size}")
+        # Fully qualified: other tests define Widget kinds in other groups.
+        cluster.kubectl(
+            "get",
+            "widgets.testenv.platform.local",
+            "ok",
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={.spec.size}",
+        )
         == "3"
     )
 

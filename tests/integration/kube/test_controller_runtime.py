@@ -76,11 +76,11 @@ def _widget_crd(group: str) -> dict[str, object]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"widgets.{group}"},
+        "metadata": {"name": f"latewidgets.{group}"},
         "spec": {
             "group": group,
             "scope": "Namespaced",
-            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "names": {"plural": "latewidgets", "singular": "latewidget", "kind": "LateWidget"},
             "versions": [
                 {
                     "name": "v1",
@@ -115,7 +115,7 @@ def test_a_kind_whose_crd_arrives_later_is_reconciled_as_soon_as_it_is_establish
         name="late-crd",
         client=client,
         reconcile=reconcile,
-        watches=[Watch(f"{group}/v1", "Widget", object_key, namespace=namespace)],
+        watches=[Watch(f"{group}/v1", "LateWidget", object_key, namespace=namespace)],
     )
     stop = threading.Event()
     thread = threading.Thread(target=controller.run, args=(stop,), daemon=True)
@@ -124,21 +124,23 @@ def test_a_kind_whose_crd_arrives_later_is_reconciled_as_soon_as_it_is_establish
         # Not served: the cache retries (2 s, then 4 s, then 8 s between list attempts).
         assert not controller.wait_synced(6.5)
         client.create(_widget_crd(group))
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/widgets.{group}")
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/latewidgets.{group}")
         established = time.monotonic()
         client.create(
             {
                 "apiVersion": f"{group}/v1",
-                "kind": "Widget",
+                "kind": "LateWidget",
                 "metadata": {"name": "first", "namespace": namespace},
             }
         )
         wait_for(
-            lambda: (namespace, "first") in seen, timeout=30, what="reconcile of the first Widget"
+            lambda: (namespace, "first") in seen,
+            timeout=30,
+            what="reconcile of the first LateWidget",
         )
         # Well inside the 8 s the backoff alone would have waited.
         assert time.monotonic() - established < 5.0
     finally:
         stop.set()
         thread.join(timeout=10)
-        client.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"widgets.{group}")
+        client.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"latewidgets.{group}")
