@@ -1,9 +1,11 @@
-"""Apply a component's shipped manifests to the test cluster, as the bootstrap would.
-
-Rendered by the project's own renderer (stacks.manifests) so the tests prove what ships.
+"""Manifests for tests: a component's shipped manifests applied to the test cluster as
+the bootstrap would (rendered by the project's own renderer, stacks.manifests, so the
+tests prove what ships), and small CRDs for tests about CRDs themselves.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import yaml
 
@@ -26,3 +28,36 @@ def apply_shipped_manifests(
     cluster.kubectl(
         "rollout", "status", "-n", namespace, f"deployment/{deployment}", "--timeout=90s"
     )
+
+
+def schemaless_crd(group: str, kind: str, plural: str) -> dict[str, Any]:
+    """A namespaced CRD, version v1, that keeps any fields: for tests about CRDs coming
+    and going rather than about schemas."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "plural": plural,
+                "singular": kind.lower(),
+                "listKind": f"{kind}List",
+            },
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }

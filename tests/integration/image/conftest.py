@@ -61,23 +61,31 @@ class ComponentImage:
     summary: dict[str, object]
 
 
-@pytest.fixture(scope="session")
-def component_image(base_image: str) -> Iterator[ComponentImage]:
-    """The pinned component image, built on the local base by the real CLI."""
-    started = time.monotonic()
+def build_with_cli(base: str) -> dict[str, object]:
+    """`platform image build --base BASE` through the real CLI; its JSON summary."""
     result = run_platform(
         "image",
         "build",
         "--base",
-        base_image,
+        base,
         "--output",
         "json",
         timeout=1200,
         env={"DOCKER_HOST": os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")},
     )
-    seconds = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
-    summary = next(e for e in json_events(result.stdout) if e.get("event") == "summary")
+    summary: dict[str, object] = next(
+        e for e in json_events(result.stdout) if e.get("event") == "summary"
+    )
+    return summary
+
+
+@pytest.fixture(scope="session")
+def component_image(base_image: str) -> Iterator[ComponentImage]:
+    """The pinned component image, built on the local base by the real CLI."""
+    started = time.monotonic()
+    summary = build_with_cli(base_image)
+    seconds = time.monotonic() - started
     assert summary["tag"] == COMPONENT_IMAGE
     size = json.loads(docker("image", "inspect", COMPONENT_IMAGE))[0]["Size"]
     print(f"\n{COMPONENT_IMAGE}: {size / 1e6:.0f} MB, built in {seconds:.1f}s ({summary})")

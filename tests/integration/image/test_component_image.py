@@ -5,7 +5,6 @@ cluster's API server, it syncs an Application from the project's git server."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -18,9 +17,8 @@ from bootstrap.images import COMPONENT_IMAGE
 from stacks.kube.client import KubeClient
 from stacks.reconciler.api import API_VERSION, KIND
 from stacks.reconciler.install import FIELD_MANAGER_BOOTSTRAP, git_credentials_line, manifests
-from tests.integration.image.conftest import ComponentImage, docker
+from tests.integration.image.conftest import ComponentImage, build_with_cli, docker
 from tests.support import processes
-from tests.support.cli import json_events, run_platform
 from tests.support.gitserver import READER, GitServer
 from tests.support.kwok import KwokCluster
 
@@ -165,18 +163,7 @@ def test_a_rebuild_reuses_the_dependency_layer_and_leaves_no_untagged_images(
     deps = deps_tag(COMPONENT_IMAGE)
     deps_before = docker("image", "inspect", "-f", "{{.Id}}", deps).strip()
     layers_before = json.loads(docker("image", "inspect", COMPONENT_IMAGE))[0]["RootFS"]["Layers"]
-    result = run_platform(
-        "image",
-        "build",
-        "--base",
-        base_image,
-        "--output",
-        "json",
-        timeout=1200,
-        env={"DOCKER_HOST": os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    summary = next(e for e in json_events(result.stdout) if e.get("event") == "summary")
+    summary = build_with_cli(base_image)
     assert docker("image", "inspect", "-f", "{{.Id}}", deps).strip() == deps_before
     # The final image was rebuilt (the project wheel differs), so the first build's final
     # image lost its tag; the clean-up removed it with the other untagged build images.

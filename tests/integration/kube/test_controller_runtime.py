@@ -11,6 +11,7 @@ import pytest
 from stacks.kube.client import KubeClient
 from stacks.kube.controller import Controller, Watch, object_key
 from tests.support.kwok import KwokCluster
+from tests.support.manifests import schemaless_crd
 from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.integration
@@ -72,32 +73,6 @@ def test_configmap_events_are_reconciled_and_requeued(cluster: KwokCluster, name
         thread.join(timeout=10)
 
 
-def _widget_crd(group: str) -> dict[str, object]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"latewidgets.{group}"},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"plural": "latewidgets", "singular": "latewidget", "kind": "LateWidget"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
-
-
 def test_a_kind_whose_crd_arrives_later_is_reconciled_as_soon_as_it_is_established(
     cluster: KwokCluster, namespace: str
 ) -> None:
@@ -123,7 +98,7 @@ def test_a_kind_whose_crd_arrives_later_is_reconciled_as_soon_as_it_is_establish
     try:
         # Not served: the cache retries (2 s, then 4 s, then 8 s between list attempts).
         assert not controller.wait_synced(6.5)
-        client.create(_widget_crd(group))
+        client.create(schemaless_crd(group, "LateWidget", "latewidgets"))
         cluster.kubectl("wait", "--for=condition=Established", f"crd/latewidgets.{group}")
         established = time.monotonic()
         client.create(

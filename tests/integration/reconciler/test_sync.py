@@ -19,6 +19,7 @@ from tests.integration.reconciler.conftest import (
     ready,
     wait_until,
 )
+from tests.support.manifests import schemaless_crd
 
 pytestmark = pytest.mark.integration
 
@@ -175,34 +176,7 @@ def test_crd_and_its_custom_resources_in_one_app(
     reconciler: Reconciler, repo: GitRepo, apps: Apps, kube: KubeClient, namespace: str
 ) -> None:
     group = f"t{uuid.uuid4().hex[:8]}.example.com"
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"widgets.{group}"},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {
-                "kind": "Widget",
-                "plural": "widgets",
-                "singular": "widget",
-                "listKind": "WidgetList",
-            },
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    crd = schemaless_crd(group, "Widget", "widgets")
     widget = {
         "apiVersion": f"{group}/v1",
         "kind": "Widget",
