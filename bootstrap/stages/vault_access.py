@@ -68,6 +68,11 @@ def _forwarder(settings: Settings, kube: Callable[[], KubeClient]) -> PortForwar
         forwarder = _forwarders.get(key)
         if forwarder is None:
             forwarder = PortForwarder(client, NAMESPACE, SERVICE, PORT)
+            try:
+                forwarder.check_access()
+            except Exception:
+                forwarder.close()
+                raise
             _forwarders[key] = forwarder
         return forwarder
 

@@ -482,12 +482,19 @@ class KubeClient:
         return token
 
     def self_subject_access(
-        self, verb: str, group: str, resource: str, namespace: str | None = None
+        self,
+        verb: str,
+        group: str,
+        resource: str,
+        namespace: str | None = None,
+        subresource: str = "",
     ) -> bool:
         """May the current identity do `verb` on `resource`? (SelfSubjectAccessReview)"""
         attributes: dict[str, str] = {"verb": verb, "group": group, "resource": resource}
         if namespace:
             attributes["namespace"] = namespace
+        if subresource:
+            attributes["subresource"] = subresource
         answer = self.request(
             "POST",
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",

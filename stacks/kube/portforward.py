@@ -44,6 +44,15 @@ class PortForwardClient(Protocol):
 
     def open_port_forward(self, namespace: str, pod: str, port: int) -> PodStream: ...
 
+    def self_subject_access(
+        self,
+        verb: str,
+        group: str,
+        resource: str,
+        namespace: str | None = None,
+        subresource: str = "",
+    ) -> bool: ...
+
 
 def _selector(service: KubeObject) -> str:
     labels = (service.get("spec") or {}).get("selector") or {}
@@ -107,6 +116,19 @@ class PortForwarder:
 
     def describe(self) -> str:
         return f"{self.address} -> service {self.namespace}/{self.service}:{self.port}"
+
+    def check_access(self) -> None:
+        """Raise a PermanentError that says so when this identity may not port-forward in
+        the namespace (otherwise every connection would just be closed)."""
+        if not self._client.self_subject_access(
+            "create", "", "pods", self.namespace, subresource="portforward"
+        ):
+            raise PermanentError(
+                f"the kubeconfig's identity may not port-forward to pods in "
+                f"'{self.namespace}' (create pods/portforward)",
+                hint="use a context with that right, or reach the service another way "
+                "(for Vault: vault.access=ingress, or vault.address)",
+            )
 
     def resolve(self) -> tuple[str, int]:
         """The pod and container port to tunnel to now."""

@@ -130,3 +130,27 @@ def test_no_running_pod_or_no_service_is_said_plainly(kube: KubeClient, namespac
         pytest.raises(PermanentError, match="does not exist"),
     ):
         forwarder.resolve()
+
+
+def test_an_identity_without_the_right_is_told_before_any_connection(
+    kube: KubeClient, namespace: str
+) -> None:
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "no-forward", "namespace": namespace},
+        }
+    )
+    token = kube.token_request(namespace, "no-forward", expiration_seconds=600)
+    restricted = KubeClient.from_token(kube.host, token, kube.server_ca_file())
+    try:
+        with (
+            PortForwarder(restricted, namespace, "web", 80) as forwarder,
+            pytest.raises(PermanentError, match=r"may not port-forward.*pods/portforward"),
+        ):
+            forwarder.check_access()
+    finally:
+        restricted.close()
+    with PortForwarder(kube, namespace, "web", 80) as forwarder:
+        forwarder.check_access()  # the admin may
