@@ -57,6 +57,15 @@ FIELDS: tuple[Field, ...] = (
     Field("git.password_file", str, "", "File with the read-write git password."),
     Field("git.readonly_username", str, "cluster", "Read-only git user for the cluster."),
     Field("git.readonly_password_file", str, "", "File with the read-only git password."),
+    Field(
+        "git.access",
+        str,
+        "auto",
+        "How the bootstrap reaches the platform's own git server: its ingress on this "
+        "machine, or a port-forward through the Kubernetes API (auto: ingress with k3d, "
+        "port-forward with an existing cluster).",
+        ("auto", "ingress", "port-forward"),
+    ),
     Field("vault.address", str, "", "An existing Vault/OpenBao address (then none is deployed)."),
     Field("vault.token_file", str, "", "File with a token for an already-unsealed Vault."),
     Field("vault.unseal_keys_file", str, "", "JSON file with unseal keys of an existing Vault."),
@@ -97,6 +106,7 @@ class GitSettings:
     password_file: str
     readonly_username: str
     readonly_password_file: str
+    access: str
 
 
 @dataclass(frozen=True)

@@ -240,3 +240,11 @@ def clone_for_person(url: str, directory: Path, login: GitLogin) -> str:
         )
     checkout = Checkout.clone(url, directory, login)
     return checkout.head_sha()
+
+
+def set_origin(directory: Path, url: str) -> None:
+    """Point a clone's `origin` at `url` (no credentials in it)."""
+    try:
+        git.Repo(directory).remote("origin").set_url(url)
+    except git.GitCommandError as error:
+        raise _classify("set the origin of", str(directory), error) from None

@@ -18,20 +18,30 @@ no value"). No network, no cluster: called by the `seed` stage and the unit test
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from bootstrap import __version__
 from bootstrap.assets import asset_dir
 from bootstrap.config import Settings
-from bootstrap.gitops_source import IN_CLUSTER_BASE_URL, REPO
+from bootstrap.forwards import forwarded_address, uses_port_forward
+from bootstrap.gitops_source import (
+    GIT_NAMESPACE,
+    GIT_SERVICE,
+    GIT_SERVICE_PORT,
+    IN_CLUSTER_BASE_URL,
+    REPO,
+)
 from bootstrap.images import COMPONENT_IMAGE, OPENBAO_IMAGE
 from bootstrap.stages.vault_access import in_cluster_address
 from stacks.errors import PermanentError
 from stacks.manifests import PLACEHOLDER, component_files, fill
+
+if TYPE_CHECKING:
+    from stacks.kube.client import KubeClient
 
 TEMPLATE = "gitops-template"
 CLUSTER_DIR = "CLUSTER"
@@ -41,17 +51,39 @@ APPLICATION_API = "gitops.platform.local/v1alpha1"
 TEXT_SUFFIXES = (".yaml", ".yml", ".md", ".txt", ".json", "")
 
 
-def laptop_base_url(settings: Settings) -> str:
-    """The git server as this machine reaches it: `git.url`, else its Ingress git.<domain>."""
+def git_through_port_forward(settings: Settings) -> bool:
+    """True when this machine reaches the platform's own git server through the Kubernetes
+    API (`git.access`; auto: on clusters other than k3d's)."""
+    return not settings.git.url and uses_port_forward(settings.git.access, settings.engine)
+
+
+def laptop_base_url(settings: Settings, kube: Callable[[], KubeClient] | None = None) -> str:
+    """The git server as this machine reaches it: `git.url`, else its Ingress git.<domain>,
+    or, with a port-forward (`git_through_port_forward`) and a `kube` to open it with,
+    the forward's local address, valid while this process runs."""
     if settings.git.url:
         return settings.git.url.rstrip("/")
+    if kube is not None and git_through_port_forward(settings):
+        address = forwarded_address(kube, GIT_NAMESPACE, GIT_SERVICE, GIT_SERVICE_PORT)
+        return f"http://{address}"
     port = settings.k3d.http_port
     return f"http://git.{settings.domain}{'' if port == 80 else f':{port}'}"
 
 
-def laptop_repo_url(settings: Settings) -> str:
+def laptop_repo_url(settings: Settings, kube: Callable[[], KubeClient] | None = None) -> str:
     """The GitOps repository's URL on this machine (what `platform git url` prints)."""
-    return f"{laptop_base_url(settings)}/{REPO}.git"
+    return f"{laptop_base_url(settings, kube)}/{REPO}.git"
+
+
+def people_repo_url(settings: Settings) -> str:
+    """How a person reaches the repository, for `platform status` and `platform git url`:
+    the URL, or, through a port-forward, the command that opens one and the URL then."""
+    if git_through_port_forward(settings):
+        return (
+            f"http://127.0.0.1:8080/{REPO}.git while `kubectl -n {GIT_NAMESPACE} "
+            f"port-forward svc/{GIT_SERVICE} 8080:{GIT_SERVICE_PORT}` runs"
+        )
+    return laptop_repo_url(settings)
 
 
 def cluster_repo_url(settings: Settings) -> str:

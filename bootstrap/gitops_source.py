@@ -17,7 +17,11 @@ from stacks import redact
 from stacks.errors import PermanentError
 
 REPO = "gitops"
-IN_CLUSTER_BASE_URL = "http://platform-gitserver.platform-git.svc"
+# The platform's own git server in the cluster (stacks/gitserver/manifests/30-service.yaml).
+GIT_NAMESPACE = "platform-git"
+GIT_SERVICE = "platform-gitserver"
+GIT_SERVICE_PORT = 80
+IN_CLUSTER_BASE_URL = f"http://{GIT_SERVICE}.{GIT_NAMESPACE}.svc"
 READONLY_PASSWORD_SECRET = "git-readonly-password"  # noqa: S105 - a file name in secrets/
 
 

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import click
 
-from bootstrap.cli.common import CommonArgs, common_options, open_session, reported_errors
+from bootstrap.cli.common import (
+    CommonArgs,
+    common_options,
+    open_session,
+    reported_errors,
+    stage_context,
+)
 
 
 @click.group()
@@ -24,12 +30,13 @@ def git() -> None:
 @git.command()
 @common_options
 def url(common: CommonArgs) -> None:
-    """Print the repository's URL as this machine reaches it."""
+    """Print the repository's URL as this machine reaches it (on a cluster reached through
+    a port-forward: the kubectl command that opens one, and the URL then)."""
     session = open_session(common)
-    from bootstrap.gitops_repo import laptop_repo_url
+    from bootstrap.gitops_repo import people_repo_url
 
     with reported_errors(session):
-        repo_url = laptop_repo_url(session.settings)
+        repo_url = people_repo_url(session.settings)
         if session.terminal.mode != "json":
             click.echo(repo_url)
         session.terminal.result({"ok": True, "url": repo_url})
@@ -40,12 +47,12 @@ def url(common: CommonArgs) -> None:
 def credentials(common: CommonArgs) -> None:
     """Print the read-write git user and its password."""
     session = open_session(common)
-    from bootstrap.gitops_repo import laptop_repo_url
+    from bootstrap.gitops_repo import people_repo_url
     from bootstrap.stages.gitserver import git_login
 
     with reported_errors(session):
         login = git_login(session.settings, session.state)
-        repo_url = laptop_repo_url(session.settings)
+        repo_url = people_repo_url(session.settings)
         if session.terminal.mode != "json":  # json carries them in the summary
             click.echo(f"url: {repo_url}")
             click.echo(f"username: {login.username}")
@@ -65,14 +72,22 @@ def clone(common: CommonArgs, directory: Path | None) -> None:
 
     To push, git asks for the user and password: see `platform git credentials`."""
     session = open_session(common)
-    from bootstrap.git_client import clone_for_person
-    from bootstrap.gitops_repo import laptop_repo_url
+    from bootstrap.git_client import clone_for_person, set_origin
+    from bootstrap.gitops_repo import git_through_port_forward, laptop_repo_url, people_repo_url
     from bootstrap.stages.gitserver import git_login
 
     with reported_errors(session):
         target = directory or Path("gitops")
-        repo_url = laptop_repo_url(session.settings)
+        # Through a port-forward when that is how this machine reaches the server: it
+        # lasts as long as this command, so the clone's origin is set to the URL a
+        # person's own `kubectl port-forward` gives (see `platform git url`).
+        kube = stage_context(session, "git", quiet=True).kube
+        repo_url = laptop_repo_url(session.settings, kube)
         sha = clone_for_person(repo_url, target, git_login(session.settings, session.state))
+        if git_through_port_forward(session.settings):
+            repo_url = people_repo_url(session.settings).split(" ", 1)[0]
+            set_origin(target, repo_url)
+            session.terminal.info(f"origin is {people_repo_url(session.settings)}")
         session.terminal.success(
             f"Cloned {repo_url} into {target} (at {sha[:12] or 'an empty repository'})."
         )

@@ -34,8 +34,13 @@ from typing import Any
 
 from bootstrap.config import Settings
 from bootstrap.git_client import GitLogin, RepoNotFound, remote_heads
-from bootstrap.gitops_repo import laptop_base_url, laptop_repo_url
-from bootstrap.gitops_source import READONLY_PASSWORD_SECRET, REPO
+from bootstrap.gitops_repo import (
+    git_through_port_forward,
+    laptop_base_url,
+    laptop_repo_url,
+    people_repo_url,
+)
+from bootstrap.gitops_source import GIT_NAMESPACE, GIT_SERVICE, READONLY_PASSWORD_SECRET, REPO
 from bootstrap.images import COMPONENT_IMAGE
 from bootstrap.stages.base import CheckResult, StageContext
 from bootstrap.state import PlatformState
@@ -45,7 +50,7 @@ from stacks.gitserver.auth import Access, credentials_document
 from stacks.kube.health import health_of
 from stacks.manifests import component_manifests
 
-NAMESPACE = "platform-git"
+NAMESPACE = GIT_NAMESPACE
 DEPLOYMENT = "platform-gitserver"
 CREDENTIALS_SECRET = "platform-gitserver-credentials"  # noqa: S105 - a Secret name
 WEBHOOK_SECRET = "platform-gitserver-webhook"  # noqa: S105 - a Secret name
@@ -135,7 +140,7 @@ class GitServerStage:
         return ctx.settings.stage_timeout
 
     def check(self, ctx: StageContext) -> CheckResult:
-        url = laptop_repo_url(ctx.settings)
+        url = laptop_repo_url(ctx.settings, ctx.kube)
         try:
             heads = remote_heads(url, git_login(ctx.settings, ctx.state), timeout=10)
         except PlatformError as error:
@@ -144,7 +149,7 @@ class GitServerStage:
         return CheckResult(True, f"{url} answers ({state})")
 
     def plan(self, ctx: StageContext) -> list[str]:
-        url = laptop_repo_url(ctx.settings)
+        url = laptop_repo_url(ctx.settings, ctx.kube)
         if deploys_gitserver(ctx.settings):
             return [
                 f"create the git credentials (users {ctx.settings.git.username}, "
@@ -159,9 +164,9 @@ class GitServerStage:
         if deploys_gitserver(settings):
             self._deploy(ctx)
         login = git_login(settings, ctx.state)
-        base = laptop_base_url(settings)
+        base = laptop_base_url(settings, ctx.kube)
         summary = self._ensure_repo(ctx, base, login)
-        ctx.state.set_output("git_url", laptop_repo_url(settings))
+        ctx.state.set_output("git_url", people_repo_url(settings))
         return summary
 
     def remove(self, ctx: StageContext) -> str:
@@ -257,7 +262,7 @@ class GitServerStage:
         self._wait_ingress(ctx)
 
     def _wait_ingress(self, ctx: StageContext) -> None:
-        base = laptop_base_url(ctx.settings)
+        base = laptop_base_url(ctx.settings, ctx.kube)
         since = ctx.facts.setdefault("gitserver_ingress_since", time.monotonic())
         assert isinstance(since, float)
         try:
@@ -269,11 +274,18 @@ class GitServerStage:
         if status == 200:
             return
         if time.monotonic() - since > INGRESS_PATIENCE:
+            if git_through_port_forward(ctx.settings):
+                raise PermanentError(
+                    f"the git server runs but a port-forward to Service "
+                    f"'{NAMESPACE}/{GIT_SERVICE}' ({base}) does not reach it ({cause})",
+                    hint=f"check its pod (kubectl -n {NAMESPACE} get pods,events), or set "
+                    "git.url to a git server this machine can reach",
+                )
             raise PermanentError(
                 f"the git server runs but {base} does not reach it ({cause})",
                 hint=f"git.{ctx.settings.domain} must resolve to this machine and reach the "
-                "cluster's ingress (k3d maps the HTTP port); on another cluster, set git.url to "
-                "a git server this machine can reach",
+                "cluster's ingress (k3d maps the HTTP port); on another cluster, set "
+                "git.access=port-forward or git.url to a git server this machine can reach",
             )
         raise WaitingError(f"waiting for {base} to answer: {cause}", retry_after=2.0)
 

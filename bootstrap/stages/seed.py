@@ -60,7 +60,7 @@ class SeedStage:
     def check(self, ctx: StageContext) -> CheckResult:
         if upgrade_requested(ctx):
             return CheckResult(False, "--upgrade-template asks for the template to be re-rendered")
-        url = laptop_repo_url(ctx.settings)
+        url = laptop_repo_url(ctx.settings, ctx.kube)
         try:
             sha = seeded_revision(remote_heads(url, git_login(ctx.settings, ctx.state), 10))
         except PlatformError as error:
@@ -70,7 +70,7 @@ class SeedStage:
         return CheckResult(True, f"already seeded at {sha[:12]}")
 
     def plan(self, ctx: StageContext) -> list[str]:
-        url = laptop_repo_url(ctx.settings)
+        url = laptop_repo_url(ctx.settings, ctx.kube)
         files = render(platform_values(ctx.settings), omitted_components(ctx.settings))
         if upgrade_requested(ctx):
             return [
@@ -82,7 +82,7 @@ class SeedStage:
         settings = ctx.settings
         omit = omitted_components(settings)
         files = render(platform_values(settings), omit)
-        url = laptop_repo_url(settings)
+        url = laptop_repo_url(settings, ctx.kube)
         login = git_login(settings, ctx.state)
         with tempfile.TemporaryDirectory(prefix="platform-seed-") as workdir:
             ctx.progress.step(self.name, f"cloning {url}")

@@ -7,7 +7,7 @@ Three ways, chosen by settings:
                    host's HTTP port, which the k3d engine maps to the cluster's ingress
     port-forward   the platform's own OpenBao through the Kubernetes API: a local port
                    that tunnels to the pod behind Service platform-vault/openbao
-                   (stacks/kube/portforward.py), for clusters whose ingress this machine
+                   (bootstrap/forwards.py), for clusters whose ingress this machine
                    cannot reach
 
 `vault.access` picks between the last two (auto: ingress with k3d, port-forward with an
@@ -19,20 +19,18 @@ Called by the `vault` and `terraform` stages and by `platform vault ...`.
 
 from __future__ import annotations
 
-import atexit
-import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from bootstrap.config import Settings
-from stacks.kube.client import KubeClient
-from stacks.kube.portforward import PortForwarder
+from bootstrap.forwards import forwarded_address, uses_port_forward
 from stacks.vault.keys import NAMESPACE
+
+if TYPE_CHECKING:
+    from stacks.kube.client import KubeClient
 
 SERVICE = "openbao"
 PORT = 8200
-
-_forwarders: dict[tuple[str, str], PortForwarder] = {}
-_lock = threading.Lock()
 
 
 def deploys_vault(settings: Settings) -> bool:
@@ -44,9 +42,9 @@ def access_mode(settings: Settings) -> str:
     """'external', 'ingress' or 'port-forward' (see the module docstring)."""
     if not deploys_vault(settings):
         return "external"
-    if settings.vault.access != "auto":
-        return settings.vault.access
-    return "ingress" if settings.engine == "k3d" else "port-forward"
+    return (
+        "port-forward" if uses_port_forward(settings.vault.access, settings.engine) else "ingress"
+    )
 
 
 def vault_address(settings: Settings, kube: Callable[[], KubeClient]) -> str:
@@ -55,36 +53,10 @@ def vault_address(settings: Settings, kube: Callable[[], KubeClient]) -> str:
     if mode == "external":
         return settings.vault.address.rstrip("/")
     if mode == "port-forward":
-        return f"http://{_forwarder(settings, kube).address}"
+        return f"http://{forwarded_address(kube, NAMESPACE, SERVICE, PORT)}"
     port = settings.k3d.http_port
     suffix = "" if port == 80 else f":{port}"
     return f"http://vault.{settings.domain}{suffix}"
-
-
-def _forwarder(settings: Settings, kube: Callable[[], KubeClient]) -> PortForwarder:
-    client = kube()
-    key = (settings.name, client.host)
-    with _lock:
-        forwarder = _forwarders.get(key)
-        if forwarder is None:
-            forwarder = PortForwarder(client, NAMESPACE, SERVICE, PORT)
-            try:
-                forwarder.check_access()
-            except Exception:
-                forwarder.close()
-                raise
-            _forwarders[key] = forwarder
-        return forwarder
-
-
-def close_port_forwards() -> None:
-    with _lock:
-        for forwarder in _forwarders.values():
-            forwarder.close()
-        _forwarders.clear()
-
-
-atexit.register(close_port_forwards)
 
 
 def in_cluster_address() -> str:

@@ -1,10 +1,12 @@
 """The `gitserver` stage's deploy path (no git.url) against the real kube-apiserver.
 
 kwok runs no containers, so the server itself cannot answer through its Ingress here:
-this proves what the stage applies (the generated credentials and webhook Secrets, the
-shipped manifests), that it waits for the Deployment and then for http://git.<domain>
-with a clear stop, and that `remove` deletes what it created. The server's behaviour is
-proven by the external-server tests and tests/integration/gitserver."""
+the first test proves what the stage applies (the generated credentials and webhook
+Secrets, the shipped manifests), that it waits for the Deployment and then for
+http://git.<domain> with a clear stop, and that `remove` deletes what it created. The
+second takes the port-forward way (`--engine existing`): kwok forwards the pod's port to
+the project's real git server started with the credentials the stage generated, so the
+repository is created and seeded through the Kubernetes API, as on a real cluster."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from bootstrap.stages.reconciler import WEBHOOK_SECRET_FILE
 from stacks.errors import PermanentError, WaitingError
 from stacks.gitserver.auth import Access, parse_credentials
 from tests.integration.gitops.conftest import MakeContext, progress_lines
+from tests.support import processes
 from tests.support.kwok import KwokCluster
 
 pytestmark = pytest.mark.integration
@@ -58,7 +61,8 @@ def volume(cluster: KwokCluster) -> Iterator[None]:
 def test_deploy_applies_the_server_with_generated_secrets_and_remove_deletes_it(
     cluster: KwokCluster, make_context: MakeContext, debug_log: Path, volume: None
 ) -> None:
-    ctx = make_context(kubeconfig=cluster.kubeconfig, name="gdeploy")
+    # Through the Ingress (what k3d gives); the port-forward way has its own test below.
+    ctx = make_context(kubeconfig=cluster.kubeconfig, name="gdeploy", PLATFORM_GIT_ACCESS="ingress")
     stage = GitServerStage()
     try:
         deadline = time.monotonic() + 90
@@ -117,3 +121,50 @@ def test_deploy_applies_the_server_with_generated_secrets_and_remove_deletes_it(
     assert removed == f"deleted namespace {NAMESPACE} (the git server and its repositories)"
     assert ctx.kube().get("v1", "Namespace", NAMESPACE) is None
     assert stage.remove(ctx) == ""
+
+
+def test_deployed_server_is_reached_and_seeded_through_a_port_forward(
+    cluster: KwokCluster, make_context: MakeContext, volume: None, tmp_path: Path
+) -> None:
+    from bootstrap.forwards import close_port_forwards
+    from bootstrap.gitops_repo import git_through_port_forward
+    from bootstrap.stages.seed import SeedStage
+    from tests.support.gitserver import GitServer
+
+    ctx = make_context(kubeconfig=cluster.kubeconfig, name="gforward")
+    assert git_through_port_forward(ctx.settings)
+    stage = GitServerStage()
+    server: GitServer | None = None
+    port = processes.free_port()
+    try:
+        with cluster.forward_to(NAMESPACE, 8080, port):
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    created = stage.run(ctx)
+                    break
+                except WaitingError as waiting:  # what the runner does: wait, run again
+                    assert time.monotonic() < deadline, str(waiting)
+                    if server is None and "to answer" in str(waiting):
+                        # The pod "runs": serve its port with the stage's own credentials.
+                        secret = ctx.kube().get("v1", "Secret", CREDENTIALS_SECRET, NAMESPACE)
+                        assert secret is not None
+                        server = GitServer(tmp_path / "server", port=port)
+                        server.credentials_file.write_bytes(
+                            base64.b64decode(secret["data"]["credentials.yaml"])
+                        )
+                        server.start()
+                    time.sleep(min(waiting.retry_after, 1.0))
+            assert "repository http://127.0.0.1:" in created and "created" in created
+            assert ctx.state.outputs()["git_url"].startswith("http://127.0.0.1:8080/gitops.git")
+            seeded = SeedStage().run(ctx)
+            assert seeded.startswith("seeded http://127.0.0.1:"), seeded
+            assert SeedStage().check(ctx).done
+            assert stage.check(ctx).done
+            assert server is not None
+            assert (server.data_dir / "gitops.git").is_dir()
+    finally:
+        close_port_forwards()
+        if server is not None:
+            server.stop()
+        stage.remove(ctx)

@@ -261,7 +261,8 @@ def test_platform_vault_is_deployed_then_initialised_through_a_port_forward(
     through the Kubernetes API (no ingress needed). kwok runs no containers, so the pod's
     port 8200 is forwarded by kwok to the real OpenBao of this test: the apply, the wait
     for the StatefulSet, the tunnel, init, unseal and the keys Secret are all real."""
-    from bootstrap.stages.vault_access import access_mode, close_port_forwards
+    from bootstrap.forwards import close_port_forwards
+    from bootstrap.stages.vault_access import access_mode
     from stacks.errors import WaitingError
 
     ctx = make_context("", kubeconfig=cluster.kubeconfig, name="vt-forward")

@@ -1,0 +1,66 @@
+"""Port-forwards to the platform's own services, kept for the life of this process.
+
+On a cluster whose ingress this machine cannot reach (`--engine existing`), the bootstrap
+reaches the services it deployed, Vault and the git server, through the Kubernetes API:
+`forwarded_address` opens (once per service) a `stacks.kube.portforward.PortForwarder`
+on 127.0.0.1 and returns its address. The forwards serve the stages, the subprocesses
+they start (tofu, git) and `platform vault|git ...` while the command runs, and close at
+exit.
+
+Called by bootstrap/stages/vault_access.py and bootstrap/gitops_repo.py.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stacks.kube.client import KubeClient
+    from stacks.kube.portforward import PortForwarder
+
+_forwarders: dict[tuple[str, str, str, int], PortForwarder] = {}
+_lock = threading.Lock()
+
+ACCESS_CHOICES = ("auto", "ingress", "port-forward")
+
+
+def uses_port_forward(access: str, engine: str) -> bool:
+    """`access` is a setting of ACCESS_CHOICES; auto means ingress with k3d (it maps the
+    ingress to this machine's ports) and a port-forward on any other cluster."""
+    if access == "auto":
+        return engine != "k3d"
+    return access == "port-forward"
+
+
+def forwarded_address(
+    kube: Callable[[], KubeClient], namespace: str, service: str, port: int
+) -> str:
+    """`127.0.0.1:<port>` forwarding to `namespace/service:port`, opened on first use."""
+    from stacks.kube.portforward import PortForwarder
+
+    client = kube()
+    key = (client.host, namespace, service, port)
+    with _lock:
+        forwarder = _forwarders.get(key)
+        if forwarder is None:
+            forwarder = PortForwarder(client, namespace, service, port)
+            try:
+                forwarder.check_access()
+            except Exception:
+                forwarder.close()
+                raise
+            _forwarders[key] = forwarder
+        return forwarder.address
+
+
+def close_port_forwards() -> None:
+    with _lock:
+        for forwarder in _forwarders.values():
+            forwarder.close()
+        _forwarders.clear()
+
+
+atexit.register(close_port_forwards)
