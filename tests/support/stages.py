@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from bootstrap.config import load_settings
 from bootstrap.engines.existing import ExistingEngine
 from bootstrap.stages.base import StageContext
 from bootstrap.state import PlatformState
-from stacks.errors import PermanentError
+from stacks.errors import PermanentError, WaitingError
 from tests.support.gitserver import ADMIN, READER, GitServer
 
 
@@ -36,6 +37,26 @@ class RecordingProgress:
 
     def warn(self, stage: str, message: str) -> None:
         self.lines.append(f"warn {stage}: {message}")
+
+
+def run_until_done(
+    stage: object,
+    ctx: StageContext,
+    timeout: float = 120,
+    on_waiting: Callable[[WaitingError], None] | None = None,
+) -> str:
+    """Run a stage as the runner does: after each WaitingError wait (at most 1 s here)
+    and run it again, until it returns its summary; `on_waiting` sees each wait."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            summary: str = stage.run(ctx)  # type: ignore[attr-defined]
+            return summary
+        except WaitingError as waiting:
+            assert time.monotonic() < deadline, f"still waiting after {timeout}s: {waiting}"
+            if on_waiting is not None:
+                on_waiting(waiting)
+            time.sleep(min(waiting.retry_after, 1.0))
 
 
 def progress_lines(ctx: StageContext) -> list[str]:

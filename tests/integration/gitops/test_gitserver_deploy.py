@@ -130,6 +130,7 @@ def test_deployed_server_is_reached_and_seeded_through_a_port_forward(
     from bootstrap.gitops_repo import git_through_port_forward
     from bootstrap.stages.seed import SeedStage
     from tests.support.gitserver import GitServer
+    from tests.support.stages import run_until_done
 
     ctx = make_context(kubeconfig=cluster.kubeconfig, name="gforward")
     assert git_through_port_forward(ctx.settings)
@@ -138,23 +139,20 @@ def test_deployed_server_is_reached_and_seeded_through_a_port_forward(
     port = processes.free_port()
     try:
         with cluster.forward_to(NAMESPACE, 8080, port):
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    created = stage.run(ctx)
-                    break
-                except WaitingError as waiting:  # what the runner does: wait, run again
-                    assert time.monotonic() < deadline, str(waiting)
-                    if server is None and "to answer" in str(waiting):
-                        # The pod "runs": serve its port with the stage's own credentials.
-                        secret = ctx.kube().get("v1", "Secret", CREDENTIALS_SECRET, NAMESPACE)
-                        assert secret is not None
-                        server = GitServer(tmp_path / "server", port=port)
-                        server.credentials_file.write_bytes(
-                            base64.b64decode(secret["data"]["credentials.yaml"])
-                        )
-                        server.start()
-                    time.sleep(min(waiting.retry_after, 1.0))
+
+            def serve_when_the_pod_runs(waiting: WaitingError) -> None:
+                # The pod "runs": serve its port with the credentials the stage generated.
+                nonlocal server
+                if server is None and "to answer" in str(waiting):
+                    secret = ctx.kube().get("v1", "Secret", CREDENTIALS_SECRET, NAMESPACE)
+                    assert secret is not None
+                    server = GitServer(tmp_path / "server", port=port)
+                    server.credentials_file.write_bytes(
+                        base64.b64decode(secret["data"]["credentials.yaml"])
+                    )
+                    server.start()
+
+            created = run_until_done(stage, ctx, on_waiting=serve_when_the_pod_runs)
             assert "repository http://127.0.0.1:" in created and "created" in created
             assert ctx.state.outputs()["git_url"].startswith("http://127.0.0.1:8080/gitops.git")
             seeded = SeedStage().run(ctx)

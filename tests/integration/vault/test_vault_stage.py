@@ -263,7 +263,7 @@ def test_platform_vault_is_deployed_then_initialised_through_a_port_forward(
     for the StatefulSet, the tunnel, init, unseal and the keys Secret are all real."""
     from bootstrap.forwards import close_port_forwards
     from bootstrap.stages.vault_access import access_mode
-    from stacks.errors import WaitingError
+    from tests.support.stages import run_until_done
 
     ctx = make_context("", kubeconfig=cluster.kubeconfig, name="vt-forward")
     assert access_mode(ctx.settings) == "port-forward"
@@ -292,14 +292,7 @@ def test_platform_vault_is_deployed_then_initialised_through_a_port_forward(
     )
     try:
         with cluster.forward_to("platform-vault", 8200, vault.port):
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    summary = stage.run(ctx)
-                    break
-                except WaitingError as waiting:  # what the runner does: wait, run again
-                    assert time.monotonic() < deadline, str(waiting)
-                    time.sleep(min(waiting.retry_after, 2.0))
+            summary = run_until_done(stage, ctx)
             assert "initialised" in summary and "unsealed" in summary
             address = ctx.state.outputs()["vault_address"]
             assert address.startswith("http://127.0.0.1:") and address != vault.address
