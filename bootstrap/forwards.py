@@ -56,6 +56,15 @@ def forwarded_address(
         return forwarder.address
 
 
+def forward_problem(namespace: str, service: str, port: int) -> str:
+    """Why the open forward to that service last failed to tunnel ("" if it did not)."""
+    with _lock:
+        for (_, ns, name, number), forwarder in _forwarders.items():
+            if (ns, name, number) == (namespace, service, port) and forwarder.last_error:
+                return forwarder.last_error
+    return ""
+
+
 def close_port_forwards() -> None:
     with _lock:
         for forwarder in _forwarders.values():

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.config import Settings
+from bootstrap.forwards import forward_problem
 from bootstrap.git_client import GitLogin, RepoNotFound, remote_heads
 from bootstrap.gitops_repo import (
     git_through_port_forward,
@@ -40,7 +41,13 @@ from bootstrap.gitops_repo import (
     laptop_repo_url,
     people_repo_url,
 )
-from bootstrap.gitops_source import GIT_NAMESPACE, GIT_SERVICE, READONLY_PASSWORD_SECRET, REPO
+from bootstrap.gitops_source import (
+    GIT_NAMESPACE,
+    GIT_SERVICE,
+    GIT_SERVICE_PORT,
+    READONLY_PASSWORD_SECRET,
+    REPO,
+)
 from bootstrap.images import COMPONENT_IMAGE
 from bootstrap.stages.base import CheckResult, StageContext
 from bootstrap.state import PlatformState
@@ -269,6 +276,9 @@ class GitServerStage:
             status, _ = _http("GET", f"{base}/healthz")
         except TransientError as error:
             status, cause = 0, str(error)
+            if git_through_port_forward(ctx.settings):
+                problem = forward_problem(NAMESPACE, GIT_SERVICE, GIT_SERVICE_PORT)
+                cause += f" (port-forward: {problem})" if problem else ""
         else:
             cause = f"HTTP {status}"
         if status == 200:

@@ -24,7 +24,7 @@ from typing import Any
 
 from bootstrap.images import COMPONENT_IMAGE, OPENBAO_IMAGE
 from bootstrap.stages.base import CheckResult, StageContext
-from bootstrap.stages.vault_access import deploys_vault, vault_address
+from bootstrap.stages.vault_access import access_problem, deploys_vault, vault_address
 from bootstrap.vault_init import PENDING_SUFFIX
 from stacks import redact
 from stacks.errors import PermanentError, PlatformError, TransientError, WaitingError
@@ -241,7 +241,8 @@ class VaultStage:
             if deploys_vault(ctx.settings):
                 # Just deployed: the Ingress or the pod may need a moment.
                 raise WaitingError(
-                    f"waiting for Vault to answer: {error}", retry_after=3.0
+                    f"waiting for Vault to answer: {error}{access_problem(ctx.settings)}",
+                    retry_after=3.0,
                 ) from None
             raise PermanentError(
                 f"Vault at {api.address} does not answer ({error})",

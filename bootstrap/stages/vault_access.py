@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bootstrap.config import Settings
-from bootstrap.forwards import forwarded_address, uses_port_forward
+from bootstrap.forwards import forward_problem, forwarded_address, uses_port_forward
 from stacks.vault.keys import NAMESPACE
 
 if TYPE_CHECKING:
@@ -57,6 +57,14 @@ def vault_address(settings: Settings, kube: Callable[[], KubeClient]) -> str:
     port = settings.k3d.http_port
     suffix = "" if port == 80 else f":{port}"
     return f"http://vault.{settings.domain}{suffix}"
+
+
+def access_problem(settings: Settings) -> str:
+    """What the port-forward to Vault last reported (for wait and error messages)."""
+    if access_mode(settings) != "port-forward":
+        return ""
+    problem = forward_problem(NAMESPACE, SERVICE, PORT)
+    return f" (port-forward: {problem})" if problem else ""
 
 
 def in_cluster_address() -> str:

@@ -105,6 +105,9 @@ class PortForwarder:
         self._listener.listen(16)
         self.local_port: int = self._listener.getsockname()[1]
         self._closed = threading.Event()
+        # Why the latest connection could not be tunnelled ("" once one succeeds), so a
+        # caller that only sees a closed connection can say why.
+        self.last_error = ""
         self._thread = threading.Thread(
             target=self._accept, name=f"port-forward-{service}", daemon=True
         )
@@ -161,8 +164,10 @@ class PortForwarder:
         try:
             pod, port = self.resolve()
             stream = self._client.open_port_forward(self.namespace, pod, port)
+            self.last_error = ""
             _pump(connection, stream.socket, self._closed)
         except Exception as error:  # a failed tunnel closes this connection only
+            self.last_error = str(error)
             log.info("port-forward to %s/%s failed: %s", self.namespace, self.service, error)
         finally:
             with contextlib.suppress(OSError):

@@ -60,6 +60,12 @@ def _service_and_pod(kube: KubeClient, namespace: str) -> None:
             },
         }
     )
+    # A Pod needs its namespace's default ServiceAccount, which a controller creates.
+    wait_for(
+        lambda: kube.get("v1", "ServiceAccount", "default", namespace) is not None,
+        timeout=30,
+        what="the namespace's default ServiceAccount",
+    )
     kube.create(
         {
             "apiVersion": "v1",
@@ -101,7 +107,13 @@ def test_forwards_connections_to_the_pod_behind_a_service(
         PortForwarder(kube, namespace, "web", 80) as forwarder,
     ):
         assert forwarder.resolve() == ("web-0", 8080)
-        assert _get(forwarder, "/one") == b"hello from /one"
+        # kwok picks the ClusterPortForward up a moment after it is created (a real
+        # kubelet needs no such thing): until then its tunnels close at once.
+        wait_for(
+            lambda: _get(forwarder, "/one") == b"hello from /one",
+            timeout=30,
+            what=f"a first tunnel through kwok's forward (last error: {forwarder.last_error})",
+        )
         assert _get(forwarder, "/two") == b"hello from /two"  # a second tunnel
         big = _get(forwarder, "/big")
         assert hashlib.sha256(big).digest() == hashlib.sha256(BIG).digest()
@@ -122,9 +134,11 @@ def test_no_running_pod_or_no_service_is_said_plainly(kube: KubeClient, namespac
     with PortForwarder(kube, namespace, "empty", 80) as forwarder:
         with pytest.raises(TransientError, match="no Running pod behind Service"):
             forwarder.resolve()
-        # A connection made anyway is closed, not left hanging.
+        # A connection made anyway is closed, not left hanging, and the forwarder can
+        # say why (what the stages add to their "waiting for ..." messages).
         with pytest.raises(OSError):
             _get(forwarder, "/")
+        assert "no Running pod behind Service" in forwarder.last_error
     with (
         PortForwarder(kube, namespace, "missing", 80) as forwarder,
         pytest.raises(PermanentError, match="does not exist"),
