@@ -117,9 +117,6 @@ class PortForwarder:
     def address(self) -> str:
         return f"127.0.0.1:{self.local_port}"
 
-    def describe(self) -> str:
-        return f"{self.address} -> service {self.namespace}/{self.service}:{self.port}"
-
     def check_access(self) -> None:
         """Raise a PermanentError that says so when this identity may not port-forward in
         the namespace (otherwise every connection would just be closed)."""
@@ -129,8 +126,8 @@ class PortForwarder:
             raise PermanentError(
                 f"the kubeconfig's identity may not port-forward to pods in "
                 f"'{self.namespace}' (create pods/portforward)",
-                hint="use a context with that right, or reach the service another way "
-                "(for Vault: vault.access=ingress, or vault.address)",
+                hint="use a context with that right, or reach the service another way: "
+                "vault.access / git.access = ingress, or an external vault.address / git.url",
             )
 
     def resolve(self) -> tuple[str, int]:
