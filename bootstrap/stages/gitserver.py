@@ -147,8 +147,8 @@ class GitServerStage:
         return ctx.settings.stage_timeout
 
     def check(self, ctx: StageContext) -> CheckResult:
-        url = laptop_repo_url(ctx.settings, ctx.kube)
         try:
+            url = laptop_repo_url(ctx.settings, ctx.kube)  # may open a port-forward
             heads = remote_heads(url, git_login(ctx.settings, ctx.state), timeout=10)
         except PlatformError as error:
             return CheckResult(False, str(error))
@@ -156,7 +156,7 @@ class GitServerStage:
         return CheckResult(True, f"{url} answers ({state})")
 
     def plan(self, ctx: StageContext) -> list[str]:
-        url = laptop_repo_url(ctx.settings, ctx.kube)
+        url = people_repo_url(ctx.settings)  # a plan opens no port-forward
         if deploys_gitserver(ctx.settings):
             return [
                 f"create the git credentials (users {ctx.settings.git.username}, "

@@ -33,6 +33,7 @@ from bootstrap.gitops_repo import (
     generated_dirs,
     laptop_repo_url,
     omitted_components,
+    people_repo_url,
     platform_values,
     render,
 )
@@ -60,8 +61,8 @@ class SeedStage:
     def check(self, ctx: StageContext) -> CheckResult:
         if upgrade_requested(ctx):
             return CheckResult(False, "--upgrade-template asks for the template to be re-rendered")
-        url = laptop_repo_url(ctx.settings, ctx.kube)
         try:
+            url = laptop_repo_url(ctx.settings, ctx.kube)  # may open a port-forward
             sha = seeded_revision(remote_heads(url, git_login(ctx.settings, ctx.state), 10))
         except PlatformError as error:
             return CheckResult(False, str(error))
@@ -70,7 +71,7 @@ class SeedStage:
         return CheckResult(True, f"already seeded at {sha[:12]}")
 
     def plan(self, ctx: StageContext) -> list[str]:
-        url = laptop_repo_url(ctx.settings, ctx.kube)
+        url = people_repo_url(ctx.settings)  # a plan opens no port-forward
         files = render(platform_values(ctx.settings), omitted_components(ctx.settings))
         if upgrade_requested(ctx):
             return [

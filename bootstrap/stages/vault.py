@@ -104,11 +104,12 @@ class VaultStage:
         lines = []
         if deploys_vault(ctx.settings):
             lines.append(f"deploy OpenBao ({OPENBAO_IMAGE}) and the unsealer to {NAMESPACE}")
-        address = vault_address(ctx.settings, ctx.kube)
+        status: SealStatus | None = None
         try:
+            address = vault_address(ctx.settings, ctx.kube)
             status = VaultApi(address).status()
         except PlatformError:
-            status = None
+            address = "Vault"  # not reachable yet (not deployed, or no cluster yet)
         if status is None or not status.initialized:
             lines.append(
                 f"initialise Vault at {address} ({ctx.settings.vault.key_shares} key shares, "
