@@ -13,10 +13,12 @@ registered with stacks.redact), creates the Secrets the Deployment mounts
 (`platform-git/platform-gitserver-credentials`, key credentials.yaml, and
 `platform-git/platform-gitserver-webhook`, key secret: the reconciler's webhook HMAC
 key), applies the manifests, waits for the Deployment and reaches the server through
-its Ingress, http://git.<domain>. (kwok runs no containers, so the tests prove the
-apply; the server itself is proven by the external path and the git server's tests.)
+its Ingress, http://git.<domain> (k3d), or through a port-forward over the Kubernetes
+API (`git.access`; auto on other clusters: bootstrap/forwards.py). The tests run both:
+kwok runs no containers, but forwards the pod's port to the project's real server.
 
-Records the output `git_url` (the repository's URL on this machine). `remove` deletes
+Records the output `git_url` (the repository's URL on this machine, or with a
+port-forward the kubectl command that opens one and the URL then). `remove` deletes
 the namespace it deployed into. Called by the stage runner; `git_login` is also used by
 the `seed` stage and `platform git`.
 """
