@@ -29,6 +29,13 @@ from stacks.errors import PermanentError, TransientError
 
 PLAN_LINE = re.compile(r"Plan: (\d+) to add, (\d+) to change, (\d+) to destroy")
 _ERROR_TAIL = 12
+# What Vault answers while it is briefly unavailable: a KV v2 mount created a moment ago
+# upgrades itself in the background (writes get HTTP 400 with this text until it is done),
+# and a node that has just been unsealed may not be active yet. Applying again succeeds.
+TRANSIENT_VAULT_ERRORS = (
+    "Upgrading from non-versioned to versioned data",
+    "local node not active but active cluster node not found",
+)
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,19 @@ class _Command(python_terraform.Terraform):  # type: ignore[misc]
         return done.returncode, done.stdout, done.stderr
 
 
+def failure(tool: str, cmd: str, code: int, out: str, err: str) -> PermanentError | TransientError:
+    """The error for a failed run: transient when Vault was only briefly unavailable (the
+    runner retries the stage), else permanent; the output's last lines, redacted."""
+    tail = "\n".join((err or out).strip().splitlines()[-_ERROR_TAIL:])
+    message = f"`{tool} {cmd}` failed (exit {code}): {redact.redact(tail)}"
+    if any(marker in out or marker in err for marker in TRANSIENT_VAULT_ERRORS):
+        return TransientError(message, hint="Vault was briefly unavailable; retrying")
+    return PermanentError(
+        message,
+        hint="see the log for the full output; fix the cause and run `platform up` again",
+    )
+
+
 class Tofu:
     """One working directory and one environment."""
 
@@ -139,11 +159,7 @@ class Tofu:
         code, out, err = self._command.run(self.env, self.timeout, cmd, *args, **options)
         self.output.append(f"$ {self.tool} {cmd} (exit {code})\n{out}{err}")
         if code not in ok:
-            tail = "\n".join((err or out).strip().splitlines()[-_ERROR_TAIL:])
-            raise PermanentError(
-                f"`{self.tool} {cmd}` failed (exit {code}): {redact.redact(tail)}",
-                hint="see the log for the full output; fix the cause and run `platform up` again",
-            )
+            raise failure(self.tool, cmd, code, out, err)
         return code, out
 
     def version(self) -> str:
