@@ -230,6 +230,7 @@ class KindCache:
         delay = 0.5
         unusable_delay = 2.0
         settle = 0.2
+        waiting_logged = False
         version = ""
         while not self._stop.is_set():
             try:
@@ -238,6 +239,9 @@ class KindCache:
                     self.unusable = ""
                     unusable_delay = 2.0
                     settle = 0.2
+                    if waiting_logged:
+                        log.info("watching %s again", self.kind)
+                        waiting_logged = False
                 for event in self._client.watch(  # type: ignore[attr-defined]
                     self.api_version,
                     self.kind,
@@ -270,12 +274,14 @@ class KindCache:
                 forget = getattr(self._client, "forget_discovery", None)
                 if forget is not None and isinstance(error, NotFound):
                     forget()
-                if not self.unusable:
+                if not self.unusable and not waiting_logged:
+                    # Once per outage: a persistent cache keeps trying without `unusable`.
                     log.warning(
                         "failed to watch %s '*': %s; reading it directly until it can be watched",
                         self.kind,
                         error,
                     )
+                    waiting_logged = True
                 if not self._persistent:
                     self.unusable = str(error)
                 self.synced.set()
