@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from bootstrap.config import Settings
+
 if TYPE_CHECKING:
     from stacks.kube.client import KubeClient
     from stacks.kube.portforward import PortForwarder
@@ -33,6 +35,16 @@ def uses_port_forward(access: str, engine: str) -> bool:
     if access == "auto":
         return engine != "k3d"
     return access == "port-forward"
+
+
+def needs_port_forward(settings: Settings) -> bool:
+    """Will this platform reach its own Vault or git server through a port-forward? (Then
+    the kubeconfig's identity needs `create pods/portforward`.)"""
+    own_vault = not settings.vault.address
+    own_git = not settings.git.url
+    return (own_vault and uses_port_forward(settings.vault.access, settings.engine)) or (
+        own_git and uses_port_forward(settings.git.access, settings.engine)
+    )
 
 
 def forwarded_address(

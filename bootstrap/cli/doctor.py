@@ -29,7 +29,8 @@ def doctor(
     context: str | None,
     install: bool,
 ) -> None:
-    """Check Docker, memory, disk, ports and tools; print a fix for each problem.
+    """Check Docker, memory, disk, ports and tools (with --engine existing: the cluster,
+    its version and your rights in it); print a fix for each problem.
 
     When k3d is missing, `--install` (or answering yes on a terminal) installs the pinned
     version into ~/.platform/bin; offline, it says what to install by hand.
@@ -46,7 +47,7 @@ def doctor(
             "done",
             "verified",
         )
-        findings = run_checks(settings, cluster_exists=cluster_done)
+        findings = run_checks(settings, state, cluster_exists=cluster_done)
         k3d_missing = any(
             f.name == "k3d" and not f.ok and "not installed" in f.detail for f in findings
         )
@@ -62,7 +63,7 @@ def doctor(
 
             path = install_k3d()
             terminal.success(f"Installed k3d {K3D_VERSION} at {path}.")
-            findings = run_checks(settings, cluster_exists=cluster_done)
+            findings = run_checks(settings, state, cluster_exists=cluster_done)
         rows = [
             [
                 ("ok" if f.ok else ("FAIL" if f.blocking else "warn")),

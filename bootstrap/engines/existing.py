@@ -1,18 +1,22 @@
 """The `existing` engine: install into a cluster the user already has (kubeconfig/context).
 
 It never creates or deletes the cluster. `ensure` checks up front that the API answers,
-that its version is supported and that the identity may do what the platform needs, so a
-missing permission is one clear sentence before anything is installed.
+that its version is supported and that the identity may do what the platform needs
+(`required_rights`: install CRDs, RBAC and workloads, and port-forward when Vault or git
+is reached that way), so a missing permission is one clear sentence before anything is
+installed. `platform doctor` runs the same checks (bootstrap/stages/preflight.py).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bootstrap.config import Settings
 from bootstrap.engines.base import StepReporter
+from bootstrap.forwards import needs_port_forward
 from bootstrap.state import PlatformState
 from stacks.errors import PermanentError, PlatformError
 
@@ -20,15 +24,68 @@ if TYPE_CHECKING:
     from stacks.kube.client import KubeClient
 
 MIN_MINOR = 27
+
+
+@dataclass(frozen=True)
+class Right:
+    """One thing the kubeconfig's identity must be allowed to do, cluster-wide."""
+
+    verb: str
+    group: str
+    resource: str
+    subresource: str = ""
+
+    def __str__(self) -> str:
+        resource = self.resource + (f"/{self.subresource}" if self.subresource else "")
+        return f"{self.verb} {resource}" + (f".{self.group}" if self.group else "")
+
+
 # What the platform installs, checked with SelfSubjectAccessReview before anything else.
-REQUIRED_ACCESS: tuple[tuple[str, str, str], ...] = (
-    ("create", "", "namespaces"),
-    ("create", "apiextensions.k8s.io", "customresourcedefinitions"),
-    ("create", "rbac.authorization.k8s.io", "clusterroles"),
-    ("create", "rbac.authorization.k8s.io", "clusterrolebindings"),
-    ("create", "apps", "deployments"),
-    ("create", "", "secrets"),
+INSTALL_RIGHTS: tuple[Right, ...] = (
+    Right("create", "", "namespaces"),
+    Right("create", "apiextensions.k8s.io", "customresourcedefinitions"),
+    Right("create", "rbac.authorization.k8s.io", "clusterroles"),
+    Right("create", "rbac.authorization.k8s.io", "clusterrolebindings"),
+    Right("create", "apps", "deployments"),
+    Right("create", "", "secrets"),
 )
+# Reaching the platform's Vault and git server through the API (bootstrap/forwards.py).
+PORT_FORWARD_RIGHT = Right("create", "", "pods", "portforward")
+
+
+def required_rights(settings: Settings) -> tuple[Right, ...]:
+    """The rights `platform up` with these settings needs."""
+    return INSTALL_RIGHTS + ((PORT_FORWARD_RIGHT,) if needs_port_forward(settings) else ())
+
+
+def missing_rights(client: KubeClient, rights: tuple[Right, ...]) -> list[Right]:
+    return [
+        right
+        for right in rights
+        if not client.self_subject_access(
+            right.verb, right.group, right.resource, subresource=right.subresource
+        )
+    ]
+
+
+def rights_error(missing: list[Right]) -> PermanentError:
+    return PermanentError(
+        f"the kubeconfig's identity may not {', '.join(map(str, missing))} in this cluster",
+        hint="use a cluster-admin context (--context) or ask the cluster's admin for these rights",
+    )
+
+
+def supported_version(client: KubeClient) -> str:
+    """The API server's version, or a PermanentError when it is older than the platform needs."""
+    version = client.server_version()
+    git_version = str(version.get("gitVersion", "?"))
+    minor = int("".join(ch for ch in str(version.get("minor", "0")) if ch.isdigit()) or 0)
+    if minor < MIN_MINOR:
+        raise PermanentError(
+            f"the cluster runs Kubernetes {git_version}; the platform needs 1.{MIN_MINOR} or newer",
+            hint="upgrade the cluster or use --engine k3d",
+        )
+    return git_version
 
 
 class ExistingEngine:
@@ -69,25 +126,11 @@ class ExistingEngine:
     def ensure(self, step: StepReporter) -> str:
         step(f"connecting to {self.kubeconfig_path()}")
         client = self.client()
-        version = client.server_version()
-        git_version = str(version.get("gitVersion", "?"))
-        minor = int("".join(ch for ch in str(version.get("minor", "0")) if ch.isdigit()) or 0)
-        if minor < MIN_MINOR:
-            raise PermanentError(
-                f"the cluster runs Kubernetes {git_version}; the platform needs 1.{MIN_MINOR} or newer",
-                hint="upgrade the cluster or use --engine k3d",
-            )
+        git_version = supported_version(client)
         step("checking permissions")
-        missing = [
-            f"{verb} {resource}" + (f".{group}" if group else "")
-            for verb, group, resource in REQUIRED_ACCESS
-            if not client.self_subject_access(verb, group, resource)
-        ]
+        missing = missing_rights(client, required_rights(self.settings))
         if missing:
-            raise PermanentError(
-                f"the kubeconfig's identity may not {', '.join(missing)} in this cluster",
-                hint="use a cluster-admin context (--context) or ask the cluster's admin for these rights",
-            )
+            raise rights_error(missing)
         return f"Kubernetes {git_version} at {client.host}"
 
     def destroy(self, step: StepReporter) -> str:

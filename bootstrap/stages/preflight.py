@@ -6,7 +6,8 @@ answers: a missing image blocks only when its registry cannot be reached (offlin
 then the fix is the offline bundle. The stage fails fast on the
 first run when any blocking finding fails, naming every problem at once, not one per
 re-run. Which checks apply depends on the engine: an existing cluster needs no Docker and
-no free host ports.
+no free host ports, but it must answer, be new enough, and let the kubeconfig's identity
+install the platform (bootstrap/engines/existing.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from bootstrap.config import Settings
 from bootstrap.engines.k3d import cluster_name, find_k3d
 from bootstrap.images import DOCKER_HUB, PinnedImage
 from bootstrap.stages.base import CheckResult, StageContext
+from bootstrap.state import PlatformState
 from stacks.errors import PermanentError, PlatformError
 
 MIN_DOCKER_MEMORY = 3 * 1024**3
@@ -221,9 +223,45 @@ def check_binaries(settings: Settings) -> list[Finding]:
     return findings
 
 
-def run_checks(settings: Settings, cluster_exists: bool = False) -> list[Finding]:
+def check_existing_cluster(settings: Settings, state: PlatformState) -> list[Finding]:
+    """The existing engine's cluster: does it answer, is it new enough, may we install?"""
+    from bootstrap.engines.existing import (
+        ExistingEngine,
+        missing_rights,
+        required_rights,
+        rights_error,
+        supported_version,
+    )
+
+    engine = ExistingEngine(settings, state)
+    try:
+        client = engine.client()
+    except PlatformError as error:
+        return [Finding("cluster", False, str(error), error.hint)]
+    try:
+        version = supported_version(client)
+        findings = [Finding("cluster", True, f"Kubernetes {version} at {client.host}")]
+        rights = required_rights(settings)
+        missing = missing_rights(client, rights)
+    except PlatformError as error:
+        return [Finding("cluster", False, str(error), error.hint)]
+    finally:
+        client.close()
+    if missing:
+        refusal = rights_error(missing)
+        findings.append(Finding("permissions", False, str(refusal), refusal.hint))
+    else:
+        findings.append(Finding("permissions", True, f"may {', '.join(str(r) for r in rights)}"))
+    return findings
+
+
+def run_checks(
+    settings: Settings, state: PlatformState, cluster_exists: bool = False
+) -> list[Finding]:
     findings: list[Finding] = []
     findings.extend(check_binaries(settings))
+    if settings.engine == "existing":
+        findings.extend(check_existing_cluster(settings, state))
     if settings.engine == "k3d":
         findings.extend(check_docker(settings))
         findings.extend(check_ports(settings, cluster_exists))
@@ -256,12 +294,14 @@ class PreflightStage:
     def plan(self, ctx: StageContext) -> list[str]:
         return [
             "check "
-            + ", ".join(f.name for f in run_checks(ctx.settings, self._cluster_exists(ctx)))
+            + ", ".join(
+                f.name for f in run_checks(ctx.settings, ctx.state, self._cluster_exists(ctx))
+            )
         ]
 
     def run(self, ctx: StageContext) -> str:
         ctx.progress.step(self.name, "checking this machine")
-        findings = run_checks(ctx.settings, self._cluster_exists(ctx))
+        findings = run_checks(ctx.settings, ctx.state, self._cluster_exists(ctx))
         for finding in findings:
             ctx.log.info(
                 "preflight %s: %s (%s)",

@@ -95,6 +95,24 @@ class KwokCluster:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
 
+    def service_account_kubeconfig(self, namespace: str, name: str, path: Path) -> Path:
+        """A kubeconfig (0600) that acts as a new ServiceAccount `namespace/name`: an
+        identity with no rights until a test binds some."""
+        self.kubectl("create", "serviceaccount", name, "-n", namespace)
+        token = self.kubectl("create", "token", name, "-n", namespace, "--duration", "1h").strip()
+        admin = json.loads(self.kubectl("config", "view", "--raw", "-o", "json"))
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": name,
+            "clusters": [{"name": "test", "cluster": admin["clusters"][0]["cluster"]}],
+            "users": [{"name": name, "user": {"token": token}}],
+            "contexts": [{"name": name, "context": {"cluster": "test", "user": name}}],
+        }
+        path.write_text(json.dumps(config))
+        path.chmod(0o600)
+        return path
+
     @contextmanager
     def forward_to(self, namespace: str, port: int, target_port: int) -> Iterator[None]:
         """While open, a port-forward to `port` of any pod in `namespace` (through the

@@ -1,6 +1,7 @@
 """Manifests for tests: a component's shipped manifests applied to the test cluster as
 the bootstrap would (rendered by the project's own renderer, stacks.manifests, so the
-tests prove what ships), and small CRDs for tests about CRDs themselves.
+tests prove what ships), small CRDs for tests about CRDs themselves, and cluster RBAC for
+tests about rights.
 """
 
 from __future__ import annotations
@@ -61,3 +62,30 @@ def schemaless_crd(group: str, kind: str, plural: str) -> dict[str, Any]:
             ],
         },
     }
+
+
+def cluster_role_for(
+    name: str, rules: list[dict[str, Any]], namespace: str, service_account: str
+) -> list[dict[str, Any]]:
+    """A ClusterRole `name` with `rules`, bound to ServiceAccount `namespace/service_account`."""
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": name,
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": service_account, "namespace": namespace}
+            ],
+        },
+    ]

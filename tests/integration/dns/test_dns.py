@@ -14,6 +14,7 @@ from stacks.dns.hosts import HOSTS_KEY, SERVER_KEY
 from stacks.kube.client import KubeClient
 from tests.integration.dns.conftest import CoreDNS, settle, wait_until
 from tests.support.kwok import KwokCluster
+from tests.support.manifests import cluster_role_for
 
 pytestmark = pytest.mark.integration
 
@@ -169,24 +170,6 @@ def test_ingress_create_change_delete_updates_only_owned_entries(
     assert FOREIGN_LINE in final and "192.0.2.11 later.example.test" in final
 
 
-def _token_kubeconfig(cluster: KwokCluster, kube: KubeClient, namespace: str, path: Path) -> Path:
-    cluster.kubectl("create", "serviceaccount", "dns", "-n", namespace)
-    token = kube.token_request(namespace, "dns", expiration_seconds=3600)
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    cluster_entry = admin["clusters"][0]["cluster"]
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "current-context": "dns",
-        "clusters": [{"name": "test", "cluster": cluster_entry}],
-        "users": [{"name": "dns", "user": {"token": token}}],
-        "contexts": [{"name": "dns", "context": {"cluster": "test", "user": "dns"}}],
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
-
-
 def _rbac(namespace: str, with_ingresses: bool) -> list[dict[str, Any]]:
     sources = [
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch"]},
@@ -205,26 +188,9 @@ def _rbac(namespace: str, with_ingresses: bool) -> list[dict[str, Any]]:
                 "verbs": ["get", "list", "watch"],
             }
         )
-    name = f"dns-test-{namespace}"
     subject = [{"kind": "ServiceAccount", "name": "dns", "namespace": namespace}]
     return [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": name},
-            "rules": sources,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": name},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": name,
-            },
-            "subjects": subject,
-        },
+        *cluster_role_for(f"dns-test-{namespace}", sources, namespace, "dns"),
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
@@ -264,7 +230,7 @@ def test_failed_listing_keeps_the_hosts_file(
     """With least-privilege RBAC like the manifests'; then `list ingresses` is revoked."""
     seed_configmap(kube, namespace)
     apply(cluster, *_rbac(namespace, with_ingresses=True))
-    kubeconfig = _token_kubeconfig(cluster, kube, namespace, tmp_path / "dns.kubeconfig")
+    kubeconfig = cluster.service_account_kubeconfig(namespace, "dns", tmp_path / "dns.kubeconfig")
     try:
         start_dns(kubeconfig)
         apply(cluster, ingress(namespace, "keep", [f"keep.{domain}"]))
