@@ -39,7 +39,12 @@ def doctor(
         common,
         {"engine": engine, "kubeconfig": kubeconfig, "context": context},
     )
-    from bootstrap.stages.preflight import blocking_failures, run_checks
+    from bootstrap.stages.preflight import (
+        Finding,
+        blocking_failures,
+        check_existing_cluster,
+        run_checks,
+    )
 
     settings, state, terminal = session.settings, session.state, session.terminal
     with reported_errors(session):
@@ -47,7 +52,14 @@ def doctor(
             "done",
             "verified",
         )
-        findings = run_checks(settings, state, cluster_exists=cluster_done)
+
+        def all_checks() -> list[Finding]:
+            findings = run_checks(settings, cluster_exists=cluster_done)
+            if settings.engine == "existing":
+                findings.extend(check_existing_cluster(settings, state))
+            return findings
+
+        findings = all_checks()
         k3d_missing = any(
             f.name == "k3d" and not f.ok and "not installed" in f.detail for f in findings
         )
@@ -63,7 +75,7 @@ def doctor(
 
             path = install_k3d()
             terminal.success(f"Installed k3d {K3D_VERSION} at {path}.")
-            findings = run_checks(settings, state, cluster_exists=cluster_done)
+            findings = all_checks()
         rows = [
             [
                 ("ok" if f.ok else ("FAIL" if f.blocking else "warn")),

@@ -6,8 +6,9 @@ answers: a missing image blocks only when its registry cannot be reached (offlin
 then the fix is the offline bundle. The stage fails fast on the
 first run when any blocking finding fails, naming every problem at once, not one per
 re-run. Which checks apply depends on the engine: an existing cluster needs no Docker and
-no free host ports, but it must answer, be new enough, and let the kubeconfig's identity
-install the platform (bootstrap/engines/existing.py).
+no free host ports; whether it answers, is new enough and lets the kubeconfig's identity
+install the platform is the `cluster` stage's first step, and `platform doctor` shows it
+too (`check_existing_cluster`).
 """
 
 from __future__ import annotations
@@ -224,7 +225,9 @@ def check_binaries(settings: Settings) -> list[Finding]:
 
 
 def check_existing_cluster(settings: Settings, state: PlatformState) -> list[Finding]:
-    """The existing engine's cluster: does it answer, is it new enough, may we install?"""
+    """The existing engine's cluster: does it answer, is it new enough, may we install?
+    The same checks as the `cluster` stage's (bootstrap/engines/existing.py), as findings
+    for `platform doctor`."""
     from bootstrap.engines.existing import (
         ExistingEngine,
         missing_rights,
@@ -255,13 +258,11 @@ def check_existing_cluster(settings: Settings, state: PlatformState) -> list[Fin
     return findings
 
 
-def run_checks(
-    settings: Settings, state: PlatformState, cluster_exists: bool = False
-) -> list[Finding]:
+def run_checks(settings: Settings, cluster_exists: bool = False) -> list[Finding]:
+    """The preflight stage's checks. An existing cluster is checked by the `cluster` stage
+    right after (`platform doctor` adds `check_existing_cluster`)."""
     findings: list[Finding] = []
     findings.extend(check_binaries(settings))
-    if settings.engine == "existing":
-        findings.extend(check_existing_cluster(settings, state))
     if settings.engine == "k3d":
         findings.extend(check_docker(settings))
         findings.extend(check_ports(settings, cluster_exists))
@@ -294,14 +295,12 @@ class PreflightStage:
     def plan(self, ctx: StageContext) -> list[str]:
         return [
             "check "
-            + ", ".join(
-                f.name for f in run_checks(ctx.settings, ctx.state, self._cluster_exists(ctx))
-            )
+            + ", ".join(f.name for f in run_checks(ctx.settings, self._cluster_exists(ctx)))
         ]
 
     def run(self, ctx: StageContext) -> str:
         ctx.progress.step(self.name, "checking this machine")
-        findings = run_checks(ctx.settings, ctx.state, self._cluster_exists(ctx))
+        findings = run_checks(ctx.settings, self._cluster_exists(ctx))
         for finding in findings:
             ctx.log.info(
                 "preflight %s: %s (%s)",

@@ -107,7 +107,7 @@ def test_port_forward_right_is_required_only_when_vault_or_git_use_it(
     assert "pods/portforward" not in checks["permissions"]["detail"]
 
 
-def test_up_stops_in_preflight_before_installing_anything(
+def test_up_stops_at_the_cluster_stage_before_installing_anything(
     cluster: KwokCluster, installer_without_port_forward: Path
 ) -> None:
     namespaces_before = cluster.kubectl("get", "namespaces", "-o", "name")
