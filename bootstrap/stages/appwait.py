@@ -3,7 +3,9 @@
 The stages after the hand-over to the reconciler (secrets, certs, dns, handoff) do not
 apply anything themselves: they wait until the Applications that deliver their component
 report Synced and Healthy. When an app does not get there in time, the failure names the
-app, the object that is not healthy and why (its health message), so nobody has to dig.
+app, the object that is not healthy and why (its health message and, for a workload, the
+cause one level down: a pending claim, an unschedulable pod, an image pull), so nobody
+has to dig.
 
 `AppsReadyStage` is the reusable stage; `app_problem` and `wait_for_apps` are what it and
 the handoff stage use.
@@ -14,18 +16,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bootstrap.stages.base import CheckResult, StageContext
 from stacks.errors import PermanentError, PlatformError
+from stacks.kube.diagnose import with_cause
 from stacks.kube.objects import KubeObject, condition_of
 from stacks.reconciler.api import API_VERSION, KIND
 from stacks.reconciler.install import NAMESPACE
+
+if TYPE_CHECKING:
+    from stacks.kube.client import KubeClient
 
 POLL_SECONDS = 1.0
 # The per-app wait ends this much before the stage's own timeout, so the failure is the
 # one that names the app and the object, not the runner's generic timeout.
 MARGIN_SECONDS = 5.0
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 
 
 def app_timeout(ctx: StageContext) -> float:
@@ -57,6 +64,33 @@ def app_problem(app: KubeObject | None, name: str) -> str:
     return f"Application {name} is {sync}/{health.get('status', 'Unknown')}: {detail}"
 
 
+def unhealthy_workload(app: KubeObject | None) -> tuple[str, str, str] | None:
+    """(kind, namespace, name) of the first Deployment or StatefulSet the Application
+    reports as not Healthy, if any."""
+    for resource in ((app or {}).get("status") or {}).get("resources") or []:
+        health = (resource.get("health") or {}).get("status")
+        if (
+            resource.get("group") == "apps"
+            and resource.get("kind") in WORKLOAD_KINDS
+            and health not in (None, "Healthy")
+        ):
+            return (
+                str(resource["kind"]),
+                str(resource.get("namespace") or ""),
+                str(resource["name"]),
+            )
+    return None
+
+
+def explained(client: KubeClient, app: KubeObject | None, problem: str) -> str:
+    """`problem` plus why its workload does not become ready (stacks/kube/diagnose.py)."""
+    workload = unhealthy_workload(app) if problem else None
+    if workload is None:
+        return problem
+    kind, namespace, name = workload
+    return with_cause(problem, client, client.get("apps/v1", kind, name, namespace or None))
+
+
 def wait_for_apps(
     ctx: StageContext,
     stage: str,
@@ -74,7 +108,8 @@ def wait_for_apps(
         ctx.checkpoint()
         name = pending[0]
         try:
-            problem = app_problem(client.get(API_VERSION, KIND, name, NAMESPACE), name)
+            app = client.get(API_VERSION, KIND, name, NAMESPACE)
+            problem = explained(client, app, app_problem(app, name))
         except PlatformError as error:
             problem = f"cannot read Application {name}: {error}"
         if not problem:

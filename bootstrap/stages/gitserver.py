@@ -56,6 +56,7 @@ from bootstrap.state import PlatformState
 from stacks import redact
 from stacks.errors import PermanentError, PlatformError, TransientError, WaitingError
 from stacks.gitserver.auth import Access, credentials_document
+from stacks.kube.diagnose import with_cause
 from stacks.kube.health import health_of
 from stacks.manifests import component_manifests
 
@@ -263,9 +264,11 @@ class GitServerStage:
         live = client.get("apps/v1", "Deployment", DEPLOYMENT, NAMESPACE) or {}
         health = health_of(live)
         if health is None or not health.healthy:
+            state = health.message if health else "not created yet"
             raise WaitingError(
-                f"waiting for Deployment '{NAMESPACE}/{DEPLOYMENT}': "
-                f"{health.message if health else 'not created yet'}",
+                with_cause(
+                    f"waiting for Deployment '{NAMESPACE}/{DEPLOYMENT}': {state}", client, live
+                ),
                 retry_after=2.0,
             )
         self._wait_ingress(ctx)

@@ -28,6 +28,7 @@ from bootstrap.stages.vault_access import access_problem, deploys_vault, vault_a
 from bootstrap.vault_init import PENDING_SUFFIX
 from stacks import redact
 from stacks.errors import PermanentError, PlatformError, TransientError, WaitingError
+from stacks.kube.diagnose import with_cause
 from stacks.manifests import component_manifests
 from stacks.vault.api import SealStatus, VaultApi
 from stacks.vault.keys import FILE_NAME, NAMESPACE, SECRET_NAME, InitKeys
@@ -310,7 +311,10 @@ class VaultStage:
         ready = int((sts.get("status") or {}).get("readyReplicas") or 0)
         if ready < 1:
             raise WaitingError(
-                "waiting for StatefulSet 'platform-vault/openbao': 0/1 ready", retry_after=3.0
+                with_cause(
+                    f"waiting for StatefulSet '{NAMESPACE}/openbao': 0/1 ready", client, sts
+                ),
+                retry_after=3.0,
             )
 
 

@@ -1,17 +1,34 @@
 """Plain values for Kubernetes objects: the raw JSON type and a hashable reference.
 
-Pure, no I/O. Used by the API adapter, the reconciler's planner and inventory, and the
+Pure, no I/O (`ObjectReader` only describes a client). Used by the API adapter, the reconciler's planner and inventory, and the
 controllers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 # Raw API JSON. Objects are dicts as the API server returns them; we do not model every
 # kind, we read the few fields we need with the helpers below.
 KubeObject = dict[str, Any]
+
+
+class ObjectReader(Protocol):
+    """The two reads most callers need (stacks.kube.client.KubeClient has them); callers
+    that need more extend this Protocol."""
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> KubeObject | None: ...
+
+    def list_objects(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+    ) -> list[KubeObject]: ...
 
 
 def split_api_version(api_version: str) -> tuple[str, str]:

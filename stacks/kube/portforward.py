@@ -22,26 +22,14 @@ from typing import Any, Protocol
 
 from stacks.errors import PermanentError, TransientError
 from stacks.kube.client import PodStream
-from stacks.kube.objects import KubeObject, condition_of
+from stacks.kube.objects import KubeObject, ObjectReader, condition_of
 
 log = logging.getLogger(__name__)
 
 CHUNK = 65536
 
 
-class PortForwardClient(Protocol):
-    def get(
-        self, api_version: str, kind: str, name: str, namespace: str | None = None
-    ) -> KubeObject | None: ...
-
-    def list_objects(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str | None = None,
-        label_selector: str | None = None,
-    ) -> list[KubeObject]: ...
-
+class PortForwardClient(ObjectReader, Protocol):
     def open_port_forward(self, namespace: str, pod: str, port: int) -> PodStream: ...
 
     def self_subject_access(

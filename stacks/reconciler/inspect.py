@@ -23,24 +23,14 @@ import yaml
 
 from stacks.errors import PermanentError, PlatformError, WaitingError
 from stacks.kube.errors import ApiError, NotFound
-from stacks.kube.objects import KubeObject, ObjectRef, condition_of
+from stacks.kube.objects import KubeObject, ObjectReader, ObjectRef, condition_of
 from stacks.reconciler.api import API_VERSION, FIELD_MANAGER, KIND, REFRESH, AppKey, AppSpec
 from stacks.reconciler.plan import Desired, InventoryEntry, Live, make_plan, normalize
 from stacks.reconciler.render import render
 from stacks.reconciler.source import GitCache, secret_credentials
 
 
-class Client(Protocol):
-    def list_objects(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str | None = None,
-        label_selector: str | None = None,
-    ) -> list[KubeObject]: ...
-    def get(
-        self, api_version: str, kind: str, name: str, namespace: str | None = None
-    ) -> KubeObject | None: ...
+class Client(ObjectReader, Protocol):
     def get_ref(self, ref: ObjectRef) -> KubeObject | None: ...
     def merge_patch(
         self,

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from stacks.errors import WaitingError
+from stacks.kube.diagnose import DiagnoseClient, with_cause
 from stacks.kube.health import health_of
 from stacks.kube.objects import KubeObject, ObjectRef, condition_of
 from stacks.manifests import component_manifests
@@ -33,8 +34,8 @@ GIT_SECRET = "platform-reconciler-git"  # noqa: S105 - a Secret name; key `crede
 WEBHOOK_URL = f"http://{NAME}.{NAMESPACE}.svc/webhook"  # for the git server
 
 
-# The installer needs what the applier needs: apply, get, forget_discovery.
-InstallClient = ApplyClient
+class InstallClient(ApplyClient, DiagnoseClient, Protocol):
+    """What the installer needs: the applier's calls, and reads to explain a slow start."""
 
 
 def manifests(image: str) -> list[KubeObject]:
@@ -104,6 +105,7 @@ def wait_ready(client: InstallClient, timeout: float = 180.0) -> None:
     """Until the reconciler's Deployment is Healthy; WaitingError with its state otherwise."""
     deadline = time.monotonic() + timeout
     message = "not created"
+    live = None
     while time.monotonic() < deadline:
         live = client.get("apps/v1", "Deployment", NAME, NAMESPACE)
         if live is not None:
@@ -113,7 +115,10 @@ def wait_ready(client: InstallClient, timeout: float = 180.0) -> None:
             message = health.message if health else "unknown"
         time.sleep(1.0)
     raise WaitingError(
-        f"the reconciler Deployment is not ready after {timeout:.0f}s: {message}", retry_after=10
+        with_cause(
+            f"the reconciler Deployment is not ready after {timeout:.0f}s: {message}", client, live
+        ),
+        retry_after=10,
     )
 
 

@@ -123,6 +123,32 @@ def test_deploy_applies_the_server_with_generated_secrets_and_remove_deletes_it(
     assert stage.remove(ctx) == ""
 
 
+def test_waiting_for_the_server_says_why_it_does_not_start(
+    cluster: KwokCluster, make_context: MakeContext
+) -> None:
+    """No volume for its claim (the test cluster has no provisioner): the wait names the
+    claim and the PV controller's reason, not just "0/1 ready"."""
+    ctx = make_context(
+        kubeconfig=cluster.kubeconfig, name="gnovolume", PLATFORM_GIT_ACCESS="ingress"
+    )
+    stage = GitServerStage()
+    message = ""
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "no persistent volumes available" not in message:
+            with pytest.raises(WaitingError) as waiting:
+                stage.run(ctx)
+            message = str(waiting.value)
+            time.sleep(1)
+        assert message.startswith(
+            "waiting for Deployment 'platform-git/platform-gitserver': Waiting for rollout"
+        ), message
+        assert "; PersistentVolumeClaim 'platform-gitserver-data' is Pending: " in message
+        assert "no persistent volumes available for this claim" in message
+    finally:
+        stage.remove(ctx)
+
+
 def test_deployed_server_is_reached_and_seeded_through_a_port_forward(
     cluster: KwokCluster, make_context: MakeContext, volume: None, tmp_path: Path
 ) -> None:
