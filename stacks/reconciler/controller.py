@@ -113,6 +113,9 @@ class Memory:
     manifests: list[Manifest] = field(default_factory=list)
     operation: Operation | None = None
     failures: int = 0
+    # Counted apart from `failures`: a deletion's retries must not inherit the backoff of
+    # the syncs that failed before it.
+    deletion_failures: int = 0
     inventory: list[InventoryEntry] | None = None
     expected: dict[Key, str] = field(default_factory=dict)  # our fields hash per object
     status_hash: str = ""
@@ -823,37 +826,20 @@ class Controller:
         ]
         if memory.inventory is not None:
             inventory = memory.inventory
-        live, _ = self._live_state(e.ref for e in inventory)
-        plan = make_plan(
-            spec.key, [], live, inventory, prune=True, allow_empty=True, allow_mass_prune=True
-        )
-        result = pruning.prune(self.client, plan.prunes)
+        try:
+            # Under load a watch may not have listed yet (TransientError): that is a retry
+            # soon, with the reason in the status, never a silent 10 s "unexpected error".
+            live, _ = self._live_state(e.ref for e in inventory)
+            plan = make_plan(
+                spec.key, [], live, inventory, prune=True, allow_empty=True, allow_mass_prune=True
+            )
+            result = pruning.prune(self.client, plan.prunes)
+        except PlatformError as error:
+            self._deletion_failed(spec, obj, memory, f"cannot read what to delete: {error}")
+            return
         if result.failed:
             ref, why = result.failed[0]
-            message = f"failed to delete {ref}: {why}; will retry"
-            self.recorder.record(obj, "DeletionFailed", message, warning=True)
-            with contextlib.suppress(PlatformError):
-                self.client.merge_patch(
-                    API_VERSION,
-                    KIND,
-                    spec.key.name,
-                    {
-                        "status": {
-                            "conditions": [
-                                {
-                                    "type": "Ready",
-                                    "status": "False",
-                                    "reason": "DeletionError",
-                                    "message": message,
-                                }
-                            ]
-                        }
-                    },
-                    spec.key.namespace,
-                    subresource="/status",
-                )
-            memory.failures += 1
-            self.queue.add(spec.key, delay=_backoff(memory.failures, 60.0))
+            self._deletion_failed(spec, obj, memory, f"failed to delete {ref}: {why}")
             return
         self.recorder.record(
             obj, "Deleted", f"deleted {len(result.deleted)} object(s) with the Application"
@@ -877,6 +863,34 @@ class Controller:
         except PlatformError as error:
             log.warning("failed to update Application '%s': %s", spec.key, error)
             self.queue.add(spec.key, delay=1.0)
+
+    def _deletion_failed(self, spec: AppSpec, obj: KubeObject, memory: Memory, cause: str) -> None:
+        """Say why the Application cannot be deleted yet (event, Ready condition) and try
+        again on a backoff that starts at 1 s."""
+        message = f"{cause}; will retry"
+        self.recorder.record(obj, "DeletionFailed", message, warning=True)
+        with contextlib.suppress(PlatformError):
+            self.client.merge_patch(
+                API_VERSION,
+                KIND,
+                spec.key.name,
+                {
+                    "status": {
+                        "conditions": [
+                            {
+                                "type": "Ready",
+                                "status": "False",
+                                "reason": "DeletionError",
+                                "message": message,
+                            }
+                        ]
+                    }
+                },
+                spec.key.namespace,
+                subresource="/status",
+            )
+        memory.deletion_failures += 1
+        self.queue.add(spec.key, delay=_backoff(memory.deletion_failures - 1, 30.0))
 
     # ---- status ------------------------------------------------------------------------
 
