@@ -1,4 +1,5 @@
-"""`platform status`: the stages as recorded, the cluster, and where things are."""
+"""`platform status`: the stages as recorded, the cluster, the components delivered from
+git (with the cause for any that is not ready), and where things are."""
 
 from __future__ import annotations
 
@@ -62,12 +63,15 @@ def status(
             cluster_ready, cluster_detail = engine_for(settings, state).is_ready()
         terminal.info(f"cluster: {cluster_detail}")
         components = _components(session) if cluster_ready else []
+        problems = _problems(session, components)
         if components:
             terminal.table(
                 ["application", "sync", "health", "message"],
                 [[r.name, r.sync, r.health, r.message[:80]] for r in components],
                 title="Components (Applications delivered from git)",
             )
+        for problem in problems.values():
+            terminal.info(f"not ready: {problem}")
         outputs = data.get("outputs", {})
         for key, value in outputs.items():
             terminal.info(f"{key}: {value}")
@@ -82,7 +86,9 @@ def status(
                 "engine": settings.engine,
                 "stages": {r[0]: {"outcome": r[1], "detail": r[3]} for r in rows},
                 "cluster": {"ready": cluster_ready, "detail": cluster_detail},
-                "components": [r.__dict__ for r in components],
+                "components": [
+                    {**r.__dict__, "problem": problems.get(r.name, "")} for r in components
+                ],
                 "outputs": outputs,
             }
         )
@@ -98,3 +104,27 @@ def _components(session: Session) -> list[AppRow]:
         return list_apps(engine_for(session.settings, session.state).client())
     except PlatformError:
         return []  # no reconciler (CRD) yet
+
+
+def _problems(session: Session, rows: list[AppRow]) -> dict[str, str]:
+    """For each Application that is not Synced and Healthy, why not, down to the cause in
+    the cluster (a pending claim, an unschedulable pod, ...), as `platform up` reports it."""
+    from bootstrap.engines.base import engine_for
+    from bootstrap.stages.appwait import app_problem, explained
+    from stacks.errors import PlatformError
+    from stacks.reconciler.api import API_VERSION, KIND
+
+    unready = [r for r in rows if (r.sync, r.health) != ("Synced", "Healthy")]
+    if not unready:
+        return {}
+    client = engine_for(session.settings, session.state).client()
+    problems = {}
+    for row in unready:
+        try:
+            app = client.get(API_VERSION, KIND, row.name, row.namespace)
+            text = explained(client, app, app_problem(app, row.name))
+        except PlatformError as error:
+            text = f"Application {row.name} cannot be read: {error}"
+        if text:  # it may have become ready since it was listed
+            problems[row.name] = text
+    return problems

@@ -13,9 +13,12 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from bootstrap.state import PlatformState
 from tests.e2e.conftest import DOMAIN, HostPlatform
@@ -49,23 +52,42 @@ def secret_data(cluster: KwokCluster, namespace: str, name: str) -> dict[str, st
     return {k: base64.b64decode(v).decode() for k, v in raw.items()}
 
 
-def push_change(host: HostPlatform, workdir: Path, edit: str, replicas: int) -> str:
-    """Clone the platform's repo, set the demo Deployment's replicas, push; returns the sha."""
+def push_demo_change(
+    host: HostPlatform, workdir: Path, message: str, edit: Callable[[dict[str, Any]], None]
+) -> str:
+    """Clone (or pull) the platform's repo, `edit` the demo Deployment, push; the sha."""
     if not workdir.exists():
         host.git.git("clone", "-q", host.git.repo_url("gitops"), str(workdir))
     host.git.git("pull", "-q", cwd=workdir)
-    deployment = next(workdir.glob("apps/demo/*deployment*.yaml"))
-    text = deployment.read_text()
-    lines = [
-        (f"{line.split('replicas:')[0]}replicas: {replicas}" if "replicas:" in line else line)
-        for line in text.splitlines()
-    ]
-    deployment.write_text("\n".join(lines) + "\n")
-    host.git.git(
-        "-c", "user.name=e2e", "-c", "user.email=e2e@test", "commit", "-qam", edit, cwd=workdir
-    )
+    path = next(workdir.glob("apps/demo/*deployment*.yaml"))
+    deployment = yaml.safe_load(path.read_text())
+    edit(deployment)
+    path.write_text(yaml.safe_dump(deployment, sort_keys=False))
+    commit("commit", "-qam", message, host=host, cwd=workdir)
     host.git.git("push", "-q", "origin", "HEAD", cwd=workdir)
     return host.git.git("rev-parse", "HEAD", cwd=workdir).stdout.strip()
+
+
+def commit(*args: str, host: HostPlatform, cwd: Path) -> None:
+    """A git command that makes a commit, as the e2e's author."""
+    host.git.git("-c", "user.name=e2e", "-c", "user.email=e2e@test", *args, cwd=cwd)
+
+
+def scale(replicas: int) -> Callable[[dict[str, Any]], None]:
+    def edit(deployment: dict[str, Any]) -> None:
+        deployment["spec"]["replicas"] = replicas
+
+    return edit
+
+
+def pin_to_no_node(deployment: dict[str, Any]) -> None:
+    deployment["spec"]["template"]["spec"]["nodeSelector"] = {"platform.test/never": "true"}
+
+
+def demo_problem() -> str:
+    """What `platform status` says about the demo Application ('' when it is ready)."""
+    rows = json_events(run_platform("status", "-o", "json").stdout)[-1]["components"]
+    return next((str(r["problem"]) for r in rows if r["name"] == "demo"), "")
 
 
 def demo_replicas(cluster: KwokCluster) -> int:
@@ -125,16 +147,7 @@ def test_platform_up_end_to_end(host_platform: HostPlatform, tmp_path: Path) -> 
         )
         + "\n"
     )
-    host_platform.git.git(
-        "-c",
-        "user.name=e2e",
-        "-c",
-        "user.email=e2e@test",
-        "commit",
-        "-qam",
-        "roll the reconciler",
-        cwd=work,
-    )
+    commit("commit", "-qam", "roll the reconciler", host=host_platform, cwd=work)
     host_platform.git.git("push", "-q", "origin", "HEAD", cwd=work)
     wait_for(
         lambda: (
@@ -201,16 +214,29 @@ def test_platform_up_end_to_end(host_platform: HostPlatform, tmp_path: Path) -> 
     # A commit is applied within seconds (push webhook), and `git revert` rolls it back.
     original = demo_replicas(cluster)
     pushed = time.monotonic()
-    push_change(host_platform, work, "scale demo", original + 1)
+    push_demo_change(host_platform, work, "scale demo", scale(original + 1))
     wait_for(
         lambda: demo_replicas(cluster) == original + 1, timeout=30, what="the pushed replica count"
     )
     print(f"push to applied: {time.monotonic() - pushed:.2f}s")
-    host_platform.git.git(
-        "-c", "user.name=e2e", "-c", "user.email=e2e@test", "revert", "--no-edit", "HEAD", cwd=work
-    )
+    commit("revert", "--no-edit", "HEAD", host=host_platform, cwd=work)
     host_platform.git.git("push", "-q", "origin", "HEAD", cwd=work)
     wait_for(lambda: demo_replicas(cluster) == original, timeout=30, what="the revert")
+
+    # A change that cannot roll out: `platform status` names the cause in the cluster
+    # (the real scheduler's message), not just "Progressing".
+    push_demo_change(host_platform, work, "pin demo to no node", pin_to_no_node)
+    wait_for(
+        lambda: "cannot be scheduled" in demo_problem(),
+        timeout=60,
+        what="`platform status` to name the unschedulable demo pod",
+    )
+    problem = demo_problem()
+    assert problem.startswith("Application demo is "), problem
+    assert "Deployment demo/demo is Progressing" in problem
+    assert "didn't match Pod's node affinity/selector" in problem
+    commit("revert", "--no-edit", "HEAD", host=host_platform, cwd=work)
+    host_platform.git.git("push", "-q", "origin", "HEAD", cwd=work)
 
     # A Deployment deleted by hand comes back.
     cluster.kubectl(
