@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bootstrap import hostcheck
 from bootstrap.config import Settings
@@ -25,6 +26,9 @@ from bootstrap.images import DOCKER_HUB, PinnedImage
 from bootstrap.stages.base import CheckResult, StageContext
 from bootstrap.state import PlatformState
 from stacks.errors import PermanentError, PlatformError
+
+if TYPE_CHECKING:
+    from stacks.kube.client import KubeClient
 
 MIN_DOCKER_MEMORY = 3 * 1024**3
 MIN_DOCKER_CPUS = 2
@@ -246,6 +250,7 @@ def check_existing_cluster(settings: Settings, state: PlatformState) -> list[Fin
         findings = [Finding("cluster", True, f"Kubernetes {version} at {client.host}")]
         rights = required_rights(settings)
         missing = missing_rights(client, rights)
+        findings.append(_storage_finding(client))
     except PlatformError as error:
         return [Finding("cluster", False, str(error), error.hint)]
     finally:
@@ -256,6 +261,28 @@ def check_existing_cluster(settings: Settings, state: PlatformState) -> list[Fin
     else:
         findings.append(Finding("permissions", True, f"may {', '.join(str(r) for r in rights)}"))
     return findings
+
+
+def _storage_finding(client: KubeClient) -> Finding:
+    """A warning when claims that name no class (the platform's) would wait for volumes."""
+    from stacks.kube.diagnose import has_default_storage_class
+
+    fix = (
+        "install a volume provisioner (e.g. rancher/local-path-provisioner) and mark its "
+        "class default, or create PersistentVolumes for the claims in platform-git and "
+        "platform-vault"
+    )
+    try:
+        storage = has_default_storage_class(client)
+    except PlatformError as error:
+        return Finding("storage", False, f"cannot list StorageClasses: {error}", fix, False)
+    if storage:
+        return Finding("storage", True, "the cluster has a default StorageClass")
+    detail = (
+        "the cluster has no default StorageClass, so the git server's and Vault's volumes "
+        "will wait for PersistentVolumes made by hand"
+    )
+    return Finding("storage", False, detail, fix, blocking=False)
 
 
 def run_checks(settings: Settings, cluster_exists: bool = False) -> list[Finding]:

@@ -126,13 +126,17 @@ def _pending_claim(client: DiagnoseClient, pod: KubeObject, events: list[KubeObj
         event = _latest_about(events, "PersistentVolumeClaim", claim_name, warning=False)
         if event is not None:
             cause += f": {event.get('message', '')}"
-        if not (claim.get("spec") or {}).get("storageClassName") and not _has_default_class(client):
+        if not (claim.get("spec") or {}).get("storageClassName") and not has_default_storage_class(
+            client
+        ):
             cause += " (the cluster has no default StorageClass: install a volume provisioner or create a PersistentVolume for it)"
         return cause
     return ""
 
 
-def _has_default_class(client: DiagnoseClient) -> bool:
+def has_default_storage_class(client: DiagnoseClient) -> bool:
+    """Does a StorageClass carry the default annotation? (Without one, a claim that names
+    no class waits for a PersistentVolume made by hand.) Also used by `platform doctor`."""
     classes = client.list_objects("storage.k8s.io/v1", "StorageClass")
     return any(
         ((c.get("metadata") or {}).get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"

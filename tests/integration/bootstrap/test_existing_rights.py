@@ -72,6 +72,31 @@ def test_doctor_passes_an_admin_and_names_every_right_it_checked(cluster: KwokCl
     assert checks["cluster"]["ok"] and "Kubernetes v1.34" in checks["cluster"]["detail"]
     assert checks["permissions"]["ok"]
     assert "create pods/portforward" in checks["permissions"]["detail"]
+    # The test cluster has no volume provisioner: a warning, not a stop.
+    assert not checks["storage"]["ok"] and not checks["storage"]["blocking"]
+    assert "no default StorageClass" in checks["storage"]["detail"]
+    assert "PersistentVolumes" in checks["storage"]["fix"]
+
+
+def test_doctor_sees_a_default_storage_class(cluster: KwokCluster) -> None:
+    storage_class = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": "t-default",
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": "example.test/none",
+    }
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(storage_class))
+    try:
+        code, checks = doctor(cluster.kubeconfig)
+    finally:
+        # Other tests bind claims to static volumes: a default class would capture them.
+        cluster.kubectl("delete", "storageclass", "t-default", "--wait=true")
+    assert code == 0, checks
+    assert checks["storage"]["ok"]
+    assert checks["storage"]["detail"] == "the cluster has a default StorageClass"
 
 
 def test_an_identity_with_no_rights_is_told_each_missing_one(
