@@ -86,7 +86,9 @@ class OpenBaoServer:
         data.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "config.hcl"
         config.write_text(
-            f'storage "raft" {{\n  path = "{data}"\n  node_id = "test-node"\n}}\n'
+            f'storage "raft" {{\n  path = "{data}"\n  node_id = "test-node"\n'
+            # as the shipped config (stacks/vault/manifests/20-config.yaml): fast elections
+            "  performance_multiplier = 1\n}\n"
             f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n{self._write_tls()}}}\n'
             f'api_addr = "{self.address}"\n'
             f'cluster_addr = "{self.scheme}://127.0.0.1:{self.cluster_port}"\n'
