@@ -37,14 +37,22 @@ def uses_port_forward(access: str, engine: str) -> bool:
     return access == "port-forward"
 
 
+def git_through_port_forward(settings: Settings) -> bool:
+    """True when this machine reaches the platform's own git server through the Kubernetes
+    API (`git.access`; auto: on clusters other than k3d's)."""
+    return not settings.git.url and uses_port_forward(settings.git.access, settings.engine)
+
+
+def vault_through_port_forward(settings: Settings) -> bool:
+    """True when this machine reaches the platform's own OpenBao (no `vault.address`)
+    through the Kubernetes API (`vault.access`)."""
+    return not settings.vault.address and uses_port_forward(settings.vault.access, settings.engine)
+
+
 def needs_port_forward(settings: Settings) -> bool:
     """Will this platform reach its own Vault or git server through a port-forward? (Then
     the kubeconfig's identity needs `create pods/portforward`.)"""
-    own_vault = not settings.vault.address
-    own_git = not settings.git.url
-    return (own_vault and uses_port_forward(settings.vault.access, settings.engine)) or (
-        own_git and uses_port_forward(settings.git.access, settings.engine)
-    )
+    return git_through_port_forward(settings) or vault_through_port_forward(settings)
 
 
 def forwarded_address(

@@ -27,7 +27,7 @@ import yaml
 from bootstrap import __version__
 from bootstrap.assets import asset_dir
 from bootstrap.config import Settings
-from bootstrap.forwards import forwarded_address, uses_port_forward
+from bootstrap.forwards import forwarded_address, git_through_port_forward
 from bootstrap.gitops_source import (
     GIT_NAMESPACE,
     GIT_SERVICE,
@@ -49,12 +49,6 @@ CLUSTER_DIR = "CLUSTER"
 STACK_COMPONENTS = ("gitserver", "reconciler", "vault", "secrets", "certs", "dns")
 APPLICATION_API = "gitops.platform.local/v1alpha1"
 TEXT_SUFFIXES = (".yaml", ".yml", ".md", ".txt", ".json", "")
-
-
-def git_through_port_forward(settings: Settings) -> bool:
-    """True when this machine reaches the platform's own git server through the Kubernetes
-    API (`git.access`; auto: on clusters other than k3d's)."""
-    return not settings.git.url and uses_port_forward(settings.git.access, settings.engine)
 
 
 def laptop_base_url(settings: Settings, kube: Callable[[], KubeClient] | None = None) -> str:

@@ -72,8 +72,9 @@ def clone(common: CommonArgs, directory: Path | None) -> None:
 
     To push, git asks for the user and password: see `platform git credentials`."""
     session = open_session(common)
+    from bootstrap.forwards import git_through_port_forward
     from bootstrap.git_client import clone_for_person, set_origin
-    from bootstrap.gitops_repo import git_through_port_forward, laptop_repo_url, people_repo_url
+    from bootstrap.gitops_repo import laptop_repo_url, people_repo_url
     from bootstrap.stages.gitserver import git_login
 
     with reported_errors(session):

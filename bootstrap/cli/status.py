@@ -9,13 +9,13 @@ import click
 
 from bootstrap.cli.common import (
     CommonArgs,
-    Session,
     common_options,
     open_session,
     reported_errors,
 )
 
 if TYPE_CHECKING:
+    from stacks.kube.client import KubeClient
     from stacks.reconciler.inspect import AppRow
 
 
@@ -58,12 +58,14 @@ def status(
             rows,
             title=f"Platform {settings.name!r} ({settings.engine})",
         )
+        engine = engine_for(settings, state)  # one client for every read below
         cluster_ready, cluster_detail = (False, "not created yet")
         if recorded.get("cluster", {}).get("outcome") in ("done", "verified"):
-            cluster_ready, cluster_detail = engine_for(settings, state).is_ready()
+            cluster_ready, cluster_detail = engine.is_ready()
         terminal.info(f"cluster: {cluster_detail}")
-        components = _components(session) if cluster_ready else []
-        problems = _problems(session, components)
+        client = engine.client() if cluster_ready else None
+        components = _components(client) if client is not None else []
+        problems = _problems(client, components) if client is not None else {}
         if components:
             terminal.table(
                 ["application", "sync", "health", "message"],
@@ -94,32 +96,28 @@ def status(
         )
 
 
-def _components(session: Session) -> list[AppRow]:
+def _components(client: KubeClient) -> list[AppRow]:
     """The platform's Applications and their health, once the reconciler is installed."""
-    from bootstrap.engines.base import engine_for
     from stacks.errors import PlatformError
     from stacks.reconciler.inspect import list_apps
 
     try:
-        return list_apps(engine_for(session.settings, session.state).client())
+        return list_apps(client)
     except PlatformError:
         return []  # no reconciler (CRD) yet
 
 
-def _problems(session: Session, rows: list[AppRow]) -> dict[str, str]:
+def _problems(client: KubeClient, rows: list[AppRow]) -> dict[str, str]:
     """For each Application that is not Synced and Healthy, why not, down to the cause in
     the cluster (a pending claim, an unschedulable pod, ...), as `platform up` reports it."""
-    from bootstrap.engines.base import engine_for
     from bootstrap.stages.appwait import app_problem, explained
     from stacks.errors import PlatformError
     from stacks.reconciler.api import API_VERSION, KIND
 
-    unready = [r for r in rows if (r.sync, r.health) != ("Synced", "Healthy")]
-    if not unready:
-        return {}
-    client = engine_for(session.settings, session.state).client()
     problems = {}
-    for row in unready:
+    for row in rows:
+        if (row.sync, row.health) == ("Synced", "Healthy"):
+            continue
         try:
             app = client.get(API_VERSION, KIND, row.name, row.namespace)
             text = explained(client, app, app_problem(app, row.name))

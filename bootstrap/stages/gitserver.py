@@ -35,10 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.config import Settings
-from bootstrap.forwards import forward_problem
+from bootstrap.forwards import forward_problem, git_through_port_forward
 from bootstrap.git_client import GitLogin, RepoNotFound, remote_heads
 from bootstrap.gitops_repo import (
-    git_through_port_forward,
     laptop_base_url,
     laptop_repo_url,
     people_repo_url,

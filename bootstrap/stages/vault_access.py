@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bootstrap.config import Settings
-from bootstrap.forwards import forward_problem, forwarded_address, uses_port_forward
+from bootstrap.forwards import forward_problem, forwarded_address, vault_through_port_forward
 from stacks.vault.keys import NAMESPACE
 
 if TYPE_CHECKING:
@@ -42,9 +42,7 @@ def access_mode(settings: Settings) -> str:
     """'external', 'ingress' or 'port-forward' (see the module docstring)."""
     if not deploys_vault(settings):
         return "external"
-    return (
-        "port-forward" if uses_port_forward(settings.vault.access, settings.engine) else "ingress"
-    )
+    return "port-forward" if vault_through_port_forward(settings) else "ingress"
 
 
 def vault_address(settings: Settings, kube: Callable[[], KubeClient]) -> str:

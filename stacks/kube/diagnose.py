@@ -30,11 +30,7 @@ DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 MESSAGE_LIMIT = 240
 
 
-# Reads only: pods, claims, StorageClasses, events.
-DiagnoseClient = ObjectReader
-
-
-def why_not_ready(client: DiagnoseClient, workload: KubeObject) -> str:
+def why_not_ready(client: ObjectReader, workload: KubeObject) -> str:
     """The first cause found for `workload` (a Deployment or StatefulSet) not being ready,
     as one sentence, or "" if nothing explains it (or the cluster cannot be read)."""
     try:
@@ -43,14 +39,14 @@ def why_not_ready(client: DiagnoseClient, workload: KubeObject) -> str:
         return ""  # a diagnosis is a bonus: never turn a wait into a failure
 
 
-def _diagnose(client: DiagnoseClient, workload: KubeObject) -> str:
+def _diagnose(client: ObjectReader, workload: KubeObject) -> str:
     namespace = str((workload.get("metadata") or {}).get("namespace") or "")
     labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
     if not labels:
         return ""
     selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
     pods = client.list_objects("v1", "Pod", namespace, selector)
-    events = _events(client, namespace)
+    events = _Events(client, namespace)
     if not pods:
         return _no_pods(workload, events)
     for cause in (_pending_claim, _unschedulable, _container_problem, _not_ready):
@@ -61,9 +57,32 @@ def _diagnose(client: DiagnoseClient, workload: KubeObject) -> str:
     return ""
 
 
-def _events(client: DiagnoseClient, namespace: str) -> list[KubeObject]:
-    """The namespace's events, newest first."""
-    return sorted(client.list_objects("v1", "Event", namespace), key=_event_time, reverse=True)
+class _Events:
+    """The namespace's events, newest first, listed on first use: the scheduler's and the
+    kubelet's causes are read from the pod itself and need none."""
+
+    def __init__(self, client: ObjectReader, namespace: str) -> None:
+        self._client = client
+        self._namespace = namespace
+        self._items: list[KubeObject] | None = None
+
+    def latest_about(
+        self, kind: str, name: str, prefix: bool = False, warning: bool = True
+    ) -> KubeObject | None:
+        """The newest event (a Warning, unless `warning` is False) about the object
+        `kind`/`name` (or any whose name starts so)."""
+        if self._items is None:
+            listed = self._client.list_objects("v1", "Event", self._namespace)
+            self._items = sorted(listed, key=_event_time, reverse=True)
+        for event in self._items:
+            if warning and event.get("type") != "Warning":
+                continue
+            involved = event.get("involvedObject") or {}
+            involved_name = str(involved.get("name", ""))
+            named = involved_name.startswith(name) if prefix else involved_name == name
+            if involved.get("kind") == kind and named:
+                return event
+        return None
 
 
 def _event_time(event: KubeObject) -> str:
@@ -77,28 +96,13 @@ def _event_time(event: KubeObject) -> str:
     )
 
 
-def _latest_about(
-    events: list[KubeObject], kind: str, name: str, prefix: bool = False, warning: bool = True
-) -> KubeObject | None:
-    """The newest event (a Warning, unless `warning` is False) about the object
-    `kind`/`name` (or any whose name starts so)."""
-    for event in events:
-        if warning and event.get("type") != "Warning":
-            continue
-        involved = event.get("involvedObject") or {}
-        involved_name = str(involved.get("name", ""))
-        named = involved_name.startswith(name) if prefix else involved_name == name
-        if involved.get("kind") == kind and named:
-            return event
-    return None
-
-
-def _no_pods(workload: KubeObject, events: list[KubeObject]) -> str:
+def _no_pods(workload: KubeObject, events: _Events) -> str:
     kind = str(workload.get("kind") or "")
     name = str((workload.get("metadata") or {}).get("name") or "")
     # A Deployment's pods are created by its ReplicaSets, named "<deployment>-<hash>".
-    replica_sets = _latest_about(events, "ReplicaSet", f"{name}-", prefix=True)
-    event = (replica_sets if kind == "Deployment" else None) or _latest_about(events, kind, name)
+    event = (
+        events.latest_about("ReplicaSet", f"{name}-", prefix=True) if kind == "Deployment" else None
+    ) or events.latest_about(kind, name)
     if event is None:
         return ""
     return trim(f"no pod was created: {event.get('message', '')}", MESSAGE_LIMIT)
@@ -113,7 +117,7 @@ def _claims(pod: KubeObject) -> list[str]:
     ]
 
 
-def _pending_claim(client: DiagnoseClient, pod: KubeObject, events: list[KubeObject]) -> str:
+def _pending_claim(client: ObjectReader, pod: KubeObject, events: _Events) -> str:
     namespace = str((pod.get("metadata") or {}).get("namespace") or "")
     for claim_name in _claims(pod):
         claim = client.get("v1", "PersistentVolumeClaim", claim_name, namespace)
@@ -123,7 +127,7 @@ def _pending_claim(client: DiagnoseClient, pod: KubeObject, events: list[KubeObj
             continue
         cause = f"PersistentVolumeClaim '{claim_name}' is Pending"
         # The PV controller reports a claim it cannot bind as a Normal event (FailedBinding).
-        event = _latest_about(events, "PersistentVolumeClaim", claim_name, warning=False)
+        event = events.latest_about("PersistentVolumeClaim", claim_name, warning=False)
         if event is not None:
             cause += f": {event.get('message', '')}"
         if not (claim.get("spec") or {}).get("storageClassName") and not has_default_storage_class(
@@ -134,7 +138,7 @@ def _pending_claim(client: DiagnoseClient, pod: KubeObject, events: list[KubeObj
     return ""
 
 
-def has_default_storage_class(client: DiagnoseClient) -> bool:
+def has_default_storage_class(client: ObjectReader) -> bool:
     """Does a StorageClass carry the default annotation? (Without one, a claim that names
     no class waits for a PersistentVolume made by hand.) Also used by `platform doctor`."""
     classes = client.list_objects("storage.k8s.io/v1", "StorageClass")
@@ -148,14 +152,14 @@ def _pod_name(pod: KubeObject) -> str:
     return str((pod.get("metadata") or {}).get("name") or "")
 
 
-def _unschedulable(client: DiagnoseClient, pod: KubeObject, events: list[KubeObject]) -> str:
+def _unschedulable(client: ObjectReader, pod: KubeObject, events: _Events) -> str:
     scheduled = condition_of(pod, "PodScheduled")
     if scheduled is None or scheduled.get("status") != "False":
         return ""
     return f"pod '{_pod_name(pod)}' cannot be scheduled: {scheduled.get('message') or scheduled.get('reason', '')}"
 
 
-def _container_problem(client: DiagnoseClient, pod: KubeObject, events: list[KubeObject]) -> str:
+def _container_problem(client: ObjectReader, pod: KubeObject, events: _Events) -> str:
     status = pod.get("status") or {}
     statuses = [
         *(status.get("initContainerStatuses") or []),
@@ -183,18 +187,18 @@ def _last_exit(container: KubeObject) -> str:
     )
 
 
-def _not_ready(client: DiagnoseClient, pod: KubeObject, events: list[KubeObject]) -> str:
+def _not_ready(client: ObjectReader, pod: KubeObject, events: _Events) -> str:
     ready = condition_of(pod, "Ready")
     if (pod.get("status") or {}).get("phase") != "Running" or (
         ready is not None and ready.get("status") == "True"
     ):
         return ""
-    event = _latest_about(events, "Pod", _pod_name(pod))
+    event = events.latest_about("Pod", _pod_name(pod))
     detail = f": {event.get('reason')}: {event.get('message', '')}" if event is not None else ""
     return f"pod '{_pod_name(pod)}' runs but is not ready{detail}"
 
 
-def with_cause(message: str, client: DiagnoseClient, workload: KubeObject | None) -> str:
+def with_cause(message: str, client: ObjectReader, workload: KubeObject | None) -> str:
     """`message` ("waiting for ...: 0/1 ready") followed by the cause, when one is found."""
     cause = why_not_ready(client, workload) if workload else ""
     return f"{message}; {cause}" if cause else message

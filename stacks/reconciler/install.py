@@ -18,9 +18,9 @@ import time
 from typing import Any, Protocol
 
 from stacks.errors import WaitingError
-from stacks.kube.diagnose import DiagnoseClient, with_cause
+from stacks.kube.diagnose import with_cause
 from stacks.kube.health import health_of
-from stacks.kube.objects import KubeObject, ObjectRef, condition_of
+from stacks.kube.objects import KubeObject, ObjectReader, ObjectRef, condition_of
 from stacks.manifests import component_manifests
 from stacks.reconciler.api import API_VERSION, FINALIZER, KIND
 from stacks.reconciler.apply import ApplyClient
@@ -34,7 +34,7 @@ GIT_SECRET = "platform-reconciler-git"  # noqa: S105 - a Secret name; key `crede
 WEBHOOK_URL = f"http://{NAME}.{NAMESPACE}.svc/webhook"  # for the git server
 
 
-class InstallClient(ApplyClient, DiagnoseClient, Protocol):
+class InstallClient(ApplyClient, ObjectReader, Protocol):
     """What the installer needs: the applier's calls, and reads to explain a slow start."""
 
 

@@ -152,8 +152,7 @@ def test_waiting_for_the_server_says_why_it_does_not_start(
 def test_deployed_server_is_reached_and_seeded_through_a_port_forward(
     cluster: KwokCluster, make_context: MakeContext, volume: None, tmp_path: Path
 ) -> None:
-    from bootstrap.forwards import close_port_forwards
-    from bootstrap.gitops_repo import git_through_port_forward
+    from bootstrap.forwards import close_port_forwards, git_through_port_forward
     from bootstrap.stages.seed import SeedStage
     from tests.support.gitserver import GitServer
     from tests.support.stages import run_until_done
