@@ -15,7 +15,10 @@ from bootstrap import __version__
 
 K3S_VERSION = "v1.34.4-k3s1"
 K3S_IMAGE = f"rancher/k3s:{K3S_VERSION}"
-OPENBAO_IMAGE = "quay.io/openbao/openbao:2.4.3"
+# The tests run this same version (testenv's OPENBAO_VERSION; a unit test keeps them equal),
+# and the real-node tests run the image made from that binary.
+OPENBAO_VERSION = "2.7.2"
+OPENBAO_IMAGE = f"quay.io/openbao/openbao:{OPENBAO_VERSION}"
 COMPONENT_IMAGE = f"platform-components:{__version__}"
 # The official slim image the Dockerfile builds on by default (ARG BASE).
 COMPONENT_BASE_IMAGE = "python:3.11-slim-bookworm"

@@ -19,12 +19,16 @@ import pytest
 from stacks.kube.client import KubeClient
 from testenv import locate
 from tests.support import processes
+from tests.support.baseimage import TAG as BASE_TAG
+from tests.support.baseimage import build_base_image
 from tests.support.binaries import in_ci, require_binary
+from tests.support.componentimage import ComponentImage, build_component_image
 from tests.support.dockerd import DockerEngine, ensure_engine
 from tests.support.gitserver import GitServer
 from tests.support.hostplatform import HostPlatform, host_platform_fixture
 from tests.support.kwok import KwokCluster
 from tests.support.openbao import InitResult, OpenBaoServer, initialise_and_unseal
+from tests.support.realnode.cluster import RealNodeCluster
 
 KUBE_BINARIES = (
     "kube-apiserver",
@@ -34,6 +38,15 @@ KUBE_BINARIES = (
     "etcd",
     "kwok",
     "kwokctl",
+)
+# The real node adds these to the control plane's binaries (tests/support/realnode/).
+REAL_NODE_BINARIES = (
+    "kubelet",
+    "kube-proxy",
+    "coredns",
+    "traefik",
+    "local-path-provisioner",
+    "bao",
 )
 
 
@@ -54,8 +67,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+_real_node_leftovers: list[str] = []
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    left = processes.leaked()
+    left = processes.leaked() + _real_node_leftovers
     if left:
         processes.kill_leaked()
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -174,6 +190,50 @@ def docker_engine(session_dir: Path) -> Iterator[DockerEngine]:
         pytest.skip(message)
     yield engine
     engine.stop()
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_engine: DockerEngine) -> str:
+    """A slim Debian base made here (tests/support/baseimage.py), built when absent."""
+    try:
+        seconds = build_base_image(docker_engine.host)
+    except FileNotFoundError as error:
+        if in_ci():
+            pytest.fail(str(error), pytrace=False)
+        pytest.skip(str(error))
+    if seconds:
+        print(f"\nbuilt {BASE_TAG} from Debian packages in {seconds:.1f}s")
+    return BASE_TAG
+
+
+@pytest.fixture(scope="session")
+def component_image(base_image: str) -> ComponentImage:
+    """The pinned component image, built on the local base by the real CLI."""
+    return build_component_image(base_image)
+
+
+# ---- a cluster whose pods really run ----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def real_node(
+    session_dir: Path,
+    component_image: ComponentImage,
+    docker_engine: DockerEngine,
+    request: pytest.FixtureRequest,
+) -> Iterator[RealNodeCluster]:
+    """kwokctl's control plane plus a real kubelet, containerd and kube-proxy, with
+    CoreDNS, local-path and Traefik as k3s has them (tests/support/realnode/). One per
+    test run; at the end it must leave the host exactly as it found it."""
+    binaries = {name: require_binary(name) for name in KUBE_BINARIES + REAL_NODE_BINARIES}
+    node = RealNodeCluster(workdir=session_dir / "real-node", binaries=binaries)
+    node.up(component_image.tag, docker_engine.host)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"\nreal-node cluster up: {node.timings}")
+    yield node
+    node.down()
+    _real_node_leftovers.extend(f"real node: {item}" for item in node.leftovers())
 
 
 @pytest.fixture(autouse=True)

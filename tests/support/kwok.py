@@ -30,10 +30,17 @@ class KwokCluster:
     workdir: Path
     binaries: dict[str, Path]
     nodes: int = 2
+    # A KwokctlConfiguration file (ports, component flags); the real-node cluster uses one.
+    config: Path | None = None
 
     @property
     def kubeconfig(self) -> Path:
         return self.workdir / "kubeconfig"
+
+    @property
+    def pki_dir(self) -> Path:
+        """kwokctl's CA and admin certificate (written when the cluster is created)."""
+        return self.workdir / "kwok" / "clusters" / self.name / "pki"
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -82,9 +89,11 @@ class KwokCluster:
             "ClusterPortForward",
             "--wait",
             "120s",
+            *(["--config", str(self.config)] if self.config else []),
         )
-        self._kwokctl("scale", "node", "--replicas", str(self.nodes))
-        processes.wait_for(self._nodes_ready, timeout=60, what="kwok nodes to be Ready")
+        if self.nodes:
+            self._kwokctl("scale", "node", "--replicas", str(self.nodes))
+            processes.wait_for(self._nodes_ready, timeout=60, what="kwok nodes to be Ready")
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
         cmd = [str(self.binaries["kubectl"]), "--kubeconfig", str(self.kubeconfig), *args]

@@ -17,9 +17,10 @@ import pytest
 import yaml
 
 from bootstrap.images import COMPONENT_IMAGE, K3S_IMAGE, all_images
-from tests.integration.image.conftest import ComponentImage, SecondEngine, docker
+from tests.integration.image.conftest import SecondEngine
 from tests.support.binaries import require_binary
 from tests.support.cli import json_events, run_platform
+from tests.support.componentimage import ComponentImage, docker
 from tests.support.dockerd import DockerEngine
 from tests.support.processes import free_port
 

@@ -17,8 +17,8 @@ from bootstrap.images import COMPONENT_IMAGE
 from stacks.kube.client import KubeClient
 from stacks.reconciler.api import API_VERSION, KIND
 from stacks.reconciler.install import FIELD_MANAGER_BOOTSTRAP, git_credentials_line, manifests
-from tests.integration.image.conftest import ComponentImage, build_with_cli, docker
 from tests.support import processes
+from tests.support.componentimage import ComponentImage, build_with_cli, docker
 from tests.support.gitserver import READER, GitServer
 from tests.support.kwok import KwokCluster
 

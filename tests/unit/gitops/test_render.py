@@ -212,3 +212,12 @@ def test_a_copy_of_component_manifests_in_the_template_is_refused(template: Path
     (template / "platform/dns/x.yaml").write_text("kind: ConfigMap\n")
     with pytest.raises(PermanentError, match="generated from stacks/dns/manifests"):
         render(platform_values(settings()), template=template)
+
+
+def test_the_dns_stub_serves_the_platforms_domain() -> None:
+    # The stub in the cluster publishes names under the platform's domain, not a default.
+    files = rendered()
+    settings_map = next(
+        d for d in documents(files, "platform/dns/25-settings.yaml") if d["kind"] == "ConfigMap"
+    )
+    assert settings_map["data"]["PLATFORM_DNS_DOMAIN"] == "example.test"

@@ -5,7 +5,8 @@ configured to keep it so), then `docker import` it. Like python:3.11-slim-bookwo
 has no git, so the Dockerfile's own git install (apt, from deb.debian.org) is what the
 tests build and run. Cached by tag across test runs (built only when absent).
 
-Used by the image tests' `base_image` fixture (tests/integration/image/conftest.py).
+Used by the `base_image` fixture (tests/conftest.py): the image tests and the real-node
+cluster build the component image on it.
 """
 
 from __future__ import annotations
