@@ -24,6 +24,10 @@ VAULT_PROVIDER_VERSION = "3.3.1"
 VAULT_PROVIDER_MODULE_VERSION = "v1.9.1-0.20220225202911-91f40a2aed19"
 K3D_VERSION = "v5.9.0"
 COREDNS_VERSION = "v1.12.4"
+# The only version the module proxy here serves.
+LOCAL_PATH_VERSION = "v0.0.30"
+# v3.7.x cannot be built here: the proxy refuses 15 of its dependencies.
+TRAEFIK_VERSION = "v3.6.12"
 
 
 def go_arch() -> str:
@@ -54,6 +58,8 @@ class Tool:
     #   "wrapper"  a throwaway module that `go get`s `module@module_version` and builds
     #              go_packages (for modules with replace lines or unlisted versions)
     #   "kube"     the k8s.io/kubernetes wrapper with staging replaces (testenv.md)
+    #   "replaces" like "wrapper", but first copies the module's own replace and exclude
+    #              directives into the wrapper (Go ignores them outside the main module)
     #   "pypi"     a binary shipped inside a PyPI wheel
     build: str
     go_packages: tuple[str, ...] = ()
@@ -69,7 +75,15 @@ class Tool:
 
 def _kube() -> Tool:
     arch = go_arch()
-    names = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+    # kubelet and kube-proxy run the real-node test cluster (tests/support/realnode).
+    names = (
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kubectl",
+        "kubelet",
+        "kube-proxy",
+    )
     return Tool(
         name="kube",
         version=KUBE_VERSION,
@@ -208,6 +222,42 @@ def _coredns() -> Tool:
     )
 
 
+def _local_path_provisioner() -> Tool:
+    # Provisions PVCs on the real-node test cluster (tests/support/realnode).
+    return Tool(
+        name="local-path-provisioner",
+        version=LOCAL_PATH_VERSION,
+        binaries=("local-path-provisioner",),
+        build="install",
+        go_packages=(f"github.com/rancher/local-path-provisioner@{LOCAL_PATH_VERSION}",),
+    )
+
+
+def _traefik() -> Tool:
+    # The ingress controller of the real-node test cluster (tests/support/realnode).
+    arch = go_arch()
+    return Tool(
+        name="traefik",
+        version=TRAEFIK_VERSION,
+        binaries=("traefik",),
+        # Its go.mod replaces three packages with Containous forks and excludes an
+        # ambiguous tencentcloud version; `go install` refuses a module with replaces.
+        build="replaces",
+        go_packages=("github.com/traefik/traefik/v3/cmd/traefik",),
+        module="github.com/traefik/traefik/v3",
+        module_version=TRAEFIK_VERSION,
+        # Stamp the version, or `traefik version` says dev.
+        ldflags=f"-s -w -X github.com/traefik/traefik/v3/pkg/version.Version={TRAEFIK_VERSION}",
+        downloads={
+            "traefik": Download(
+                f"https://github.com/traefik/traefik/releases/download/{TRAEFIK_VERSION}/"
+                f"traefik_{TRAEFIK_VERSION}_linux_{arch}.tar.gz",
+                member="traefik",
+            )
+        },
+    )
+
+
 def all_tools() -> tuple[Tool, ...]:
     """Every tool, cheapest first, so a cold run gives early feedback."""
     return (
@@ -219,6 +269,8 @@ def all_tools() -> tuple[Tool, ...]:
         _vault_provider(),
         _k3d(),
         _coredns(),
+        _local_path_provisioner(),
+        _traefik(),
     )
 
 

@@ -230,27 +230,19 @@ def _wrapper_module(tool: Tool, log: Path) -> Path:
     return work
 
 
+def _build_packages(tool: Tool, work: Path, bin_dir: Path, log: Path) -> None:
+    """`go build` each of the tool's packages in its wrapper module, one binary each."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for binary, package in zip(tool.binaries, tool.go_packages, strict=True):
+        command = ["go", "build", "-trimpath", "-ldflags", tool.ldflags]
+        _run([*command, "-o", str(bin_dir / binary), package], cwd=work, log=log, env=_go_env())
+
+
 def _build_wrapper(tool: Tool, bin_dir: Path, log: Path) -> None:
     """`go get` the module at its pinned version in a throwaway module, then build."""
     work = _wrapper_module(tool, log)
     _run(["go", "get", f"{tool.module}@{tool.module_version}"], cwd=work, log=log, env=_go_env())
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    for binary, package in zip(tool.binaries, tool.go_packages, strict=True):
-        _run(
-            [
-                "go",
-                "build",
-                "-trimpath",
-                "-ldflags",
-                tool.ldflags,
-                "-o",
-                str(bin_dir / binary),
-                package,
-            ],
-            cwd=work,
-            log=log,
-            env=_go_env(),
-        )
+    _build_packages(tool, work, bin_dir, log)
 
 
 def _staging_modules(kubernetes_gomod: str) -> list[str]:
@@ -263,13 +255,10 @@ def _staging_modules(kubernetes_gomod: str) -> list[str]:
     return sorted(set(modules))
 
 
-def _build_kube(tool: Tool, bin_dir: Path, log: Path) -> None:
-    work = _wrapper_module(tool, log)
-    env = _go_env()
-    version = tool.version
-    _, minor, patch = version.lstrip("v").split(".")
+def _served_gomod(module: str, version: str, work: Path, env: dict[str, str]) -> str:
+    """The go.mod the module proxy serves for module@version (its replaces are not applied)."""
     listing = subprocess.run(
-        ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
+        ["go", "mod", "download", "-json", f"{module}@{version}"],
         cwd=work,
         env=env,
         capture_output=True,
@@ -277,8 +266,16 @@ def _build_kube(tool: Tool, bin_dir: Path, log: Path) -> None:
         check=False,
     )
     if listing.returncode != 0:
-        raise MissingBinary(f"go mod download k8s.io/kubernetes@{version} failed: {listing.stderr}")
-    gomod = Path(json.loads(listing.stdout)["GoMod"]).read_text()
+        raise MissingBinary(f"go mod download {module}@{version} failed: {listing.stderr}")
+    return Path(json.loads(listing.stdout)["GoMod"]).read_text()
+
+
+def _build_kube(tool: Tool, bin_dir: Path, log: Path) -> None:
+    work = _wrapper_module(tool, log)
+    env = _go_env()
+    version = tool.version
+    _, minor, patch = version.lstrip("v").split(".")
+    gomod = _served_gomod("k8s.io/kubernetes", version, work, env)
     staging_version = f"v0.{minor}.{patch}"
     for module in _staging_modules(gomod):
         _run(
@@ -316,8 +313,71 @@ def _build_kube(tool: Tool, bin_dir: Path, log: Path) -> None:
     )
 
 
+def _gomod_directives(gomod: str, keyword: str) -> list[str]:
+    """The bodies of every `keyword` directive in a go.mod, single-line or in a block."""
+    bodies = []
+    in_block = False
+    for raw in gomod.splitlines():
+        line = raw.split("//", 1)[0].strip()
+        if in_block:
+            if line == ")":
+                in_block = False
+            elif line:
+                bodies.append(line)
+        elif line == f"{keyword} (":
+            in_block = True
+        elif line.startswith(keyword + " "):
+            bodies.append(line[len(keyword) :].strip())
+    return bodies
+
+
+def _module_at(parts: list[str]) -> str:
+    """`path` or `path version` as go mod edit spells it: path or path@version."""
+    return "@".join(parts)
+
+
+def _upstream_edits(gomod: str) -> list[str]:
+    """`go mod edit` flags that repeat a dependency's replace and exclude directives.
+
+    Go applies replace and exclude only in the main module, so a wrapper that builds a
+    module with forks in its go.mod must copy them. A replace onto a directory
+    (`=> ./nested`) points inside the upstream repository, not the module zip, and
+    cannot be copied: the build stops with that module named rather than failing later.
+    """
+    edits = []
+    for body in _gomod_directives(gomod, "replace"):
+        old, _, new = (side.split() for side in body.partition("=>"))
+        if len(new) == 1 and new[0].startswith(("./", "../", "/")):
+            raise MissingBinary(
+                f"{_module_at(old)} is replaced by the directory {new[0]} of the upstream "
+                "repository, which the module proxy does not serve; the wrapper has no copy of it"
+            )
+        edits.append(f"-replace={_module_at(old)}={_module_at(new)}")
+    for body in _gomod_directives(gomod, "exclude"):
+        edits.append(f"-exclude={_module_at(body.split())}")
+    return edits
+
+
+def _build_replaces(tool: Tool, bin_dir: Path, log: Path) -> None:
+    """A wrapper module that carries the built module's own replace/exclude lines."""
+    work = _wrapper_module(tool, log)
+    env = _go_env()
+    edits = _upstream_edits(_served_gomod(tool.module, tool.module_version, work, env))
+    if edits:
+        _run(["go", "mod", "edit", *edits], cwd=work, log=log, env=env)
+    # Getting the packages (not just the module) records go.sum lines for all they import.
+    packages = [f"{p}@{tool.module_version}" for p in tool.go_packages]
+    _run(["go", "get", *packages], cwd=work, log=log, env=env)
+    _build_packages(tool, work, bin_dir, log)
+
+
 def _build_from_go(tool: Tool, bin_dir: Path, log: Path) -> None:
-    builders = {"kube": _build_kube, "wrapper": _build_wrapper, "install": _build_install}
+    builders = {
+        "kube": _build_kube,
+        "wrapper": _build_wrapper,
+        "replaces": _build_replaces,
+        "install": _build_install,
+    }
     builders[tool.build](tool, bin_dir, log)
 
 
