@@ -5,26 +5,46 @@ file and line it came from, and every error names them ("apps/web.yaml:12: ...")
 status condition points a person at the line to fix. A render either succeeds for every
 file or fails as a whole: the reconciler never applies or prunes from half a render.
 
+A render is bounded, because its input is whatever anyone pushed: file size, total bytes,
+number of documents and objects (`Limits`), and what each object and the whole render
+expand to once YAML aliases are resolved. Aliases stay shared when loaded, so a 500-byte
+"billion laughs" file loads in microseconds and only explodes when serialised; the sizes
+are measured on the shared graph (each shared node once) before anything serialises, and
+a render over a bound fails only its Application, naming the file.
+
 Called by the reconciler's controller and `platform diff`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from stacks.errors import PermanentError
 from stacks.kube.objects import KubeObject, ObjectRef
+from stacks.reconciler.loader import DuplicateKey, LoadError, load_json, load_yaml
 
-try:
-    _Loader: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - libyaml missing
-    _Loader = yaml.SafeLoader
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on one render. The defaults sit well above real platforms (the API server
+    refuses requests over 3 MiB, so no single object is near 4 MiB) and well below the
+    reconciler's 256Mi memory limit."""
+
+    file_bytes: int = 4 * MiB
+    total_bytes: int = 8 * MiB  # Argo CD's combined-manifests default is 10M
+    files: int = 2000
+    objects: int = 5000  # documents and objects, counted together
+    object_bytes: int = 4 * MiB  # one object as JSON, aliases expanded
+    render_bytes: int = 32 * MiB  # every object as JSON, aliases expanded
+    depth: int = 100  # nesting; json.dumps and deepcopy recurse
+
+
+LIMITS = Limits()
 
 _SEPARATOR = re.compile(r"^---(\s|$)")
 
@@ -127,43 +147,164 @@ def _check(obj: Any, file: str, line: int, problems: list[RenderProblem]) -> lis
     return [Manifest(obj, file, line)]
 
 
-def render_file(file: str, content: bytes, problems: list[RenderProblem]) -> list[Manifest]:
+def _size(n: int) -> str:
+    return f"{n / MiB:.0f} MiB" if n >= MiB else f"{n / 1024:.0f} KiB" if n >= 1024 else f"{n} B"
+
+
+def _position(content: bytes, offset: int) -> str:
+    line = content.count(b"\n", 0, offset) + 1
+    return f"byte {offset}, line {line}"
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _measure(root: Any, memo: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """(JSON size estimate, nesting depth) of `root` with aliases expanded.
+
+    Each shared dict/list is measured once (`memo`, shared across a render), so the
+    cost is the size of the file, not of the expansion. Iterative: the depth of the
+    input must not become the depth of Python's stack. Raises _TooBig on a cycle
+    (`&a [*a]`), which no JSON can hold.
+    """
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    active: set[int] = set()  # entered, not finished: exactly the current path
+    while stack:
+        node, finished = stack.pop()
+        ident = id(node)
+        children = node.values() if isinstance(node, dict) else node
+        if finished:
+            active.discard(ident)
+            size, depth = 2, 1
+            if isinstance(node, dict):
+                size += sum(len(str(k)) + 4 for k in node)
+            for child in children:
+                if isinstance(child, (dict, list)):
+                    child_size, child_depth = memo[id(child)]
+                else:
+                    child_size, child_depth = _scalar_size(child), 0
+                size += child_size + 1
+                depth = max(depth, child_depth + 1)
+            memo[ident] = (size, depth)
+            continue
+        if ident in memo:
+            continue
+        if ident in active:
+            raise _TooBig("refers to itself through a YAML alias, so it never ends")
+        active.add(ident)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if isinstance(c, (dict, list)))
+    if isinstance(root, (dict, list)):
+        return memo[id(root)]
+    return _scalar_size(root), 0
+
+
+def _scalar_size(value: Any) -> int:
+    return len(value) + 2 if isinstance(value, str) else len(str(value))
+
+
+def _load(
+    file: str, content: bytes, problems: list[RenderProblem], budget: list[int]
+) -> list[tuple[int, Any]]:
+    """(line, value) of each document in one file; problems name file:line."""
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as error:
-        problems.append(RenderProblem(file, 0, f"not UTF-8 text: {error.reason}"))
+        problems.append(
+            RenderProblem(
+                file,
+                content.count(b"\n", 0, error.start) + 1,
+                f"the file is not UTF-8 text ({error.reason} at {_position(content, error.start)}); "
+                "save it as UTF-8",
+            )
+        )
         return []
     if file.endswith(".json"):
+        budget[0] -= 1
         try:
-            return _check(json.loads(text), file, 1, problems)
-        except json.JSONDecodeError as error:
-            problems.append(RenderProblem(file, error.lineno, f"invalid JSON: {error.msg}"))
+            return [(1, load_json(text))]
+        except LoadError as error:
+            problems.append(_problem(file, 1, error))
             return []
-    found: list[Manifest] = []
+    found: list[tuple[int, Any]] = []
     for start, doc in _documents(text):
+        budget[0] -= 1
+        if budget[0] < 0:
+            return found  # render() reports the count
         try:
-            obj = yaml.load(doc, Loader=_Loader)  # noqa: S506 - a safe loader
-        except yaml.MarkedYAMLError as error:
-            mark = error.problem_mark or error.context_mark
-            line = start + (mark.line if mark else 0)
-            problem = (
-                " ".join(str(x) for x in (error.context, error.problem) if x) or "invalid YAML"
-            )
-            problems.append(RenderProblem(file, line, f"invalid YAML: {problem}"))
-            continue
-        except yaml.YAMLError as error:
-            problems.append(RenderProblem(file, start, f"invalid YAML: {error}"))
-            continue
-        found.extend(_check(obj, file, _first_content_line(start, doc), problems))
+            found.append((_first_content_line(start, doc), load_yaml(doc)))
+        except LoadError as error:
+            problems.append(_problem(file, start, error))
     return found
 
 
-def render(files: Iterable[tuple[str, bytes]]) -> list[Manifest]:
+def _problem(file: str, start: int, error: LoadError) -> RenderProblem:
+    line = start + error.line if error.line >= 0 else 0
+    message = error.message
+    if isinstance(error, DuplicateKey):
+        message += (
+            f" (first at line {start + error.first_line}); a repeated key silently replaces "
+            "the earlier value: keep only one"
+        )
+    return RenderProblem(file, line, message)
+
+
+def render(files: Iterable[tuple[str, bytes]], limits: Limits = LIMITS) -> list[Manifest]:
     """Every object in `files` (path, content), in file order; raises RenderError."""
     problems: list[RenderProblem] = []
     manifests: list[Manifest] = []
-    for file, content in files:
-        manifests.extend(render_file(file, content, problems))
+    total = 0
+    budget = [limits.objects]
+    for count, (file, content) in enumerate(files, start=1):
+        if count > limits.files:
+            problems.append(
+                RenderProblem(
+                    file,
+                    0,
+                    f"the path holds more than {limits.files} YAML/JSON files; "
+                    "split it into several Applications",
+                )
+            )
+            break
+        total += len(content)
+        if len(content) > limits.file_bytes:
+            problems.append(
+                RenderProblem(
+                    file,
+                    0,
+                    f"the file is {_size(len(content))}, over the {_size(limits.file_bytes)} "
+                    "limit for one file; split it",
+                )
+            )
+            continue
+        if total > limits.total_bytes:
+            problems.append(
+                RenderProblem(
+                    file,
+                    0,
+                    f"the files up to this one add up to {_size(total)}, over the "
+                    f"{_size(limits.total_bytes)} limit for one Application; split the path "
+                    "into several Applications",
+                )
+            )
+            break
+        for line, obj in _load(file, content, problems, budget):
+            manifests.extend(_check(obj, file, line, problems))
+        if budget[0] < 0 or len(manifests) > limits.objects:
+            problems.append(
+                RenderProblem(
+                    file,
+                    0,
+                    f"the path holds more than {limits.objects} documents or objects (counting "
+                    "up to this file); split it into several Applications",
+                )
+            )
+            break
+    if not problems:
+        _bound_expansion(manifests, limits, problems)
+    if problems:
+        raise RenderError(problems)
     seen: dict[tuple[str, str, str, str], Manifest] = {}
     for manifest in manifests:
         key = ObjectRef.of(manifest.obj).key
@@ -179,3 +320,50 @@ def render(files: Iterable[tuple[str, bytes]]) -> list[Manifest]:
     if problems:
         raise RenderError(problems)
     return manifests
+
+
+def _bound_expansion(
+    manifests: list[Manifest], limits: Limits, problems: list[RenderProblem]
+) -> None:
+    memo: dict[int, tuple[int, int]] = {}
+    total = 0
+    for manifest in manifests:
+        try:
+            size, depth = _measure(manifest.obj, memo)
+        except _TooBig as error:
+            problems.append(RenderProblem(manifest.file, manifest.line, f"the object {error}"))
+            return
+        if size > limits.object_bytes:
+            problems.append(
+                RenderProblem(
+                    manifest.file,
+                    manifest.line,
+                    f"the object expands to about {_size(size)} once YAML aliases (*name) are "
+                    f"resolved, over the {_size(limits.object_bytes)} limit for one object; "
+                    "write it without nested aliases",
+                )
+            )
+            return
+        if depth > limits.depth:
+            problems.append(
+                RenderProblem(
+                    manifest.file,
+                    manifest.line,
+                    f"the object is nested {depth} levels deep, over the limit of "
+                    f"{limits.depth}; flatten it",
+                )
+            )
+            return
+        total += size
+        if total > limits.render_bytes:
+            problems.append(
+                RenderProblem(
+                    manifest.file,
+                    manifest.line,
+                    f"the objects up to this one expand to about {_size(total)} once YAML "
+                    f"aliases (*name) are resolved, over the {_size(limits.render_bytes)} "
+                    "limit for one Application; write them without nested aliases or split "
+                    "the path into several Applications",
+                )
+            )
+            return
