@@ -12,6 +12,7 @@ from typing import Any
 
 from stacks.errors import PermanentError
 from stacks.kube.objects import KubeObject
+from stacks.reconciler.source import clean_path
 
 GROUP = "gitops.platform.local"
 VERSION = "v1alpha1"
@@ -138,7 +139,7 @@ class AppSpec:
             key=key,
             source=Source(
                 repo_url=str(src["repoURL"]),
-                path=str(src.get("path") or ".").strip("/") or ".",
+                path=_path(key, src.get("path")),
                 target_revision=str(src.get("targetRevision") or "HEAD"),
                 recurse=bool((src.get("directory") or {}).get("recurse", False)),
                 secret_name=str(secret),
@@ -159,6 +160,13 @@ class AppSpec:
             cascade=FINALIZER in (meta.get("finalizers") or []),
             sync_options=options,
         )
+
+
+def _path(key: AppKey, value: Any) -> str:
+    try:
+        return clean_path(str(value or "."))
+    except PermanentError as error:
+        raise PermanentError(f"Application '{key}': {error}", hint=error.hint) from error
 
 
 def tracking_id(app: AppKey, group: str, kind: str, namespace: str, name: str) -> str:

@@ -462,9 +462,12 @@ class Controller:
             spec.source.repo_url, revision, spec.source.path, spec.source.recurse
         )
         if files is None:
+            why = self.git.explain_missing(spec.source.repo_url, revision, spec.source.path)
             raise ReconcileFailed(
                 "PathNotFound",
-                f"path '{spec.source.path}' does not exist in {redact_url(spec.source.repo_url)} at {revision[:12]}; nothing was applied or pruned",
+                f"path '{spec.source.path}' does not exist in {redact_url(spec.source.repo_url)} at {revision[:12]}"
+                + (f" ({why})" if why else "")
+                + "; nothing was applied or pruned",
                 stalled=True,
             )
         manifests = render((f.path, f.content) for f in files)

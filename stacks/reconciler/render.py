@@ -250,6 +250,36 @@ def _problem(file: str, start: int, error: LoadError) -> RenderProblem:
     return RenderProblem(file, line, message)
 
 
+def too_many_files(file: str, limits: Limits) -> RenderProblem:
+    return RenderProblem(
+        file,
+        0,
+        f"the path holds more than {limits.files} YAML/JSON files; "
+        "split it into several Applications",
+    )
+
+
+def input_problem(file: str, size: int, total: int, limits: Limits) -> RenderProblem | None:
+    """The bound a file of `size` bytes breaks, `total` counting it; source.py asks too,
+    before reading the bytes."""
+    if size > limits.file_bytes:
+        return RenderProblem(
+            file,
+            0,
+            f"the file is {_size(size)}, over the {_size(limits.file_bytes)} "
+            "limit for one file; split it",
+        )
+    if total > limits.total_bytes:
+        return RenderProblem(
+            file,
+            0,
+            f"the files up to this one add up to {_size(total)}, over the "
+            f"{_size(limits.total_bytes)} limit for one Application; split the path "
+            "into several Applications",
+        )
+    return None
+
+
 def render(files: Iterable[tuple[str, bytes]], limits: Limits = LIMITS) -> list[Manifest]:
     """Every object in `files` (path, content), in file order; raises RenderError."""
     problems: list[RenderProblem] = []
@@ -258,36 +288,12 @@ def render(files: Iterable[tuple[str, bytes]], limits: Limits = LIMITS) -> list[
     budget = [limits.objects]
     for count, (file, content) in enumerate(files, start=1):
         if count > limits.files:
-            problems.append(
-                RenderProblem(
-                    file,
-                    0,
-                    f"the path holds more than {limits.files} YAML/JSON files; "
-                    "split it into several Applications",
-                )
-            )
+            problems.append(too_many_files(file, limits))
             break
         total += len(content)
-        if len(content) > limits.file_bytes:
-            problems.append(
-                RenderProblem(
-                    file,
-                    0,
-                    f"the file is {_size(len(content))}, over the {_size(limits.file_bytes)} "
-                    "limit for one file; split it",
-                )
-            )
-            continue
-        if total > limits.total_bytes:
-            problems.append(
-                RenderProblem(
-                    file,
-                    0,
-                    f"the files up to this one add up to {_size(total)}, over the "
-                    f"{_size(limits.total_bytes)} limit for one Application; split the path "
-                    "into several Applications",
-                )
-            )
+        problem = input_problem(file, len(content), total, limits)
+        if problem is not None:
+            problems.append(problem)
             break
         for line, obj in _load(file, content, problems, budget):
             manifests.extend(_check(obj, file, line, problems))

@@ -29,11 +29,62 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stacks.errors import PermanentError, TransientError, trim
+from stacks.reconciler.render import (
+    LIMITS,
+    Limits,
+    RenderError,
+    RenderProblem,
+    input_problem,
+    too_many_files,
+)
 
 log = logging.getLogger(__name__)
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 FETCH_TIMEOUT = 60.0
+MAX_PATH = 1024  # bytes; git itself has no bound, argv and status fields do
+_SYMLINK = b"120000"
+_PATH_HINT = (
+    "set spec.source.path to a directory relative to the repository root, such as 'apps/web'"
+)
+
+
+def clean_path(path: str) -> str:
+    """`source.path` as git names it ("." for the root), as Argo CD reads it.
+
+    `./apps`, `apps/` and `.` are the same directory as `apps` and the root; an absolute
+    path or one that climbs out with `..` is refused rather than rewritten, because
+    quietly delivering `etc` for `/etc` delivers something nobody asked for.
+    """
+    shown = trim(repr(path), 80)
+    if "\0" in path or any(ord(c) < 32 for c in path):
+        raise PermanentError(
+            f"spec.source.path {shown} contains a control character", hint=_PATH_HINT
+        )
+    if len(path.encode()) > MAX_PATH:
+        raise PermanentError(
+            f"spec.source.path is {len(path.encode())} bytes long, over the {MAX_PATH}-byte limit",
+            hint=_PATH_HINT,
+        )
+    if path.startswith("/"):
+        raise PermanentError(
+            f"spec.source.path {shown} is absolute; a path is relative to the repository root",
+            hint=_PATH_HINT,
+        )
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise PermanentError(
+                    f"spec.source.path {shown} leaves the repository: '..' climbs above its root",
+                    hint=_PATH_HINT,
+                )
+            parts.pop()
+            continue
+        parts.append(part)
+    return "/".join(parts) or "."
 
 
 @dataclass(frozen=True)
@@ -223,10 +274,17 @@ class GitCache:
                 hint="set spec.source.targetRevision to a branch, tag or commit of the repository",
             )
 
-    def files(self, url: str, sha: str, path: str, recurse: bool) -> list[SourceFile] | None:
-        """YAML/JSON files under `path` at commit `sha`; None if `path` does not exist."""
+    def files(
+        self, url: str, sha: str, path: str, recurse: bool, limits: Limits = LIMITS
+    ) -> list[SourceFile] | None:
+        """YAML/JSON files under `path` at commit `sha`; None if `path` does not exist.
+
+        Sizes come from the listing, so a file over the render's bounds is refused before
+        its bytes are read (RenderError naming it), and so is a symlink: git stores its
+        target as the blob, and following it could leave the repository.
+        """
         repo = self.repo_dir(url)
-        prefix = "" if path in ("", ".") else path.strip("/")
+        prefix = "" if path in ("", ".") else clean_path(path)
         with self._lock(url):
             if prefix:
                 try:
@@ -235,22 +293,45 @@ class GitCache:
                     return None
                 if kind.strip() != b"tree":
                     return None
-            args = ["ls-tree", "-z", "--full-tree"]
+            args = ["ls-tree", "-z", "-l", "--full-tree"]
             if recurse:
                 args.append("-r")
             args.append(f"{sha}:{prefix}" if prefix else sha)
             listing = self._run(args, repo, None, timeout=30)
-            entries: list[tuple[str, str]] = []
+            entries: list[tuple[str, str, int]] = []
             for record in listing.split(b"\0"):
                 if not record:
                     continue
                 info, name = record.split(b"\t", 1)
-                _, type_, obj = info.split()
-                rel = name.decode()
+                mode, type_, obj, length = info.split()
+                rel = name.decode(errors="replace")
                 if type_ != b"blob" or not rel.endswith((".yaml", ".yml", ".json")):
                     continue
-                entries.append((f"{prefix}/{rel}" if prefix else rel, obj.decode()))
+                full = f"{prefix}/{rel}" if prefix else rel
+                if mode == _SYMLINK:
+                    raise RenderError(
+                        [
+                            RenderProblem(
+                                full,
+                                0,
+                                "the file is a symbolic link, and symlinks are not followed (they could "
+                                "point outside the repository): commit the file itself in its place",
+                            )
+                        ]
+                    )
+                entries.append((full, obj.decode(), int(length)))
             entries.sort()
+            total = 0
+            for count, (full, _, size) in enumerate(entries, start=1):
+                # The same bounds render() applies, before a byte is read.
+                total += size
+                problem = (
+                    too_many_files(full, limits)
+                    if count > limits.files
+                    else input_problem(full, size, total, limits)
+                )
+                if problem is not None:
+                    raise RenderError([problem])
             if not entries:
                 return []
             batch = self._run(
@@ -258,15 +339,40 @@ class GitCache:
                 repo,
                 None,
                 timeout=30,
-                stdin="".join(f"{obj}\n" for _, obj in entries).encode(),
+                stdin="".join(f"{obj}\n" for _, obj, _ in entries).encode(),
             )
-        return _split_batch(batch, [name for name, _ in entries])
+        return _split_batch(batch, [name for name, _, _ in entries])
+
+    def explain_missing(self, url: str, sha: str, path: str) -> str:
+        """Why `path` is not a directory at `sha` (a sentence fragment; "" if unknown)."""
+        repo = self.repo_dir(url)
+        parts = clean_path(path).split("/")
+        with self._lock(url):
+            for i in range(len(parts)):
+                here = "/".join(parts[: i + 1])
+                try:
+                    out = self._run(["ls-tree", "-z", sha, "--", here], repo, None, timeout=30)
+                except FetchError:
+                    return ""
+                if not out:
+                    return f"'{here}' does not exist" if i else ""
+                mode = out.split(b" ", 1)[0]
+                if mode == _SYMLINK:
+                    return (
+                        f"'{here}' is a symbolic link, and symlinks are not followed; "
+                        "point spec.source.path at the directory itself"
+                    )
+                if mode != b"040000":
+                    return f"'{here}' is a file, not a directory"
+        return ""
 
     def exists(self, url: str, sha: str, path: str) -> bool:
         try:
             return self.files(url, sha, path, recurse=False) is not None
         except FetchError:
             return False
+        except RenderError:  # it exists; what is in it is render's business
+            return True
 
 
 def _split_batch(batch: bytes, names: list[str]) -> list[SourceFile]:

@@ -6,6 +6,7 @@ import pytest
 
 from stacks.errors import PermanentError
 from stacks.reconciler.api import AppKey, AppSpec, owner_of_tracking, parse_duration, tracking_id
+from stacks.reconciler.source import clean_path
 
 
 def test_durations() -> None:
@@ -31,7 +32,7 @@ def test_parse_with_defaults_and_policy() -> None:
             "spec": {
                 "source": {
                     "repoURL": "http://git/gitops.git",
-                    "path": "/apps/web/",
+                    "path": "./apps/web/",
                     "directory": {"recurse": True},
                 },
                 "destination": {"namespace": "web"},
@@ -72,3 +73,27 @@ def test_tracking_id_round_trip() -> None:
     assert value == "platform/root:apps/Deployment:web/api"
     assert owner_of_tracking(value) == AppKey("platform", "root")
     assert owner_of_tracking("garbage") is None
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [("./apps", "apps"), ("apps/", "apps"), (".", "."), ("", "."), ("a/./b//", "a/b")],
+)
+def test_source_path_is_normalised_as_argo_cd_reads_it(path: str, expected: str) -> None:
+    assert clean_path(path) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("/etc", "is absolute; a path is relative to the repository root"),
+        ("../..", "leaves the repository"),
+        ("apps/../../x", "leaves the repository"),
+        ("apps\x00x", "contains a control character"),
+        ("a" * 2000, "over the 1024-byte limit"),
+    ],
+)
+def test_source_path_outside_the_repository_is_refused(path: str, why: str) -> None:
+    with pytest.raises(PermanentError, match=why) as caught:
+        clean_path(path)
+    assert "relative to the repository root" in caught.value.hint
