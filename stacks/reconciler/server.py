@@ -8,15 +8,26 @@ configured secret every webhook is refused (403); the secret is read per request
 Secret mounted (or rotated) after start takes effect without a restart. A replica that is not the leader
 answers 503 so the sender knows nothing was queued (the interval still catches up).
 
+Anyone who can reach the port can send anything, so every request is bounded before a
+signature is checked: a whole request must arrive within REQUEST_DEADLINE (a watchdog
+closes the socket, so a peer that sends one byte a second is cut off too), at most
+MAX_CONNECTIONS are served at once (more get 503 at once, without a thread), the body
+is at most MAX_BODY, and malformed headers get 400/401 instead of a traceback. A
+replayed signed payload only queues a fetch: the reconciler resolves the branch itself
+and never applies the `after` of a payload, so an old push cannot roll anything back.
+
 Called by program.py; the push handler is the controller's `on_push`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
+import socket
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +37,8 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Platform-Signature"
 MAX_BODY = 64 * 1024
+REQUEST_DEADLINE = 10.0  # seconds for a whole request, headers and body
+MAX_CONNECTIONS = 32  # requests served at once; each holds a thread
 
 PushHandler = Callable[[str, str, str], list[Any]]
 
@@ -38,7 +51,49 @@ def sign(secret: bytes, body: bytes) -> str:
 def verify(secret: bytes, body: bytes, header: str | None) -> bool:
     if not secret or not header:
         return False
-    return hmac.compare_digest(sign(secret, body), header.strip())
+    # Headers arrive decoded as latin-1, so a hostile one may hold any character below
+    # 256; compare_digest refuses non-ASCII str, so compare bytes.
+    given = header.strip().encode("latin-1", errors="replace")
+    return hmac.compare_digest(sign(secret, body).encode(), given)
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer with a cap on concurrent requests and quiet disconnects."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: Any) -> None:
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            try:
+                request.settimeout(1.0)
+                request.sendall(
+                    b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                    b"Retry-After: 1\r\nConnection: close\r\n\r\n"
+                )
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A peer that disconnects or stalls is not a bug in the reconciler: one line,
+        # not a traceback on stderr.
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            log.debug("connection from %s ended: %s", client_address, error)
+        else:
+            log.exception("failed to handle a request from %s", client_address)
 
 
 class Server:
@@ -54,6 +109,22 @@ class Server:
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "platform-reconciler"
+            timeout = REQUEST_DEADLINE  # per socket operation; the watchdog bounds the sum
+
+            def setup(self) -> None:
+                super().setup()
+                self._watchdog = threading.Timer(REQUEST_DEADLINE, self._expire)
+                self._watchdog.daemon = True
+                self._watchdog.start()
+
+            def _expire(self) -> None:
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+
+            def finish(self) -> None:
+                self._watchdog.cancel()
+                with contextlib.suppress(OSError):
+                    super().finish()
 
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("%s %s", self.address_string(), format % args)
@@ -80,11 +151,16 @@ class Server:
                 if self.path != "/webhook":
                     self._send(404, "not found\n")
                     return
-                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
                 if length <= 0 or length > MAX_BODY:
                     self._send(400, "a JSON body of at most 64 KiB is required\n")
                     return
                 body = self.rfile.read(length)
+                if len(body) < length:
+                    return  # the peer went away mid-body (or the watchdog cut it off)
                 key = outer.secret()
                 if not key:
                     self._send(403, "webhooks are disabled: the reconciler has no webhook secret\n")
@@ -102,7 +178,7 @@ class Server:
                         str(event.get("ref", "")),
                         str(event.get("after", "")),
                     )
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, AttributeError):
                     self._send(400, 'expected {"repo", "ref", "before", "after"}\n')
                     return
                 handler = push()
@@ -115,8 +191,7 @@ class Server:
                 )
 
         self.secret = secret
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _BoundedServer((host, port), Handler)
         self.port = int(self.httpd.server_address[1])
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
 
