@@ -10,17 +10,20 @@
     GET  /<repo>[.git]/info/refs?service=git-receive-pack   push (write users; else 403)
     POST /<repo>[.git]/git-receive-pack
 
-Missing or wrong credentials get 401 with `WWW-Authenticate: Basic`. A write user's
+Missing or wrong credentials get 401 with `WWW-Authenticate: Basic`; a client that
+failed too many logins gets 429 with Retry-After (throttle.py). A write user's
 push to a missing repository creates it when auto-create is on. Accepted ref updates
 become `PushEvent`s for the webhook dispatcher. The access log has one line per request
 with the user name, never the Authorization header or a query string other than
-`service`.
+`service`; client-controlled fields (path, user agent) have control characters escaped
+(logsafe.py), so no request can forge a line.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -29,10 +32,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from stacks.errors import PlatformError
-from stacks.gitserver.auth import CredentialStore, User
+from stacks.gitserver.auth import User
 from stacks.gitserver.backend import GitRequest, HttpBackend, StartResponse
+from stacks.gitserver.logsafe import escape
 from stacks.gitserver.receive import RefCommand
 from stacks.gitserver.repos import InvalidRepoName, RepoStore, normalise_name
+from stacks.gitserver.throttle import Gatekeeper
 from stacks.gitserver.webhooks import PushEvent
 
 log = logging.getLogger("platform.gitserver.app")
@@ -60,12 +65,12 @@ class GitServerApp:
     def __init__(
         self,
         store: RepoStore,
-        credentials: CredentialStore,
+        gate: Gatekeeper,
         backend: HttpBackend,
         auto_create: bool = True,
     ) -> None:
         self.store = store
-        self.credentials = credentials
+        self.gate = gate
         self.backend = backend
         self.auto_create = auto_create
 
@@ -77,7 +82,17 @@ class GitServerApp:
                 return _text(start_response, "200 OK", "ok\n")
             return _text(start_response, "503 Service Unavailable", "data directory missing\n")
 
-        user = self.credentials.authenticate(environ.get("HTTP_AUTHORIZATION"))
+        verdict = self.gate.check(
+            environ.get("HTTP_AUTHORIZATION"), str(environ.get("REMOTE_ADDR") or "-")
+        )
+        if verdict.retry_after > 0:
+            return _text(
+                start_response,
+                "429 Too Many Requests",
+                "too many failed logins from this address; try again later\n",
+                [("Retry-After", str(math.ceil(verdict.retry_after)))],
+            )
+        user = verdict.user
         if user is None:
             return _text(
                 start_response,
@@ -97,7 +112,7 @@ class GitServerApp:
         except InvalidRepoName as error:
             return _text(start_response, "400 Bad Request", f"{error}\n")
         except PlatformError as error:
-            log.error("failed to serve %s %s: %s", method, path, error)
+            log.error("failed to serve %s %s: %s", escape(method, 20), escape(path), error)
             return _text(start_response, "503 Service Unavailable", f"{error}\n")
 
     def _git(
@@ -239,18 +254,21 @@ class AccessLog:
             self._in_flight -= 1
         query = urllib.parse.parse_qs(str(environ.get("QUERY_STRING", "")))
         service = query.get("service", [""])[0]
-        path = str(environ.get("PATH_INFO", ""))[:200]
+        # Every field a client chooses is escaped: a decoded %0d%0a in the path would
+        # otherwise end this line and start a forged one.
+        path = escape(str(environ.get("PATH_INFO", "")), 200)
         if service in (UPLOAD, RECEIVE):
             path += f"?service={service}"
         access_log.info(
-            '%s %s "%s %s" %s %d %.0fms',
-            environ.get("REMOTE_ADDR", "-"),
-            environ.get("REMOTE_USER") or "-",
-            environ.get("REQUEST_METHOD", "-"),
+            '%s %s "%s %s" %s %d %.0fms "%s"',
+            escape(str(environ.get("REMOTE_ADDR", "-")), 64),
+            escape(str(environ.get("REMOTE_USER") or "-"), 64),
+            escape(str(environ.get("REQUEST_METHOD", "-")), 20),
             path,
             status,
             sent,
             (time.monotonic() - started) * 1000,
+            escape(str(environ.get("HTTP_USER_AGENT", "-")), 120).replace('"', '\\"'),
         )
 
 

@@ -10,6 +10,10 @@ For a push, the start of the body (the receive-pack command list) is parsed befo
 backend runs; once it exits, the commands that now hold are reported to `on_push`
 (which queues webhooks) before the last byte of the response is returned, so the push
 response is never held up by webhook delivery.
+
+A gzip request body (`Content-Encoding: gzip`, which git uses for fetch negotiation) is
+inflated here, bounded by `MAX_INFLATED`, before the backend starts: a body that is not
+valid gzip gets 400 and one log line, never a half-started backend or a traceback.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ import logging
 import subprocess
 import tempfile
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
 from stacks.errors import trim
+from stacks.gitserver.limits import MAX_INFLATED
+from stacks.gitserver.logsafe import escape
 from stacks.gitserver.receive import (
     CommandParser,
     ProtocolError,
@@ -44,6 +51,7 @@ PushListener = Callable[[str, str, list[RefCommand]], None]  # (repo, user, upda
 
 # Request headers the backend needs, as CGI variables.
 _PASSED = ("CONTENT_TYPE", "HTTP_CONTENT_ENCODING", "HTTP_GIT_PROTOCOL", "REMOTE_ADDR")
+_GZIP = ("gzip", "x-gzip")
 # Response headers that the WSGI server owns.
 _HOP_BY_HOP = {"connection", "transfer-encoding", "keep-alive", "status"}
 
@@ -72,14 +80,32 @@ class HttpBackend:
         body: IO[bytes] = environ["wsgi.input"]
         remaining = int(environ.get("CONTENT_LENGTH") or 0) if method == "POST" else 0
         is_push = method == "POST" and request.subpath == "git-receive-pack"
+        encoding = str(environ.get("HTTP_CONTENT_ENCODING") or "").strip().lower()
+        inflated: IO[bytes] | None = None
+        if method == "POST" and encoding in _GZIP:
+            try:
+                inflated = _inflate(body, remaining, MAX_INFLATED)
+            except BadBody as error:
+                log.warning(
+                    "refused a request body for '%s' from %s: %s",
+                    request.repo,
+                    escape(str(environ.get("REMOTE_ADDR", "-")), 64),
+                    error,
+                )
+                message = f"{error}\n".encode()
+                start_response(
+                    "400 Bad Request",
+                    [("Content-Type", "text/plain"), ("Content-Length", str(len(message)))],
+                )
+                return [message]
+            body, remaining = inflated, inflated.seek(0, io.SEEK_END)
+            inflated.seek(0)
 
         prefix = b""
         commands: list[RefCommand] | None = None
         before: dict[str, str] | None = None
         if is_push:
-            prefix, remaining, commands = _read_commands(
-                body, remaining, gzip=environ.get("HTTP_CONTENT_ENCODING") == "gzip"
-            )
+            prefix, remaining, commands = _read_commands(body, remaining)
             if commands is None:  # could not parse: fall back to comparing snapshots
                 before = self._refs(request.repo)
 
@@ -98,6 +124,8 @@ class HttpBackend:
         for key in _PASSED:
             if environ.get(key):
                 env[key] = str(environ[key])
+        if inflated is not None:  # the backend gets the inflated body
+            env.pop("HTTP_CONTENT_ENCODING", None)
         if method == "POST":
             env["CONTENT_LENGTH"] = str(len(prefix) + remaining)
 
@@ -112,6 +140,8 @@ class HttpBackend:
             )
         except OSError as error:
             errors.close()
+            if inflated is not None:
+                inflated.close()
             log.error("failed to start git http-backend: %s", error)
             start_response("502 Bad Gateway", [("Content-Type", "text/plain")])
             return iter([b"git backend unavailable\n"])
@@ -128,7 +158,7 @@ class HttpBackend:
         generator = self._respond(
             process, feeder, errors, start_response, request, commands, before, is_push
         )
-        return _Response(generator, process, errors)
+        return _Response(generator, process, errors, inflated)
 
     def _respond(
         self,
@@ -210,11 +240,16 @@ class _Response:
     """The WSGI iterable: `close()` reaps the backend even if iteration never began."""
 
     def __init__(
-        self, body: Iterator[bytes], process: subprocess.Popen[bytes], errors: IO[bytes]
+        self,
+        body: Iterator[bytes],
+        process: subprocess.Popen[bytes],
+        errors: IO[bytes],
+        inflated: IO[bytes] | None = None,
     ) -> None:
         self._body = body
         self._process = process
         self._errors = errors
+        self._inflated = inflated
 
     def __iter__(self) -> Iterator[bytes]:
         return self._body
@@ -224,16 +259,53 @@ class _Response:
         if self._process.poll() is None:
             self._process.kill()
             self._process.wait()
-        for stream in (self._process.stdout, self._errors):
+        for stream in (self._process.stdout, self._errors, self._inflated):
             if stream is not None:
                 stream.close()
 
 
-def _read_commands(
-    body: IO[bytes], remaining: int, gzip: bool
-) -> tuple[bytes, int, list[RefCommand] | None]:
+class BadBody(ValueError):
+    """The request body cannot be decoded (its message is safe to show the client)."""
+
+
+def _inflate(body: IO[bytes], length: int, limit: int) -> IO[bytes]:
+    """The gzip `body` inflated into a temporary file (memory first); BadBody when it is
+    not gzip, is cut short, or inflates to more than `limit` bytes."""
+    out = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 - returned
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        size = 0
+        while length > 0:
+            chunk = body.read(min(CHUNK, length))
+            if not chunk:
+                break
+            length -= len(chunk)
+            data = inflater.decompress(chunk, limit + 1 - size)
+            while True:
+                size += len(data)
+                if size > limit:
+                    raise BadBody(f"the gzip request body inflates to more than {limit} bytes")
+                out.write(data)
+                if not inflater.unconsumed_tail:
+                    break
+                data = inflater.decompress(inflater.unconsumed_tail, limit + 1 - size)
+        size += len(tail := inflater.flush())
+        out.write(tail)
+        if not inflater.eof or size > limit:
+            raise BadBody("the gzip request body is cut short")
+    except zlib.error as error:
+        out.close()
+        raise BadBody(f"the request body is not valid gzip ({error})") from None
+    except BaseException:
+        out.close()
+        raise
+    out.seek(0)
+    return cast(IO[bytes], out)
+
+
+def _read_commands(body: IO[bytes], remaining: int) -> tuple[bytes, int, list[RefCommand] | None]:
     """Read the body up to the end of the command list: (bytes read, left, commands)."""
-    parser = CommandParser(gzip=gzip)
+    parser = CommandParser()
     read = bytearray()
     try:
         while not parser.done and remaining > 0:

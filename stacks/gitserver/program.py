@@ -25,7 +25,10 @@ from stacks.gitserver import server
 from stacks.gitserver.app import AccessLog, GitServerApp, push_events
 from stacks.gitserver.auth import CredentialStore
 from stacks.gitserver.backend import HttpBackend
+from stacks.gitserver.limits import DEFAULT_MAX_BODY, SCRATCH_HEADROOM, parse_size
+from stacks.gitserver.logsafe import EscapingFilter
 from stacks.gitserver.repos import RepoStore, git_environment
+from stacks.gitserver.throttle import Gatekeeper, LoginThrottle
 from stacks.gitserver.webhooks import WebhookDispatcher, redact_url
 from stacks.program import configure_logging
 
@@ -92,6 +95,48 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="do not create a repository on a first push [PLATFORM_GIT_NO_AUTO_CREATE]",
     )
     parser.add_argument(
+        "--allow-force-push",
+        action="store_true",
+        default=(_env("ALLOW_FORCE_PUSH", "") or "").lower() in ("1", "true", "yes"),
+        help="let pushes rewrite or delete a repository's default branch (by default it "
+        "accepts fast-forwards only) [PLATFORM_GIT_ALLOW_FORCE_PUSH]",
+    )
+    parser.add_argument(
+        "--max-body-size",
+        type=_size,
+        default=_size(_env("MAX_BODY_SIZE") or str(DEFAULT_MAX_BODY)),
+        metavar="SIZE",
+        help="request bodies (pushes) buffered in TMPDIR at once, all together, e.g. 1792Mi; "
+        f"keep it {SCRATCH_HEADROOM // 1024**2}Mi below the space of TMPDIR (default: 2Gi "
+        "less that, the Deployment's /tmp) [PLATFORM_GIT_MAX_BODY_SIZE]",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=int(_env("MAX_CONNECTIONS", "200") or 200),
+        help="open connections; at the limit, idle and slow ones are closed first "
+        "[PLATFORM_GIT_MAX_CONNECTIONS]",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=float(_env("IDLE_TIMEOUT", "60") or 60),
+        help="seconds a connection may sit without a request [PLATFORM_GIT_IDLE_TIMEOUT]",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=float(_env("HEADER_TIMEOUT", "15") or 15),
+        help="seconds a client has to send a request's headers [PLATFORM_GIT_HEADER_TIMEOUT]",
+    )
+    parser.add_argument(
+        "--max-failed-logins",
+        type=int,
+        default=int(_env("MAX_FAILED_LOGINS", "10") or 10),
+        help="wrong passwords one client address may send per minute before it gets 429 "
+        "for a while; 0: no limit [PLATFORM_GIT_MAX_FAILED_LOGINS]",
+    )
+    parser.add_argument(
         "--drain-timeout",
         type=float,
         default=25.0,
@@ -107,6 +152,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.webhook_url is None:
         args.webhook_url = env_urls
     return args
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -158,9 +210,15 @@ def run(args: argparse.Namespace) -> None:
         )
     if args.threads < 1:
         raise PermanentError("--threads must be at least 1")
+    if args.max_connections < args.threads + 2:
+        raise PermanentError("--max-connections must be at least --threads + 2")
+    if min(args.idle_timeout, args.header_timeout) < 1:
+        raise PermanentError("--idle-timeout and --header-timeout must be at least 1 second")
     git = _check_git()
     credentials = CredentialStore(args.credentials)
-    store = RepoStore(args.data_dir.resolve(), git=git)
+    store = RepoStore(
+        args.data_dir.resolve(), git=git, protect_default_branch=not args.allow_force_push
+    )
     store.ensure_root()
     store.configure_all()
     for name in args.create_repo:
@@ -170,7 +228,8 @@ def run(args: argparse.Namespace) -> None:
     webhooks = WebhookDispatcher(args.webhook_url, secret)
     webhooks.start()
     backend = HttpBackend(store, on_push=push_events(webhooks.publish), git=git)
-    app = AccessLog(GitServerApp(store, credentials, backend, auto_create=not args.no_auto_create))
+    gate = Gatekeeper(credentials, LoginThrottle(burst=args.max_failed_logins, window=60.0))
+    app = AccessLog(GitServerApp(store, gate, backend, auto_create=not args.no_auto_create))
     log.info(
         "serving %d repositories from %s; webhooks to %s",
         len(store.names()),
@@ -184,6 +243,13 @@ def run(args: argparse.Namespace) -> None:
             port,
             threads=args.threads,
             in_flight=lambda: app.in_flight,
+            gate=gate,
+            limits=server.Limits(
+                max_body=args.max_body_size,
+                idle_timeout=args.idle_timeout,
+                header_timeout=args.header_timeout,
+                max_connections=args.max_connections,
+            ),
             drain_timeout=args.drain_timeout,
         )
     finally:
@@ -194,7 +260,11 @@ def run(args: argparse.Namespace) -> None:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     configure_logging(args.log_level, quiet=())
+    for handler in logging.getLogger().handlers:  # no client text can break a log line
+        handler.addFilter(EscapingFilter())
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    # waitress warns at every flip of its connection limit; guard.py logs shedding instead
+    logging.getLogger("waitress").setLevel(logging.ERROR)
     try:
         run(args)
     except PermanentError as error:

@@ -55,7 +55,10 @@ class CommandParser:
         if self.done or not data:
             return self.done
         if self._inflate is not None:
-            data = self._inflate.decompress(data, MAX_COMMAND_BYTES)
+            try:
+                data = self._inflate.decompress(data, MAX_COMMAND_BYTES)
+            except zlib.error as error:  # the client's bytes: a protocol error, not a crash
+                raise ProtocolError(f"invalid gzip body: {error}") from None
         self._buffer += data
         self._seen += len(data)
         self._parse()

@@ -4,6 +4,13 @@
 `POST /api/repos` API and on a first push. Names are validated here, once, so that no
 request can reach a path outside the data directory. Repositories are plain bare git
 repositories (`<data-dir>/<name>.git`), created with the git CLI, which also serves them.
+
+Each repository's default branch (its HEAD, `main`) accepts fast-forwards only and
+cannot be deleted, unless the store is made with `protect_default_branch=False`
+(`--allow-force-push`): an `update` hook in `<data-dir>/.platform-hooks/`, which every
+repository points at with `core.hooksPath`, refuses the update with a message the git
+client shows. The hook and the setting are written again at every start, so existing
+repositories follow the current setting.
 """
 
 from __future__ import annotations
@@ -40,6 +47,38 @@ REPO_CONFIG: tuple[tuple[str, str], ...] = (
 )
 
 
+HOOKS_DIR = ".platform-hooks"  # a leading dot: never a valid repository name
+
+# git runs this for each ref a push updates, with the quarantined objects visible, before
+# any ref changes: a non-zero exit refuses that ref, and stderr reaches the client as
+# "remote: ..." lines.
+UPDATE_HOOK = """#!/bin/sh
+# Written by the platform git server (stacks/gitserver/repos.py) at every start.
+# Refuses non-fast-forward updates and deletion of the repository's default branch.
+ref="$1" old="$2" new="$3"
+head=$(git symbolic-ref -q HEAD) || exit 0
+[ "$ref" = "$head" ] || exit 0
+branch=${head#refs/heads/}
+case "$new" in
+  *[!0]*) ;;
+  *) echo "error: the default branch '$branch' cannot be deleted on this server" \
+       "(the server's --allow-force-push allows it)" >&2
+     exit 1 ;;
+esac
+case "$old" in
+  *[!0]*) ;;
+  *) exit 0 ;;
+esac
+if ! git merge-base --is-ancestor "$old" "$new" 2>/dev/null; then
+  echo "error: force-push to the default branch '$branch' is refused on this server:" \
+       "it accepts fast-forwards only. Fetch, rebase or merge, and push again" \
+       "(the server's --allow-force-push allows it)" >&2
+  exit 1
+fi
+exit 0
+"""
+
+
 class InvalidRepoName(PermanentError):
     """The name is not one path segment of safe characters."""
 
@@ -62,19 +101,29 @@ def normalise_name(raw: str) -> str:
 class RepoStore:
     """The bare repositories in `root`, one `<name>.git` directory each."""
 
-    def __init__(self, root: Path, git: str = "git") -> None:
+    def __init__(self, root: Path, git: str = "git", protect_default_branch: bool = True) -> None:
         self.root = root
         self.git = git
+        self.protect_default_branch = protect_default_branch
         self._create_lock = threading.Lock()
 
     def ensure_root(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            self._install_hook()
         except OSError as error:
             raise PermanentError(
                 f"cannot create the data directory {self.root}: {error.strerror}",
                 hint="pass --data-dir with a writable directory (in the cluster: the PVC mount)",
             ) from error
+
+    def _install_hook(self) -> None:
+        hook = self.root / HOOKS_DIR / "update"
+        hook.parent.mkdir(exist_ok=True)
+        staged = hook.with_suffix(".tmp")
+        staged.write_text(UPDATE_HOOK)
+        staged.chmod(0o755)
+        os.replace(staged, hook)  # never a half-written hook
 
     def path(self, name: str) -> Path:
         """The directory of repository `name` (validated); it may not exist yet."""
@@ -103,8 +152,7 @@ class RepoStore:
             staging = Path(tempfile.mkdtemp(prefix=f".create-{target.name}-", dir=self.root))
             try:
                 self._run("init", "--bare", "--quiet", "-b", DEFAULT_BRANCH, str(staging))
-                for key, value in REPO_CONFIG:
-                    self._run("--git-dir", str(staging), "config", key, value)
+                self._configure(str(staging))
                 os.rename(staging, target)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -115,20 +163,33 @@ class RepoStore:
     def configure_all(self) -> None:
         """Give every existing repository the current REPO_CONFIG (run at start)."""
         for name in self.names():
-            git_dir = str(self.path(name))
-            for key, value in REPO_CONFIG:
-                self._run("--git-dir", git_dir, "config", key, value)
+            self._configure(str(self.path(name)))
 
-    def _run(self, *args: str) -> None:
+    def _configure(self, git_dir: str) -> None:
+        for key, value in REPO_CONFIG:
+            self._run("--git-dir", git_dir, "config", key, value)
+        if self.protect_default_branch:
+            hooks = self.root / HOOKS_DIR
+            if not (hooks / "update").is_file():  # a store used without ensure_root()
+                self._install_hook()
+            self._run("--git-dir", git_dir, "config", "core.hooksPath", str(hooks))
+        else:  # exit code 5: it was not set
+            self._run("--git-dir", git_dir, "config", "--unset", "core.hooksPath", ok=(0, 5))
+
+    def _run(self, *args: str, ok: tuple[int, ...] = (0,)) -> None:
         try:
-            subprocess.run(
+            result = subprocess.run(
                 [self.git, *args],
-                check=True,
+                check=False,
                 capture_output=True,
                 text=True,
                 timeout=60,
                 env=git_environment(),
             )
+            if result.returncode not in ok:
+                raise subprocess.CalledProcessError(
+                    result.returncode, args, result.stdout, result.stderr
+                )
         except subprocess.CalledProcessError as error:
             raise TransientError(
                 f"failed to set up repository: `git {' '.join(args)}` exited {error.returncode}: "

@@ -1,6 +1,8 @@
 """Serve the WSGI app with waitress, and shut down gracefully on SIGTERM or SIGINT.
 
-`program.py` calls `serve()`. On the first SIGTERM/SIGINT the server stops accepting
+`program.py` calls `serve()`. The waitress server comes from `guard.py` (credentials
+checked before a body is buffered, a scratch-space budget, slow and idle connections
+shed); the limits are `Limits`. On the first SIGTERM/SIGINT the server stops accepting
 connections, lets requests in flight finish (a push is never cut half-way) for up to
 `drain_timeout` seconds, flushes queued webhooks for a few seconds, and returns. A second
 signal stops at once.
@@ -14,14 +16,27 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-import waitress
-import waitress.server
 from waitress import wasyncore
 
+from stacks.gitserver.guard import make_server
+from stacks.gitserver.limits import INBUF_MEMORY, ScratchBudget
+from stacks.gitserver.throttle import Gatekeeper
+
 log = logging.getLogger("platform.gitserver.server")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one peer may hold of the server: see program.py's flags."""
+
+    max_body: int  # bytes of request bodies buffered at once, all requests together
+    idle_timeout: float = 60.0  # seconds a connection may sit with no request
+    header_timeout: float = 15.0  # seconds to send a request's line and headers
+    max_connections: int = 200
 
 
 def serve(
@@ -30,26 +45,32 @@ def serve(
     port: int,
     threads: int,
     in_flight: Callable[[], int],
+    gate: Gatekeeper,
+    limits: Limits,
     drain_timeout: float = 25.0,
     on_ready: Callable[[str, int], None] | None = None,
 ) -> None:
     """Run until a signal; return after draining (or at once on a second signal)."""
-    server: Any = waitress.create_server(
+    server: Any = make_server(
         app,
+        gate,
+        ScratchBudget(limits.max_body),
+        limits.header_timeout,
         host=host,
         port=port,
         threads=threads,
         ident="platform-gitserver",
-        channel_timeout=300,
-        connection_limit=200,
+        channel_timeout=max(1, int(limits.idle_timeout)),
+        # how often idle and header timeouts are checked: often enough to matter
+        cleanup_interval=max(1, int(min(limits.idle_timeout, limits.header_timeout) / 4)),
+        connection_limit=limits.max_connections,
         clear_untrusted_proxy_headers=True,
         # Stream large responses (clones) without holding them in memory.
         outbuf_overflow=1024 * 1024,
-        inbuf_overflow=512 * 1024,
-        max_request_body_size=4 * 1024**3,
+        inbuf_overflow=INBUF_MEMORY,
+        # waitress refuses a body of this size or more; the budget bounds all together
+        max_request_body_size=limits.max_body + 1,
     )
-    if not isinstance(server, waitress.server.BaseWSGIServer):  # several sockets
-        raise RuntimeError("listen on a single address (host:port)")
 
     draining = threading.Event()
 

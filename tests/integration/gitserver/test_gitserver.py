@@ -20,6 +20,7 @@ from pathlib import Path
 import git
 import pytest
 
+from stacks.gitserver.repos import HOOKS_DIR
 from tests.support import processes
 from tests.support.gitserver import ADMIN, READER, GitServer
 
@@ -168,7 +169,8 @@ def test_repo_api_creates_lists_and_rejects_bad_names(git_server: GitServer) -> 
         status, _ = git_server.api("POST", "/api/repos", {"name": bad})
         assert status == 400, bad
     assert git_server.api("GET", "/api/repos", user=READER) == (200, {"repos": ["gitops"]})
-    assert sorted(p.name for p in git_server.data_dir.iterdir()) == ["gitops.git"]
+    entries = sorted(p.name for p in git_server.data_dir.iterdir())
+    assert entries == [HOOKS_DIR, "gitops.git"]  # the server's own hooks, nothing else
 
 
 def test_path_traversal_in_urls_is_refused(git_server: GitServer) -> None:
