@@ -29,9 +29,10 @@ import logging
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,30 @@ class _BoundedServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: Any) -> None:
         super().__init__(address, handler)
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        # One watchdog for every request (a timer per request would double the threads).
+        self._deadlines: dict[Any, float] = {}
+        self._guard = threading.Lock()
+        threading.Thread(target=self._reap, name="http-deadline", daemon=True).start()
+
+    def watch(self, connection: Any) -> None:
+        with self._guard:
+            self._deadlines[connection] = time.monotonic() + REQUEST_DEADLINE
+
+    def unwatch(self, connection: Any) -> None:
+        with self._guard:
+            self._deadlines.pop(connection, None)
+
+    def _reap(self) -> None:
+        while True:
+            time.sleep(0.5)
+            now = time.monotonic()
+            with self._guard:
+                expired = [c for c, when in self._deadlines.items() if when <= now]
+                for connection in expired:
+                    del self._deadlines[connection]
+            for connection in expired:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.slots.acquire(blocking=False):
@@ -113,16 +138,10 @@ class Server:
 
             def setup(self) -> None:
                 super().setup()
-                self._watchdog = threading.Timer(REQUEST_DEADLINE, self._expire)
-                self._watchdog.daemon = True
-                self._watchdog.start()
-
-            def _expire(self) -> None:
-                with contextlib.suppress(OSError):
-                    self.connection.shutdown(socket.SHUT_RDWR)
+                cast(_BoundedServer, self.server).watch(self.connection)
 
             def finish(self) -> None:
-                self._watchdog.cancel()
+                cast(_BoundedServer, self.server).unwatch(self.connection)
                 with contextlib.suppress(OSError):
                     super().finish()
 
