@@ -49,7 +49,7 @@ COMPONENTS = (
     ("platform-vault", "app.kubernetes.io/name=openbao", 1),
     ("platform-vault", "app.kubernetes.io/name=vault-unsealer", 1),
     ("platform-system", "app.kubernetes.io/name=platform-reconciler", 1),
-    ("platform-secrets", "app.kubernetes.io/name=platform-secrets", 1),
+    ("platform-secrets", "app.kubernetes.io/name=secrets-controller", 1),
     ("platform-certs", "app.kubernetes.io/name=platform-certs", 1),
     ("platform-dns", "app.kubernetes.io/name=platform-dns", 1),
 )

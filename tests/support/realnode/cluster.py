@@ -44,6 +44,8 @@ HERE = Path(__file__).parent
 ROOT = Path("/var/lib/platform-realnode")
 RUN = Path("/run/platform-realnode")
 LOCK = Path("/run/platform-realnode.lock")
+# The host as it was before `up`, kept until `down` has put it back.
+SNAPSHOT = Path("/run/platform-realnode.host.json")
 BRIDGE = "prn0"
 POD_CIDR = "10.244.0.0/24"
 CLUSTER_CIDR = "10.244.0.0/16"
@@ -123,6 +125,7 @@ class RealNodeCluster:
         try:
             self._clear_previous_run()
             self.snapshot = HostSnapshot.take()
+            self.snapshot.save(SNAPSHOT)
             self.node_ip = node_ip()
             self._step("host network", self._prepare_host)
             self._step("containerd", self._start_containerd)
@@ -143,7 +146,8 @@ class RealNodeCluster:
                 process = self._processes.pop(name, None)
                 if process is not None:
                     processes.stop(process, grace=15)
-            self._run_quietly([str(self.binaries["kube-proxy"]), "--cleanup"])
+            if "kube-proxy" in self.binaries:
+                self._run_quietly([str(self.binaries["kube-proxy"]), "--cleanup"])
             with contextlib.suppress(Exception):
                 self.control.delete()
             self._stop_containerd()
@@ -151,6 +155,7 @@ class RealNodeCluster:
                 self.snapshot.restore((ROOT, RUN), BRIDGE, RULE_MARKER)
             shutil.rmtree(ROOT, ignore_errors=True)
             shutil.rmtree(RUN, ignore_errors=True)
+            SNAPSHOT.unlink(missing_ok=True)
         finally:
             self._release_lock()
 
@@ -195,10 +200,12 @@ class RealNodeCluster:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         _kill_pod_processes()
-        if ROOT.exists() or RUN.exists():
-            HostSnapshot(sysctls={}).restore((ROOT, RUN), BRIDGE, RULE_MARKER)
+        if ROOT.exists() or RUN.exists() or SNAPSHOT.exists():
+            earlier = HostSnapshot.load(SNAPSHOT) or HostSnapshot.take()
+            earlier.restore((ROOT, RUN), BRIDGE, RULE_MARKER)
             shutil.rmtree(ROOT, ignore_errors=True)
             shutil.rmtree(RUN, ignore_errors=True)
+            SNAPSHOT.unlink(missing_ok=True)
 
     def _prepare_host(self) -> None:
         (Path("/proc/sys/net/ipv4/ip_forward")).write_text("1\n")

@@ -11,6 +11,7 @@ tests/support/realnode/cluster.py.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 from dataclasses import dataclass, field
@@ -101,6 +102,30 @@ class HostSnapshot:
             sysctls={key: read_sysctl(key) for key in SYSCTLS},
             chains={(tool, t): chains(tool, t) for tool in IPTABLES for t in TABLES},
             netns=netns_names(),
+        )
+
+    def save(self, path: Path) -> None:
+        """Keep the snapshot on disk, so a run that was killed can be undone by the next."""
+        path.write_text(
+            json.dumps(
+                {
+                    "sysctls": self.sysctls,
+                    "chains": [[t, table, sorted(c)] for (t, table), c in self.chains.items()],
+                    "netns": sorted(self.netns),
+                }
+            )
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> HostSnapshot | None:
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return cls(
+            sysctls=raw["sysctls"],
+            chains={(t, table): set(c) for t, table, c in raw["chains"]},
+            netns=set(raw["netns"]),
         )
 
     # ---- putting it back -------------------------------------------------------------
