@@ -256,7 +256,7 @@ class AccessLog:
         service = query.get("service", [""])[0]
         # Every field a client chooses is escaped: a decoded %0d%0a in the path would
         # otherwise end this line and start a forged one.
-        path = escape(str(environ.get("PATH_INFO", "")), 200)
+        path = escape(str(environ.get("PATH_INFO", "")), 200).replace('"', '\\"')
         if service in (UPLOAD, RECEIVE):
             path += f"?service={service}"
         access_log.info(

@@ -57,6 +57,7 @@ class GitServer:
     webhook_urls: Sequence[str] = ()
     webhook_secret: bytes = b""
     extra_args: Sequence[str] = ()
+    env: dict[str, str] = field(default_factory=dict)
     passwords: dict[str, str] = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
@@ -65,6 +66,11 @@ class GitServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.workdir / "data"
         self.log = self.workdir / "gitserver.log"
+        # The server's own TMPDIR (where it buffers request bodies), so tests can see
+        # what it keeps there.
+        self.tmp_dir = self.workdir / "tmp"
+        self.tmp_dir.mkdir(exist_ok=True)
+        self.env.setdefault("TMPDIR", str(self.tmp_dir))
         self.credentials_file = self.workdir / "credentials.yaml"
         if not self.passwords:
             self.passwords = {
@@ -113,7 +119,7 @@ class GitServer:
         return cmd
 
     def start(self, timeout: float = 30.0) -> None:
-        self.process = processes.start(self.command(), self.log)
+        self.process = processes.start(self.command(), self.log, env=self.env)
         processes.wait_for(self._healthy, timeout, f"git server on {self.url} (log: {self.log})")
 
     def _healthy(self) -> bool:
@@ -135,6 +141,19 @@ class GitServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def scratch_bytes(self) -> int:
+        """Bytes in the files (deleted ones too) the server holds open under its TMPDIR."""
+        assert self.process is not None
+        total = 0
+        fds = Path(f"/proc/{self.process.pid}/fd")
+        for fd in fds.iterdir() if fds.exists() else []:
+            try:
+                if os.readlink(fd).startswith(str(self.tmp_dir)):
+                    total += os.stat(fd).st_size
+            except OSError:
+                continue  # closed meanwhile
+        return total
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

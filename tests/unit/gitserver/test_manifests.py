@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from stacks.gitserver.limits import SCRATCH_HEADROOM, SCRATCH_SIZE, parse_size
 from stacks.gitserver.program import parse_args
 
 MANIFESTS = Path(__file__).resolve().parents[3] / "stacks" / "gitserver" / "manifests"
@@ -51,3 +52,17 @@ def test_deployment_runs_the_program_with_valid_flags() -> None:
 def test_ingress_host() -> None:
     ingress = next(d for d in load() if d["kind"] == "Ingress")
     assert ingress["spec"]["rules"][0]["host"] == "git.${DOMAIN}"
+
+
+def test_body_limit_and_scratch_space_agree() -> None:
+    """/tmp (where request bodies are buffered) is an emptyDir: writing more than its
+    sizeLimit evicts the pod. Its size is limits.SCRATCH_SIZE, and the server's limit on
+    all bodies together leaves the headroom free."""
+    spec = next(d for d in load() if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    tmp_mount = next(m for m in container["volumeMounts"] if m["mountPath"] == env["TMPDIR"])
+    volume = next(v for v in spec["volumes"] if v["name"] == tmp_mount["name"])
+    assert parse_size(volume["emptyDir"]["sizeLimit"]) == SCRATCH_SIZE
+    args = parse_args(container["args"])
+    assert args.max_body_size + SCRATCH_HEADROOM <= SCRATCH_SIZE

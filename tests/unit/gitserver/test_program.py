@@ -38,3 +38,16 @@ def test_configuration_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     code = main(["--credentials", str(creds), "--webhook-url", "http://x/h", "--listen", ":0"])
     assert code == 2
     assert "--webhook-secret-file" in capsys.readouterr().err
+
+
+def test_hardening_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = parse_args([])
+    assert args.max_body_size == 2 * 1024**3 - 256 * 1024**2
+    assert (args.max_connections, args.idle_timeout, args.header_timeout) == (200, 60, 15)
+    assert (args.max_failed_logins, args.allow_force_push) == (10, False)
+    monkeypatch.setenv("PLATFORM_GIT_MAX_BODY_SIZE", "1Gi")
+    monkeypatch.setenv("PLATFORM_GIT_ALLOW_FORCE_PUSH", "true")
+    monkeypatch.setenv("PLATFORM_GIT_MAX_FAILED_LOGINS", "0")
+    args = parse_args(["--header-timeout", "5"])
+    assert args.max_body_size == 1024**3
+    assert (args.allow_force_push, args.max_failed_logins, args.header_timeout) == (True, 0, 5)
