@@ -142,6 +142,9 @@ class AppsReadyStage:
     prepare: Callable[[StageContext], str] | None = None  # bootstrap-only work first
     ready_check: Callable[[StageContext], str] | None = None  # '' when ready
     cleanup: Callable[[StageContext], str] | None = None  # undo `prepare` on `platform down`
+    # On `platform down`, once every component is gone: undo what the stage's components
+    # changed outside their own objects (bootstrap/stages/teardown.py).
+    leftovers: Callable[[StageContext], str] | None = None
 
     def timeout(self, ctx: StageContext) -> float:
         return ctx.settings.stage_timeout
@@ -160,6 +163,9 @@ class AppsReadyStage:
 
     def remove(self, ctx: StageContext) -> str:
         return self.cleanup(ctx) if self.cleanup else ""
+
+    def remove_leftovers(self, ctx: StageContext) -> str:
+        return self.leftovers(ctx) if self.leftovers else ""
 
     def run(self, ctx: StageContext) -> str:
         prepared = self.prepare(ctx) if self.prepare else ""

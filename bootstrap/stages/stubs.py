@@ -117,9 +117,19 @@ def certs_stage() -> AppsReadyStage:
     )
 
 
+def release_dns_entries(ctx: StageContext) -> str:
+    """The DNS stub's entries out of `kube-system/coredns-custom` (and the ConfigMap, if
+    the stub created it), once the stub has stopped with the rest of the platform."""
+    from stacks.dns.controller import CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, Options
+    from stacks.dns.release import release
+
+    return release(ctx.kube(), CONFIGMAP_NAMESPACE, CONFIGMAP_NAME, Options().owner_id)
+
+
 def dns_stage() -> AppsReadyStage:
     return AppsReadyStage(
         name="dns",
         description="DNS stub (ingress hosts in CoreDNS), from git",
         apps=("dns",),
+        leftovers=release_dns_entries,
     )

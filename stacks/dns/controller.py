@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stacks.dns import hosts, sources
+from stacks.dns.release import CREATED_BY
 from stacks.errors import PlatformError, TransientError
 from stacks.kube.client import KubeClient, WatchEvent
 from stacks.kube.controller import Controller, Key, Watch
@@ -139,6 +140,8 @@ class DnsController:
                             "name": self.options.configmap_name,
                             "namespace": self.options.configmap_namespace,
                             "labels": {"app.kubernetes.io/part-of": "platform"},
+                            # `platform down` deletes it again only if the stub made it.
+                            "annotations": {CREATED_BY: self.options.owner_id},
                         },
                         "data": {hosts.SERVER_KEY: server, hosts.HOSTS_KEY: new_hosts},
                     }

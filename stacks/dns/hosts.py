@@ -107,3 +107,17 @@ def merge(existing: str, entries: Iterable[HostEntry], owner: str) -> str:
 
 def owned_lines(text: str, owner: str) -> list[str]:
     return [line for line in text.splitlines() if owner_of(line) == owner]
+
+
+def released(data: dict[str, str], owner: str) -> dict[str, str | None]:
+    """The merge patch of `coredns-custom`'s data that takes `owner`'s contribution out:
+    its host lines go; the server block and the hosts key go too when no line of another
+    owner is left (a key set to None is removed by a merge patch). Every other key stays."""
+    remaining = [
+        line
+        for line in str(data.get(HOSTS_KEY) or "").splitlines()
+        if line.strip() and line.strip() != HEADER and owner_of(line) != owner
+    ]
+    if remaining:
+        return {HOSTS_KEY: "\n".join([HEADER, *remaining]) + "\n"}
+    return {key: None for key in (SERVER_KEY, HOSTS_KEY) if key in data}

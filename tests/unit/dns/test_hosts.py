@@ -60,3 +60,14 @@ def test_owner_of() -> None:
     assert h.owner_of("1.2.3.4 a # owner=x resource=y") == "x"
     assert h.owner_of("1.2.3.4 a # a comment") is None
     assert h.owner_of("1.2.3.4 a") is None
+
+
+def test_released_takes_out_only_the_owners_lines_and_keys() -> None:
+    ours = "10.0.0.5 a.x.test # owner=me resource=ingress/n/a"
+    theirs = "10.0.0.9 printer.lan"
+    server = h.render_server_block("x.test")
+    only_ours = {h.SERVER_KEY: server, h.HOSTS_KEY: f"{h.HEADER}\n{ours}\n", "k.override": "x"}
+    assert h.released(only_ours, "me") == {h.SERVER_KEY: None, h.HOSTS_KEY: None}
+    mixed = {h.SERVER_KEY: server, h.HOSTS_KEY: f"{h.HEADER}\n{theirs}\n{ours}\n"}
+    assert h.released(mixed, "me") == {h.HOSTS_KEY: f"{h.HEADER}\n{theirs}\n"}
+    assert h.released({"k.override": "x"}, "me") == {}
