@@ -7,6 +7,10 @@ reconciler fetches from it and receives its push webhooks.
 
     program.py   flags, logging, wiring; `main(argv) -> int`
     server.py    the waitress WSGI server and graceful shutdown on SIGTERM
+    guard.py     waitress hardened: auth before any body, scratch budget, slow peers shed
+    limits.py    body sizes and the scratch-space budget (= the Deployment's /tmp)
+    throttle.py  failed-login throttle per client address; the one login decision
+    logsafe.py   control characters escaped in log lines
     app.py       the WSGI application: routing, auth checks, repo API, access log
     auth.py      the credentials file and HTTP basic auth (constant-time compare)
     repos.py     repository names and the bare repositories on the data directory

@@ -98,8 +98,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--allow-force-push",
         action="store_true",
         default=(_env("ALLOW_FORCE_PUSH", "") or "").lower() in ("1", "true", "yes"),
-        help="let pushes rewrite or delete a repository's default branch (by default it "
-        "accepts fast-forwards only) [PLATFORM_GIT_ALLOW_FORCE_PUSH]",
+        help="let pushes rewrite (force-push) a repository's default branch; by default it "
+        "accepts fast-forwards only; deleting it is always refused "
+        "[PLATFORM_GIT_ALLOW_FORCE_PUSH]",
     )
     parser.add_argument(
         "--max-body-size",

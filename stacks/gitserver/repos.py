@@ -5,9 +5,10 @@
 request can reach a path outside the data directory. Repositories are plain bare git
 repositories (`<data-dir>/<name>.git`), created with the git CLI, which also serves them.
 
-Each repository's default branch (its HEAD, `main`) accepts fast-forwards only and
-cannot be deleted, unless the store is made with `protect_default_branch=False`
-(`--allow-force-push`): an `update` hook in `<data-dir>/.platform-hooks/`, which every
+Each repository's default branch (its HEAD, `main`) cannot be deleted
+(`receive.denyDeleteCurrent`, and the hook below), and accepts fast-forwards only unless
+the store is made with `protect_default_branch=False` (`--allow-force-push`): an `update`
+hook in `<data-dir>/.platform-hooks/`, which every
 repository points at with `core.hooksPath`, refuses the update with a message the git
 client shows. The hook and the setting are written again at every start, so existing
 repositories follow the current setting.
@@ -61,8 +62,7 @@ head=$(git symbolic-ref -q HEAD) || exit 0
 branch=${head#refs/heads/}
 case "$new" in
   *[!0]*) ;;
-  *) echo "error: the default branch '$branch' cannot be deleted on this server" \
-       "(the server's --allow-force-push allows it)" >&2
+  *) echo "error: the default branch '$branch' cannot be deleted on this server" >&2
      exit 1 ;;
 esac
 case "$old" in
