@@ -26,28 +26,9 @@ from tests.support.componentimage import ComponentImage, build_component_image
 from tests.support.dockerd import DockerEngine, ensure_engine
 from tests.support.gitserver import GitServer
 from tests.support.hostplatform import HostPlatform, host_platform_fixture
-from tests.support.kwok import KwokCluster
+from tests.support.kwok import KUBE_BINARIES, KwokCluster
 from tests.support.openbao import InitResult, OpenBaoServer, initialise_and_unseal
-from tests.support.realnode.cluster import RealNodeCluster
-
-KUBE_BINARIES = (
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kubectl",
-    "etcd",
-    "kwok",
-    "kwokctl",
-)
-# The real node adds these to the control plane's binaries (tests/support/realnode/).
-REAL_NODE_BINARIES = (
-    "kubelet",
-    "kube-proxy",
-    "coredns",
-    "traefik",
-    "local-path-provisioner",
-    "bao",
-)
+from tests.support.realnode.cluster import real_node_leftovers
 
 
 def _binary_version(name: str, *args: str) -> str:
@@ -67,11 +48,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
-_real_node_leftovers: list[str] = []
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    left = processes.leaked() + _real_node_leftovers
+    left = processes.leaked() + real_node_leftovers
     if left:
         processes.kill_leaked()
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -210,30 +188,6 @@ def base_image(docker_engine: DockerEngine) -> str:
 def component_image(base_image: str) -> ComponentImage:
     """The pinned component image, built on the local base by the real CLI."""
     return build_component_image(base_image)
-
-
-# ---- a cluster whose pods really run ----------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def real_node(
-    session_dir: Path,
-    component_image: ComponentImage,
-    docker_engine: DockerEngine,
-    request: pytest.FixtureRequest,
-) -> Iterator[RealNodeCluster]:
-    """kwokctl's control plane plus a real kubelet, containerd and kube-proxy, with
-    CoreDNS, local-path and Traefik as k3s has them (tests/support/realnode/). One per
-    test run; at the end it must leave the host exactly as it found it."""
-    binaries = {name: require_binary(name) for name in KUBE_BINARIES + REAL_NODE_BINARIES}
-    node = RealNodeCluster(workdir=session_dir / "real-node", binaries=binaries)
-    node.up(component_image.tag, docker_engine.host)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"\nreal-node cluster up: {node.timings}")
-    yield node
-    node.down()
-    _real_node_leftovers.extend(f"real node: {item}" for item in node.leftovers())
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,7 @@ from tests.support.realnode.cluster import (
     resolve,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture

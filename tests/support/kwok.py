@@ -23,6 +23,17 @@ from pathlib import Path
 
 from tests.support import processes
 
+# The control plane's binaries (testenv builds them); the `cluster` fixture needs these.
+KUBE_BINARIES = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "etcd",
+    "kwok",
+    "kwokctl",
+)
+
 
 @dataclass
 class KwokCluster:

@@ -69,6 +69,19 @@ PORTS = {
     "kwokControllerPort": 10347,
 }
 
+# What a real node needs beside the control plane's binaries (testenv builds them all).
+REAL_NODE_BINARIES = (
+    "kubelet",
+    "kube-proxy",
+    "coredns",
+    "traefik",
+    "local-path-provisioner",
+    "bao",
+)
+# What real-node teardowns in this test run left on the host; the session's leak check
+# (tests/conftest.py) fails the run on any.
+real_node_leftovers: list[str] = []
+
 PAUSE_IMAGE = "pause:realnode"
 BUSYBOX_IMAGE = "busybox:realnode"
 
