@@ -316,9 +316,22 @@ def normalize(
 # ---- plan ------------------------------------------------------------------------------
 
 
+# A shorter prefix than git's own default abbreviation would match many revisions, so an
+# override written for one commit could silently allow a later mass prune.
+MIN_SHORT_SHA = 7
+
+
 def mass_prune_allowed(annotation: str, revision: str) -> bool:
-    value = annotation.strip()
-    return value == "true" or (bool(value) and revision.startswith(value))
+    """True when the allow-mass-prune annotation lets `revision` prune more than half:
+    exactly `true`, the full revision, or a short SHA of at least 7 hex characters.
+    Nothing is stripped or case-folded: ` true ` or `TRUE` is a typo, not a consent."""
+    if annotation == "true":
+        return True
+    if len(annotation) < MIN_SHORT_SHA or not revision:
+        return False
+    if any(c not in "0123456789abcdef" for c in annotation):
+        return False
+    return revision.startswith(annotation)
 
 
 def make_plan(

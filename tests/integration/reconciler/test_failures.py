@@ -142,6 +142,36 @@ def test_prune_breaker_holds_until_allowed(
     assert kube.get("v1", "ConfigMap", "cm0", namespace) is not None
 
 
+def test_prune_breaker_refuses_loose_overrides(
+    reconciler: Reconciler, repo: GitRepo, apps: Apps, kube: KubeClient, namespace: str
+) -> None:
+    """Issue 14: a one-character prefix of the revision, or ` true ` with spaces, used to
+    allow a mass prune; only `true`, the revision or a 7+ character short SHA may."""
+    repo.write("many/cm.yaml", [configmap(f"cm{i}") for i in range(4)])
+    rev = repo.commit()
+    apps.create("loose", "many")
+    apps.wait_synced("loose", rev)
+    repo.write("many/cm.yaml", [configmap("cm0")])
+    rev = repo.commit("drop three of four")
+    apps.annotate("loose", **{REFRESH: rev})
+    apps.wait(
+        "loose", lambda o: condition(o, "Ready").get("reason") == "PruneBlocked", "PruneBlocked"
+    )
+    for attempt, value in enumerate([rev[:1], " true ", rev[:6], "TRUE"]):
+        token = f"loose-{attempt}"
+        apps.annotate("loose", **{"gitops.platform.local/allow-mass-prune": value, REFRESH: token})
+        obj = apps.wait(
+            "loose",
+            lambda o, t=token: o["status"].get("lastHandledRefresh") == t,  # type: ignore[misc]
+            f"the refresh {token} to be handled",
+        )
+        assert condition(obj, "Ready").get("reason") == "PruneBlocked", (value, obj["status"])
+        assert all(kube.get("v1", "ConfigMap", f"cm{i}", namespace) for i in range(4)), value
+    apps.annotate("loose", **{"gitops.platform.local/allow-mass-prune": rev[:7]})
+    apps.wait_synced("loose", rev)
+    assert kube.get("v1", "ConfigMap", "cm1", namespace) is None
+
+
 def _metric(reconciler: Reconciler, name: str) -> float:
     with urllib.request.urlopen(f"{reconciler.url}/metrics", timeout=5) as answer:
         text = answer.read().decode()

@@ -226,10 +226,21 @@ def test_empty_render_and_prune_off_never_prune() -> None:
 
 
 def test_mass_prune_annotation() -> None:
-    assert mass_prune_allowed("true", "abc")
-    assert mass_prune_allowed("abc12", "abc1234567")
-    assert not mass_prune_allowed("", "abc")
-    assert not mass_prune_allowed("def", "abc")
+    revision = "abc1234567" + "0" * 30
+    assert mass_prune_allowed("true", revision)
+    assert mass_prune_allowed(revision, revision)
+    assert mass_prune_allowed("abc1234", revision)
+    assert not mass_prune_allowed("", revision)
+    assert not mass_prune_allowed("def1234", revision)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["a", "abc", "abc123", " true ", "true ", "TRUE", "True", "yes", " abc1234", "ABC1234"],
+)
+def test_mass_prune_annotation_refuses_loose_values(value: str) -> None:
+    """Issue 14: any prefix (one character) or ` true ` with spaces used to allow it."""
+    assert not mass_prune_allowed(value, "abc1234567" + "0" * 30)
 
 
 def test_fields_hash_reads_only_our_apply_entry() -> None:
