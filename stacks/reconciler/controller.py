@@ -530,23 +530,22 @@ class Controller:
                 report.health = Health(HealthStatus.PROGRESSING, waiting)
             return self.options.dependency_retry
 
+        # From here until the plan exists, a failure (fetch, credentials, missing path,
+        # render, live state) means we could not compare: Unknown, as Argo CD reports a
+        # ComparisonError, never the Synced of an earlier run beside Ready=False.
+        report.sync = SyncStatus.UNKNOWN
         revision = self._revision(spec, memory)
         report.revision = revision
         report.last_attempted_revision = revision
         manifests = self._render(spec, memory, revision)
         if not manifests and not spec.allow_empty:
-            report.sync = SyncStatus.UNKNOWN
             raise ReconcileFailed(
                 "EmptyRender",
                 f"path '{spec.source.path}' at {revision[:12]} holds no objects; nothing was applied or pruned "
                 "(set syncPolicy.automated.allowEmpty to allow an empty application)",
                 stalled=True,
             )
-        try:
-            desired = normalize(manifests, spec.key, spec.namespace, self._scope)
-        except RenderError:
-            report.sync = SyncStatus.UNKNOWN
-            raise
+        desired = normalize(manifests, spec.key, spec.namespace, self._scope)
         inventory = memory.inventory
         if inventory is None:
             inventory = [
@@ -567,6 +566,13 @@ class Controller:
             allow_mass_prune=mass_prune_allowed(spec.allow_mass_prune, revision),
             revision=revision,
         )
+        # The comparison's answer stands if applying fails before `_describe` refines it
+        # (e.g. the destination namespace cannot be created).
+        report.sync = (
+            SyncStatus.OUT_OF_SYNC
+            if plan.changes or plan.prunes or plan.pending_prunes
+            else SyncStatus.SYNCED
+        )
         operation = (
             memory.operation if memory.operation and memory.operation.revision == revision else None
         )
@@ -575,6 +581,9 @@ class Controller:
             now = time.monotonic()
             memory.heals = [t for t in memory.heals if now - t < 60] + [now]
             if len(memory.heals) > 10:  # something keeps fighting us: back off
+                # Resources and sync say which objects differ (OutOfSync), so the status
+                # never reads Synced beside "objects keep drifting".
+                self._describe(report, plan, [], objects, applied=False)
                 report.ready = (
                     "False",
                     "SelfHealBackoff",
@@ -615,7 +624,7 @@ class Controller:
                         memory.operation = None
                         finished = False
                         self._record_inventory(memory, report, plan, outcomes, pruned)
-                        self._describe(report, plan, outcomes, objects, applied=True)
+                        self._describe(report, plan, outcomes, objects, applied=True, pruned=pruned)
                         raise ReconcileFailed(
                             "WaveTimeout",
                             f"wave {wave.number} did not become healthy within {spec.wave_timeout:.0f}s: {detail}",
@@ -634,7 +643,7 @@ class Controller:
             if finished or failed:
                 memory.operation = None
         self._record_inventory(memory, report, plan, outcomes, pruned)
-        synced_now = self._describe(report, plan, outcomes, objects, applied=allowed)
+        synced_now = self._describe(report, plan, outcomes, objects, applied=allowed, pruned=pruned)
         changed = [o for o in outcomes if o.ok]
         if changed or pruned.deleted or pruned.failed:
             created = sum(1 for o in changed if o.step.action is Action.CREATE)
@@ -733,8 +742,12 @@ class Controller:
         outcomes: list[Outcome],
         objects: dict[Key, KubeObject | None],
         applied: bool,
+        pruned: pruning.PruneResult | None = None,
     ) -> bool:
-        """Fill resources, sync and health; True when everything is in sync now."""
+        """Fill resources, sync and health; True when everything is in sync now.
+
+        Objects that still need pruning (held back, not reached, or whose delete failed)
+        are listed with requiresPruning and make the app OutOfSync, as in Argo CD."""
         ok = {o.step.ref.key for o in outcomes if o.ok}
         resources = []
         healths: list[Health] = []
@@ -763,8 +776,13 @@ class Controller:
                 if health.status is not HealthStatus.MISSING:
                     healths.append(health)
             resources.append(entry)
-        for item in plan.pending_prunes:
+        done: set[Key] = set()
+        if pruned is not None:
+            done = {r.key for r in pruned.deleted} | {r.key for r in pruned.gone}
+        for item in [*plan.pending_prunes, *plan.prunes]:
             ref = item.ref
+            if ref.key in done:
+                continue
             resources.append(
                 {
                     "group": ref.group,

@@ -80,6 +80,8 @@ def test_missing_path_is_reported_and_prunes_nothing(
         "broken", lambda o: condition(o, "Ready").get("reason") == "PathNotFound", "PathNotFound"
     )
     assert "path 'broken' does not exist" in condition(obj, "Ready")["message"]
+    # Issue 14: it could not compare, so not the Synced of the last good run.
+    assert obj["status"]["sync"]["status"] == "Unknown"
     assert kube.get("v1", "ConfigMap", "one", namespace) is not None
     _other_app_still_syncs(repo, apps, kube, namespace)
 
@@ -196,6 +198,7 @@ def test_unreachable_source_backs_off_and_resumes(
         "remote", lambda o: condition(o, "Ready").get("reason") == "FetchFailed", "FetchFailed"
     )
     assert "failed to fetch" in condition(obj, "Ready")["message"]
+    assert obj["status"]["sync"]["status"] == "Unknown"
     start = _metric(reconciler, 'platform_reconciler_errors_total{reason="FetchFailed"}')
     time.sleep(7)
     attempts = _metric(reconciler, 'platform_reconciler_errors_total{reason="FetchFailed"}') - start
@@ -294,6 +297,11 @@ def test_a_failed_delete_stays_in_the_inventory(
             timeout=60,
         )
         assert "may not be deleted" in condition(obj, "Ready")["message"]
+        # Issue 14: an object still to prune is a difference from git, not Synced.
+        assert obj["status"]["sync"]["status"] == "OutOfSync"
+        assert [r["name"] for r in obj["status"]["resources"] if r.get("requiresPruning")] == [
+            "undeletable"
+        ]
         assert any(
             e["id"].startswith(f"{namespace}_undeletable_") for e in obj["status"]["inventory"]
         )
