@@ -1,10 +1,12 @@
 """The per-platform state directory, ~/.platform/<name>/ (PLATFORM_HOME overrides ~/.platform).
 
+    (the directory and every directory in it 0700: only this user reads any of it)
     state.json       stage records (start, end, outcome, duration, error), written atomically
     lock             held (flock) by the one `up`/`down` running; holds that process's pid
     kubeconfig       the cluster's kubeconfig (0600)
     secrets/         generated credentials and Vault keys (directory 0700, files 0600)
-    logs/            one log file per run
+    logs/            one log file per run (0600)
+    terraform/vault/ the `terraform` stage's working directory (state and plans 0600)
 
 Called by the stage runner, the engines and the CLI. A kill -9 leaves a consistent
 state.json (rename is atomic) and a lock that the kernel has already released.
@@ -101,10 +103,12 @@ class PlatformState:
         return self.state_file.exists()
 
     def ensure(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.secrets_dir.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(self.secrets_dir, 0o700)
-        self.logs_dir.mkdir(exist_ok=True)
+        """The directory, private: besides secrets/ it holds the Terraform state and plans
+        (the secret variables), the kubeconfig and the logs, for this user only."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for directory in (self.root, self.secrets_dir, self.logs_dir):
+            directory.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(directory, 0o700)
 
     # ---- state.json -------------------------------------------------------------------
 

@@ -14,6 +14,12 @@ from the caller's environment is honoured (offline provider mirrors); a plugin c
 ~/.platform/cache/ is used unless TF_PLUGIN_CACHE_DIR is set. Full tofu output goes to
 the log; the plan's one-line summary to the progress line.
 
+A killed run is recovered before anything else (bootstrap.stages.tfstate: a stale lock,
+an empty state, a leftover plan file), and the mounts a killed apply created but never
+recorded in the state are imported, so the next `up` converges instead of failing on
+"path is already in use". The working directory is 0700 and its files 0600: the state and
+the plan hold the secret variables; the plan file is removed after every run.
+
 Called by the stage runner.
 """
 
@@ -28,10 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.assets import asset_dir
+from bootstrap.stages import tfstate
 from bootstrap.stages.base import CheckResult, StageContext
 from bootstrap.stages.tofu import Tofu, find_or_install
 from bootstrap.stages.vault import FIELD_MANAGER, vault_token
 from bootstrap.stages.vault_access import deploys_vault, vault_address
+from bootstrap.state import write_atomic
 from stacks import redact
 from stacks.errors import PlatformError, WaitingError
 from stacks.vault.api import VaultApi
@@ -46,6 +54,14 @@ DEMO_SECRETS: dict[str, tuple[str, ...]] = {
     "demo/database": ("username", "password"),
 }
 DEMO_USERNAMES = {"demo/app": "demo", "demo/database": "app"}
+# Objects whose creation fails when they already exist ("path is already in use"): the
+# ones to import when a killed apply made them without recording them. Every other
+# resource in terraform/vault/ is a plain write, which an apply simply repeats.
+ADOPTABLE: tuple[tuple[str, str, str], ...] = (
+    ("vault_mount.kv", "secret", "mounts"),
+    ("vault_auth_backend.kubernetes", "kubernetes", "auth"),
+    ("vault_auth_backend.userpass", "userpass", "auth"),
+)
 
 
 def module_source() -> Path:
@@ -211,15 +227,23 @@ class TerraformStage:
         token = vault_token(ctx)
         workdir = self.workdir(ctx)
         digest = _sync_module(module_source(), workdir)
+        tfstate.secure(workdir.parent)  # terraform/ and everything in it
+        for note in tfstate.recover(workdir, (PLAN_FILE,)):
+            ctx.log.warning("%s", note)
+            ctx.progress.note(self.name, note)
         env = self._environment(ctx, address, token)
         tofu = Tofu(binary, workdir, env, timeout=self.timeout(ctx))
         try:
-            return self._converge(ctx, tofu, workdir, digest)
+            return self._converge(ctx, tofu, workdir, digest, VaultApi(address, token))
         finally:
+            (workdir / PLAN_FILE).unlink(missing_ok=True)  # it holds the secret variables
+            tfstate.secure(workdir.parent)  # tofu makes a few files 0644 whatever the umask
             for chunk in tofu.output:
                 ctx.log.debug("%s", chunk)
 
-    def _converge(self, ctx: StageContext, tofu: Tofu, workdir: Path, digest: str) -> str:
+    def _converge(
+        self, ctx: StageContext, tofu: Tofu, workdir: Path, digest: str, api: VaultApi
+    ) -> str:
         stamp = workdir / ".platform-init"
         fingerprint = f"{digest} {tofu.binary}"
         if not (
@@ -229,21 +253,36 @@ class TerraformStage:
         ):
             ctx.progress.step(self.name, f"{tofu.tool} init")
             tofu.init()
-            stamp.write_text(fingerprint)
+            write_atomic(stamp, fingerprint.encode(), mode=0o600)
         ctx.checkpoint()
+        self._adopt(ctx, tofu, workdir, api)
+        tfstate.keep(workdir)
         ctx.progress.step(self.name, f"{tofu.tool} plan")
         plan = tofu.plan(PLAN_FILE)
         ctx.progress.step(self.name, f"plan: {plan.summary()}")
         ctx.log.info("terraform plan for Vault: %s", plan.summary())
         if not plan.changes:
-            (workdir / PLAN_FILE).unlink(missing_ok=True)
             return "Vault configuration: no changes"
         ctx.checkpoint()
         ctx.progress.step(self.name, f"{tofu.tool} apply ({plan.summary()})")
         tofu.apply(PLAN_FILE)
-        (workdir / PLAN_FILE).unlink(missing_ok=True)
         ctx.state.set_output("vault_userpass_user", "platform")
         return f"Vault configured: {plan.summary()}"
+
+    def _adopt(self, ctx: StageContext, tofu: Tofu, workdir: Path, api: VaultApi) -> None:
+        """Import the mounts that exist in Vault but not in the state (a killed apply)."""
+        recorded = tfstate.managed(workdir)
+        missing = [entry for entry in ADOPTABLE if entry[0] not in recorded]
+        if not missing:
+            return
+        present = {"mounts": api.list_mounts(), "auth": api.list_auth()}
+        for address, path, kind in missing:
+            if f"{path}/" in present[kind]:
+                ctx.progress.step(self.name, f"{tofu.tool} import {address} (not in the state)")
+                ctx.log.warning(
+                    "%s exists in Vault but not in the Terraform state; importing it", address
+                )
+                tofu.import_resource(address, path)
 
     def _environment(self, ctx: StageContext, address: str, token: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_VAR_", "VAULT_"))}

@@ -1,22 +1,35 @@
 """The OpenTofu/Terraform adapter: the only module that imports `python_terraform`.
 
 python-terraform builds the command lines (`init`, `plan -detailed-exitcode -out`,
-`apply PLAN`); this module runs them with an explicit environment, because secrets (the
-Vault token, sensitive `TF_VAR_*` values) must reach tofu through the environment only,
-never argv, and never through this process's own `os.environ`, which every other child
-would inherit. Output is returned for the log; failures become PermanentError with the
-last lines of tofu's error output (which never holds a sensitive variable's value:
-tofu prints "(sensitive value)").
+`apply PLAN`, `import`); this module runs them with an explicit environment, because
+secrets (the Vault token, sensitive `TF_VAR_*` values) must reach tofu through the
+environment only, never argv, and never through this process's own `os.environ`, which
+every other child would inherit. Output is returned for the log; failures become
+PermanentError with the last lines of tofu's error output (which never holds a sensitive
+variable's value: tofu prints "(sensitive value)"); a tofu killed by a signal is said to
+be, without its progress lines.
+
+tofu never outlives the bootstrap: it runs in its own process group with a parent-death
+signal (SIGTERM, so it still writes its state and releases its lock), and whatever is left
+in that group when it ends (its provider plugins, when tofu itself was killed) is killed.
+It runs with umask 077: its state, backup, lock info and plan files hold the secret
+variables, so they are 0600 from the moment they exist. python-terraform never reads the
+state (its constructor would crash on the empty file a killed tofu leaves).
 
 Called by the `terraform` stage.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,33 +112,103 @@ def find_or_install(configured: str, environ: Mapping[str, str]) -> str:
             ) from error
 
 
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_GRACE = 10.0  # seconds tofu gets to write its state after SIGTERM before SIGKILL
+
+
+def _child_setup(parent: int) -> None:
+    """Runs in the forked child before exec: die with the parent, create private files.
+
+    The parent-death signal fires when the forking thread ends, which for a stage is only
+    when the whole process dies (the stage thread waits for tofu). SIGTERM, not SIGKILL:
+    tofu then stops the apply cleanly, writes its state and releases its lock.
+    """
+    os.umask(0o077)
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
 class _Command(python_terraform.Terraform):  # type: ignore[misc]
     """python-terraform's command builder, run with our environment."""
+
+    def read_state_file(self, file_path: str | None = None) -> None:
+        """Never read: the stage owns the state (see state.py), and python-terraform's reader
+        raises JSONDecodeError on the empty file a killed tofu leaves."""
 
     def run(
         self, env: Mapping[str, str], timeout: float, cmd: str, *args: Any, **options: Any
     ) -> tuple[int, str, str]:
         argv = [str(a) for a in self.generate_cmd_string(cmd, *args, **options)]
-        try:
-            done = subprocess.run(
+        # Files, not pipes: a provider orphaned by a killed tofu could hold a pipe open.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            process = subprocess.Popen(
                 argv,
                 cwd=self.working_dir,
                 env=dict(env),
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                process_group=0,  # its own group: Ctrl-C on the terminal is ours to handle
+                preexec_fn=functools.partial(_child_setup, os.getpid()),
             )
-        except subprocess.TimeoutExpired:
-            raise TransientError(
-                f"`{Path(argv[0]).name} {cmd}` did not finish in {timeout:.0f}s"
-            ) from None
-        return done.returncode, done.stdout, done.stderr
+            try:
+                code = _wait(process, timeout)
+            finally:
+                # Anything left in its group (providers of a killed tofu) goes with it.
+                _kill_group(process.pid, signal.SIGKILL)
+            out.seek(0)
+            err.seek(0)
+            stdout = out.read().decode(errors="replace")
+            stderr = err.read().decode(errors="replace")
+        if code is None:
+            raise TransientError(f"`{Path(argv[0]).name} {cmd}` did not finish in {timeout:.0f}s")
+        return code, stdout, stderr
+
+
+def _wait(process: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """Its exit code, or None after a timeout (then it is stopped: SIGTERM so it saves its
+    state, SIGKILL after a grace period). Our own Ctrl-C stops it the same way."""
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop(process)
+        return None
+    except BaseException:
+        _stop(process)
+        raise
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    _kill_group(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=_GRACE)
+    except subprocess.TimeoutExpired:
+        _kill_group(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def failure(tool: str, cmd: str, code: int, out: str, err: str) -> PermanentError | TransientError:
     """The error for a failed run: transient when Vault was only briefly unavailable (the
-    runner retries the stage), else permanent; the output's last lines, redacted."""
+    runner retries the stage), else permanent; the output's last lines, redacted. A run
+    killed by a signal says so: its last lines are progress, not a cause."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return PermanentError(
+            f"`{tool} {cmd}` was killed by {name} before it finished",
+            hint="something outside platform stopped it (out of memory, or a kill); "
+            "run `platform up` again: it recovers the Terraform state the killed run left",
+        )
     tail = "\n".join((err or out).strip().splitlines()[-_ERROR_TAIL:])
     message = f"`{tool} {cmd}` failed (exit {code}): {redact.redact(tail)}"
     if any(marker in out or marker in err for marker in TRANSIENT_VAULT_ERRORS):
@@ -188,5 +271,17 @@ class Tofu:
     def apply(self, plan_file: str) -> str:
         _, out = self._run(
             "apply", plan_file, input=False, no_color=python_terraform.IsFlagged, lock_timeout="30s"
+        )
+        return out
+
+    def import_resource(self, address: str, resource_id: str) -> str:
+        """Adopt an object that exists but is not in the state (see state recovery)."""
+        _, out = self._run(
+            "import",
+            address,
+            resource_id,
+            input=False,
+            no_color=python_terraform.IsFlagged,
+            lock_timeout="30s",
         )
         return out
