@@ -7,6 +7,8 @@ tree. Called by every CLI command; stages and engines receive the resulting `Set
 
 Secrets (git passwords, Vault tokens) are never flags, so they never reach argv: they
 come from the environment or from files named in the settings.
+
+Every invalid value, flag or file is a `ConfigError`: bad usage, which the CLI exits 2 for.
 """
 
 from __future__ import annotations
@@ -24,6 +26,18 @@ from bootstrap.images import K3S_IMAGE
 from stacks.errors import PermanentError
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+# One DNS label (RFC 1123): ingress hosts are <component>.<domain>.
+LABEL_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+KIND_NAMES = {
+    bool: "a boolean (true or false)",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+}
+
+
+class ConfigError(PermanentError):
+    """A setting, flag, environment variable or file the user gave is invalid (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -159,8 +173,37 @@ def platform_home(environ: Mapping[str, str] | None = None) -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".platform"
 
 
+def check_home(home: Path) -> None:
+    """The state home must be (or be creatable as) a directory: say so before any command
+    trips over it with NotADirectoryError."""
+    for path in (home, *home.parents):
+        if path.exists():
+            if not path.is_dir():
+                which = "it" if path == home else f"its parent {path}"
+                raise ConfigError(
+                    f"the platform home {home} (PLATFORM_HOME) is not a directory: "
+                    f"{which} is a file",
+                    hint="point PLATFORM_HOME at a directory (or unset it for ~/.platform)",
+                )
+            return
+
+
+def check_domain(domain: str, source: str) -> str:
+    """A DNS name (lowercase letters, digits, dashes; dot-separated labels), lowercased."""
+    name = domain.strip().lower().rstrip(".")
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(LABEL_PATTERN.match(label) for label in labels):
+        raise ConfigError(
+            f"the domain {domain!r} from {source} is not a DNS name",
+            hint="use dot-separated labels of letters, digits and dashes, e.g. localdev.me",
+        )
+    return name
+
+
 def _coerce(spec: Field, raw: Any, source: str) -> Any:
     try:
+        if isinstance(raw, Mapping | list | tuple | set):
+            raise ValueError(f"{_describe(raw)} is not a single value")
         if spec.kind is bool:
             if isinstance(raw, bool):
                 value: Any = raw
@@ -171,25 +214,37 @@ def _coerce(spec: Field, raw: Any, source: str) -> Any:
             else:
                 raise ValueError(f"{raw!r} is not a boolean")
         elif spec.kind is int:
-            if isinstance(raw, bool):
-                raise ValueError(f"{raw!r} is not a number")
+            if isinstance(raw, bool | float):
+                raise ValueError(f"{raw!r} is not an integer")
             value = int(raw)
         elif spec.kind is float:
+            if isinstance(raw, bool):
+                raise ValueError(f"{raw!r} is not a number")
             value = float(raw)
         else:
             value = str(raw)
     except (TypeError, ValueError) as error:
-        raise PermanentError(
+        raise ConfigError(
             f"setting {spec.key} from {source} is invalid: {error}",
-            hint=f"give {spec.key} a {spec.kind.__name__} value",
+            hint=f"give {spec.key} {KIND_NAMES.get(spec.kind, 'a ' + spec.kind.__name__)} value",
         ) from error
     if spec.choices and value not in spec.choices:
-        raise PermanentError(
+        raise ConfigError(
             f"setting {spec.key} from {source} is {value!r}, which is not one of "
             f"{', '.join(spec.choices)}",
             hint=f"set {spec.key} to one of {', '.join(spec.choices)}",
         )
+    if spec.key == "domain":
+        value = check_domain(value, source)
     return value
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple | set):
+        return "a list"
+    return repr(value)
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -208,7 +263,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError as error:
-        raise PermanentError(
+        raise ConfigError(
             f"the config file {path} does not exist",
             hint="create it, or drop --config to use the defaults",
         ) from error
@@ -218,19 +273,34 @@ def read_config_file(path: Path) -> dict[str, Any]:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(error, "problem", None) or str(error)
-        raise PermanentError(
+        raise ConfigError(
             f"the config file {where} is not valid YAML: {problem}",
             hint="fix the YAML (see `platform config --help` for the keys)",
         ) from error
     if not isinstance(data, Mapping):
-        raise PermanentError(
+        raise ConfigError(
             f"the config file {path} must hold a mapping of settings, not {type(data).__name__}",
             hint="write settings as `key: value` lines",
         )
+    sections = {key.split(".")[0] for key in FIELDS_BY_KEY if "." in key}
+    for raw_key, value in data.items():
+        key = str(raw_key).replace("-", "_")
+        if key in sections and not isinstance(value, Mapping):
+            keys = ", ".join(k.split(".", 1)[1] for k in FIELDS_BY_KEY if k.startswith(key + "."))
+            raise ConfigError(
+                f"the config file {path} gives {key} {_describe(value)}, but {key} is a "
+                f"section of settings ({keys})",
+                hint=f"write `{key}:` followed by indented `setting: value` lines",
+            )
+        if key in FIELDS_BY_KEY and isinstance(value, Mapping):
+            raise ConfigError(
+                f"the config file {path} gives {key} a mapping, but {key} is one value",
+                hint=f"write `{key}: value` ({KIND_NAMES.get(FIELDS_BY_KEY[key].kind, 'a value')})",
+            )
     flat = _flatten(data)
     unknown = sorted(set(flat) - set(FIELDS_BY_KEY))
     if unknown:
-        raise PermanentError(
+        raise ConfigError(
             f"the config file {path} has unknown setting(s): {', '.join(unknown)}",
             hint="run `platform config` to see every valid key",
         )
@@ -277,13 +347,15 @@ def load_settings(
         values[key] = _coerce(spec, raw, f"--{key.replace('_', '-').replace('.', '-')}")
         sources[key] = "flag"
 
-    return _build(values, sources, platform_home(env))
+    home = platform_home(env)
+    check_home(home)
+    return _build(values, sources, home)
 
 
 def _build(values: dict[str, Any], sources: dict[str, str], home: Path) -> Settings:
     name = values["name"]
     if not NAME_PATTERN.match(name):
-        raise PermanentError(
+        raise ConfigError(
             f"the platform name {name!r} is not valid",
             hint="use 1-32 lowercase letters, digits and dashes, starting and ending alphanumeric",
         )
@@ -291,14 +363,14 @@ def _build(values: dict[str, Any], sources: dict[str, str], home: Path) -> Setti
         values["vault.key_threshold"] > values["vault.key_shares"]
         or values["vault.key_threshold"] < 1
     ):
-        raise PermanentError(
+        raise ConfigError(
             f"vault.key_threshold ({values['vault.key_threshold']}) must be between 1 and "
             f"vault.key_shares ({values['vault.key_shares']})",
             hint="lower vault.key_threshold or raise vault.key_shares",
         )
     for port_key in ("k3d.api_port", "k3d.http_port", "k3d.https_port"):
         if not 0 < values[port_key] < 65536:
-            raise PermanentError(
+            raise ConfigError(
                 f"{port_key} is {values[port_key]}, not a TCP port",
                 hint="choose a port between 1 and 65535",
             )

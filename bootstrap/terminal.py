@@ -5,6 +5,9 @@
     plain   not a TTY (CI, pipes): one plain line per event
     json    --output json: one JSON object per line per event, then a summary object
 
+Errors (`failure`) go to stderr, so `platform up > /dev/null` still shows them; in json
+mode they are one `error` event on stdout with the rest of the stream.
+
 `Terminal` implements the stages' `Progress` protocol and the runner's `Events`
 callbacks, so stages and the runner never import rich. Every event is also written to the
 run's log file. `-q` keeps only errors and the summary; `-v` adds detail; NO_COLOR is
@@ -32,6 +35,9 @@ from stacks.errors import PlatformError
 
 Mode = Literal["live", "plain", "json"]
 log = logging.getLogger("platform")
+# Without any handler logging's last resort prints warnings and errors raw on stderr, a
+# second time beside `failure`; commands add their file and --debug handlers to the root.
+log.addHandler(logging.NullHandler())
 
 ICONS = {
     "pending": ("·", "dim"),
@@ -62,11 +68,18 @@ class Terminal(Events):
         stream: IO[str] | None = None,
         force_terminal: bool | None = None,
         width: int | None = None,
+        error_stream: IO[str] | None = None,
     ) -> None:
         self.stream = stream or sys.stdout
         self.verbosity = verbosity
         self.console = Console(
             file=self.stream, force_terminal=force_terminal, width=width, highlight=False
+        )
+        self.errors = Console(
+            file=error_stream or sys.stderr,
+            force_terminal=force_terminal,
+            width=width,
+            highlight=False,
         )
         if output == "json":
             self.mode: Mode = "json"
@@ -230,11 +243,11 @@ class Terminal(Events):
             self._emit_json("error", error=cause, hint=hint, log=log_path)
             return
         # soft_wrap: long causes and paths stay on one line, copy-pasteable.
-        self.console.print(Text(f"Error: {_sentence(cause)}", style="bold red"), soft_wrap=True)
+        self.errors.print(Text(f"Error: {_sentence(cause)}", style="bold red"), soft_wrap=True)
         if hint:
-            self.console.print(Text(f"To fix: {_sentence(hint)}"), soft_wrap=True)
+            self.errors.print(Text(f"To fix: {_sentence(hint)}"), soft_wrap=True)
         if log_path:
-            self.console.print(Text(f"Log: {log_path}", style="dim"), soft_wrap=True)
+            self.errors.print(Text(f"Log: {log_path}", style="dim"), soft_wrap=True)
 
     def table(self, columns: list[str], rows: list[list[str]], title: str = "") -> None:
         if self.mode == "json":

@@ -51,7 +51,11 @@ def kube_client(session: Session, kubeconfig: str | None, context: str | None) -
         kubeconfig = str(session.state.kubeconfig)
     if kubeconfig is None and session.settings.kubeconfig:
         kubeconfig = session.settings.kubeconfig
-    return KubeClient.from_kubeconfig(kubeconfig, context or session.settings.context or None)
+    from bootstrap.engines import kubeconfig as kubeconfig_file
+
+    chosen = context or session.settings.context or None
+    path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    return kubeconfig_file.load(path, lambda: KubeClient.from_kubeconfig(kubeconfig, chosen))
 
 
 @click.command()

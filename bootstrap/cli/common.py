@@ -1,8 +1,11 @@
 """What every command shares: the common options, settings, the terminal, the log file,
 and the one place that turns errors into sentences and exit codes.
 
-Exit codes: 0 success, 1 failure (a sentence says why and what to do), 2 usage error,
-130 interrupted (Ctrl-C). Tracebacks only with --debug; otherwise they go to the log.
+Exit codes: 0 success, 1 failure (a sentence says why and what to do), 2 usage error
+(an invalid flag, setting, environment variable or config file: click's own and every
+`ConfigError`), 130 interrupted (Ctrl-C). Errors go to stderr, once (json mode: one
+`error` event on stdout, the machine-readable stream). Tracebacks only with --debug;
+otherwise they go to the log.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
-from bootstrap.config import Settings, load_settings, platform_home
+from bootstrap.config import ConfigError, Settings, load_settings, platform_home
 from bootstrap.state import PlatformState
 from bootstrap.terminal import Terminal
 from stacks.errors import PlatformError
@@ -32,7 +35,15 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_FAILURE = 1
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+
+def exit_code(error: PlatformError) -> int:
+    """The exit code an error ends a command with."""
+    if isinstance(error, ConfigError):
+        return EXIT_USAGE
+    return EXIT_INTERRUPTED if type(error).__name__ == "Interrupted" else EXIT_FAILURE
 
 
 @dataclass(frozen=True)
@@ -147,15 +158,17 @@ def open_session(common: CommonArgs, flags: dict[str, Any] | None = None) -> Ses
     terminal = Terminal(output=output, verbosity=-1 if common.quiet else common.verbose)
     all_flags = dict(flags or {})
     all_flags["name"] = common.name
+    # Before anything can fail: without a handler, logging's last resort would print the
+    # error a second time, raw, on stderr.
+    _configure_logging(common.debug)
     try:
         preliminary = load_settings(flags={"name": common.name}, config_file=common.config_file)
         saved = PlatformState(platform_home(), preliminary.name).load().get("settings", {})
         settings = load_settings(flags=all_flags, config_file=common.config_file, saved=saved)
     except PlatformError as error:
         terminal.failure(str(error), error.hint)
-        sys.exit(EXIT_FAILURE)
+        sys.exit(exit_code(error))
     state = PlatformState(settings.home, settings.name)
-    _configure_logging(common.debug)
     return Session(settings, state, terminal, common.debug)
 
 
@@ -229,7 +242,7 @@ def reported_errors(session: Session) -> Iterator[None]:
         )
         if session.debug:
             raise
-        sys.exit(EXIT_INTERRUPTED if type(error).__name__ == "Interrupted" else EXIT_FAILURE)
+        sys.exit(exit_code(error))
     except KeyboardInterrupt:
         session.terminal.failure("interrupted", "run the command again to resume", log_path)
         sys.exit(EXIT_INTERRUPTED)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from bootstrap.config import platform_home
+from bootstrap.cli.common import EXIT_USAGE
+from bootstrap.config import ConfigError, check_home, platform_home
 from bootstrap.state import list_platforms
 from bootstrap.terminal import Terminal
 
@@ -17,6 +18,11 @@ def list_platforms_command(output: str) -> None:
     """List the platforms on this machine."""
     terminal = Terminal(output=output)
     home = platform_home()
+    try:
+        check_home(home)
+    except ConfigError as error:
+        terminal.failure(str(error), error.hint)
+        raise SystemExit(EXIT_USAGE) from None
     rows = []
     for state in list_platforms(home):
         data = state.load()

@@ -110,11 +110,13 @@ def up(
     sigterm_as_interrupt()
     from bootstrap.config import persistable
     from bootstrap.stages.registry import all_stages
-    from bootstrap.stages.runner import Interrupted, Runner
+    from bootstrap.stages.runner import Interrupted, Runner, select
 
     settings, state, terminal = session.settings, session.state, session.terminal
     stages = all_stages()
     runner = Runner(stages, events=terminal)
+    with reported_errors(session):
+        select(stages, start_from, only)  # a bad --from/--only is bad usage: said first
     with reported_errors(session), state.lock("up"), log_to_file(session, "up") as log_path:
         context_ = stage_context(session, "up", dry_run=dry_run)
         if upgrade_template:

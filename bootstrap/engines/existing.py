@@ -107,9 +107,11 @@ class ExistingEngine:
 
     def client(self) -> KubeClient:
         if self._client is None:
+            from bootstrap.engines import kubeconfig
             from stacks.kube.client import KubeClient
 
-            self._client = KubeClient.from_kubeconfig(self.kubeconfig_path(), self.context())
+            path, context = self.kubeconfig_path(), self.context()
+            self._client = kubeconfig.load(path, lambda: KubeClient.from_kubeconfig(path, context))
         return self._client
 
     def plan(self) -> list[str]:

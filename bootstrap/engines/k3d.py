@@ -150,7 +150,10 @@ class K3dEngine:
                     f"platform {self.settings.name!r} has no cluster yet",
                     hint="run `platform up` to create it",
                 )
-            self._client = KubeClient.from_kubeconfig(str(self.state.kubeconfig))
+            from bootstrap.engines import kubeconfig
+
+            path = str(self.state.kubeconfig)
+            self._client = kubeconfig.load(path, lambda: KubeClient.from_kubeconfig(path))
         return self._client
 
     def write_config(self) -> Path:

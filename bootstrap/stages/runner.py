@@ -28,6 +28,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from bootstrap.config import ConfigError
 from bootstrap.stages.base import Cancelled, Stage, StageContext
 from bootstrap.state import now_iso
 from stacks.errors import PermanentError, PlatformError, TransientError, WaitingError
@@ -108,7 +109,7 @@ def select(
     names = [s.name for s in stages]
     for wanted in (start_from, only):
         if wanted is not None and wanted not in names:
-            raise PermanentError(
+            raise ConfigError(
                 f"there is no stage named {wanted!r}",
                 hint=f"choose one of: {', '.join(names)}",
             )

@@ -91,7 +91,7 @@ def test_up_stops_at_preflight_naming_the_port_holder(
         }
         result = run_platform("up", "--name", "porttest", env=env)
     assert result.returncode == 1
-    assert re.search(rf"HTTPS port {port} is held by \S+ \(pid {os.getpid()}\)", result.stdout), (
-        result.stdout
+    assert re.search(rf"HTTPS port {port} is held by \S+ \(pid {os.getpid()}\)", result.stderr), (
+        result.stderr
     )
-    assert "To fix:" in result.stdout and "PLATFORM_K3D_HTTPS_PORT" in result.stdout
+    assert "To fix:" in result.stderr and "PLATFORM_K3D_HTTPS_PORT" in result.stderr

@@ -75,8 +75,9 @@ def test_a_failed_stage_stops_with_a_hint_and_the_next_run_resumes_there(
     kubeconfig = tmp_path / "later" / "kubeconfig"
     first = run_platform("up", "--engine", "existing", "--kubeconfig", str(kubeconfig))
     assert first.returncode == 1
-    assert "Error: " in first.stdout and "To fix: " in first.stdout and "Log: " in first.stdout
-    assert str(kubeconfig) in first.stdout
+    assert "Error: " in first.stderr and "To fix: " in first.stderr and "Log: " in first.stderr
+    assert "Error: " not in first.stdout  # errors go to stderr, once
+    assert str(kubeconfig) in first.stderr
     assert "Traceback" not in first.stdout + first.stderr
     state = PlatformState(Path(os.environ["PLATFORM_HOME"]), "local")
     recorded = state.load()["stages"]
@@ -147,7 +148,7 @@ def test_second_up_on_the_same_platform_is_refused_naming_the_first(
         wait_for_stage_running("cluster")
         second = run_platform("up")
         assert second.returncode == 1
-        assert f"pid {first.pid}" in second.stdout and "busy" in second.stdout
+        assert f"pid {first.pid}" in second.stderr and "busy" in second.stderr
     finally:
         processes.stop(first)
 

@@ -59,10 +59,10 @@ def test_config_json(runner: CliRunner) -> None:
     assert summary["settings"]["engine"] == {"value": "k3d", "source": "default"}
 
 
-def test_bad_config_file_is_one_sentence_and_exit_1(runner: CliRunner, tmp_path: Path) -> None:
+def test_bad_config_file_is_one_sentence_and_exit_2(runner: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "platform.yaml").write_text("k3d: [unclosed\n")
     result = runner.invoke(cli, ["status"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert (
         "Error: The config file platform.yaml:" in result.output
         and "is not valid YAML" in result.output
@@ -102,7 +102,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(runner: CliRunner, tmp_path
 
 def test_unknown_stage_is_refused_with_the_list(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["up", "--only", "nope", "--engine", "existing"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert (
         "There is no stage named 'nope'" in result.output and "preflight, cluster" in result.output
     )
