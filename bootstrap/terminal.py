@@ -115,11 +115,15 @@ class Terminal(Events):
 
     def __rich__(self) -> RenderableType:
         with self._lock:
-            table = Table.grid(padding=(0, 1))
-            table.add_column(width=2)
-            table.add_column(min_width=11)
-            table.add_column(justify="right", min_width=6)
-            table.add_column(overflow="ellipsis", no_wrap=True)
+            # Fixed, unwrappable columns for icon, stage and time; only the detail flexes
+            # (ratio) and is cut with an ellipsis. Without this, one detail wider than the
+            # terminal made rich shrink every other column to nothing, on every row.
+            name_width = max((len(n) for n in self._lines), default=0)
+            table = Table.grid(padding=(0, 1), expand=True)
+            table.add_column(width=2, no_wrap=True)
+            table.add_column(width=max(name_width, 11), no_wrap=True)
+            table.add_column(justify="right", width=7, no_wrap=True)
+            table.add_column(overflow="ellipsis", no_wrap=True, ratio=1, min_width=10)
             now = time.monotonic()
             for line in self._lines.values():
                 if line.status == "running":

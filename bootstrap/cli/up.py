@@ -162,7 +162,14 @@ def up(
         finally:
             terminal.end()
         total = time.monotonic() - started
-        terminal.success(f"Platform {settings.name!r} is up ({total:.1f}s).")
+        if only is None:
+            terminal.success(f"Platform {settings.name!r} is up ({total:.1f}s).")
+        else:  # one stage says nothing about the others: do not claim the platform is up
+            outcome = report.stages[0].outcome if report.stages else "done"
+            terminal.success(
+                f"Stage {only} of platform {settings.name!r}: {outcome} ({total:.1f}s). "
+                f"`platform up --name {settings.name}` runs every stage."
+            )
         outputs = state.outputs()
         for key, value in outputs.items():
             terminal.info(f"  {key}: {value}")
@@ -170,6 +177,7 @@ def up(
             {
                 "ok": True,
                 "name": settings.name,
+                "only": only,
                 "seconds": round(total, 3),
                 "stages": [
                     {"stage": s.name, "outcome": s.outcome, "seconds": round(s.seconds, 3)}
