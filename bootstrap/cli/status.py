@@ -1,5 +1,9 @@
 """`platform status`: the stages as recorded, the cluster, the components delivered from
-git (with the cause for any that is not ready), and where things are."""
+git (with the cause for any that is not ready), and where things are.
+
+Exit code (for CI): 0 when every stage is done, the cluster answers and every component
+is Synced and Healthy; 1 otherwise (no such platform, a stage failed or has not run yet,
+the cluster does not answer, a component is not ready)."""
 
 from __future__ import annotations
 
@@ -77,8 +81,13 @@ def status(
         outputs = data.get("outputs", {})
         for key, value in outputs.items():
             terminal.info(f"{key}: {value}")
-        healthy = cluster_ready and all(
-            recorded.get(s.name, {}).get("outcome") in ("done", "verified") for s in all_stages()
+        healthy = (
+            cluster_ready
+            and all(
+                recorded.get(s.name, {}).get("outcome") in ("done", "verified")
+                for s in all_stages()
+            )
+            and all((r.sync, r.health) == ("Synced", "Healthy") for r in components)
         )
         terminal.result(
             {
@@ -94,6 +103,8 @@ def status(
                 "outputs": outputs,
             }
         )
+        if not healthy:
+            raise SystemExit(1)
 
 
 def _components(client: KubeClient) -> list[AppRow]:

@@ -141,7 +141,7 @@ class VaultProvider:
                 return None
             except (hvac.exceptions.VaultDown, hvac.exceptions.VaultNotInitialized) as error:
                 raise VaultUnavailable(
-                    f"Vault at {self.store.server} is sealed or not initialised"
+                    f"Vault at {self.store.server} {self._why_down(error)}"
                 ) from error
             except (
                 hvac.exceptions.InternalServerError,
@@ -166,6 +166,21 @@ class VaultProvider:
             except hvac.exceptions.VaultError as error:
                 raise VaultError(f"Vault refused to {what}: {_describe(error)}") from error
         raise AssertionError("unreachable")
+
+    def _why_down(self, error: hvac.exceptions.VaultError) -> str:
+        """Sealed and not initialised need different fixes (unseal, or initialise): Vault's
+        unauthenticated seal status tells them apart, where the 503 alone does not."""
+        if isinstance(error, hvac.exceptions.VaultNotInitialized):
+            return "is not initialised"
+        try:
+            status = self._client.sys.read_seal_status()
+        except (hvac.exceptions.VaultError, requests.exceptions.RequestException):
+            status = {}
+        if status.get("initialized") is False:
+            return "is not initialised"
+        if status.get("sealed"):
+            return "is sealed"
+        return f"is unavailable: {_describe(error)}"
 
     def read(self, key: str) -> dict[str, Any] | None:
         """The secret's key/value map at `key` under the store's mount, or None if absent."""

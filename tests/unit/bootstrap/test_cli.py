@@ -178,3 +178,15 @@ def test_missing_tofu_offline_says_what_to_install(
         caught.value
     )
     assert "PLATFORM_TERRAFORM_BIN" in caught.value.hint
+
+
+def test_status_of_a_platform_whose_up_failed_exits_1(runner: CliRunner, tmp_path: Path) -> None:
+    state = PlatformState(tmp_path / "home", "broken")
+    state.update_stage("preflight", outcome="done", seconds=0.1)
+    state.update_stage("cluster", outcome="failed", error="k3d failed", hint="fix it")
+    result = runner.invoke(cli, ["status", "--name", "broken"])
+    assert result.exit_code == 1, result.output
+    assert "k3d failed" in result.output
+    as_json = runner.invoke(cli, ["status", "--name", "broken", "-o", "json"])
+    assert as_json.exit_code == 1
+    assert json.loads(as_json.stdout.strip().splitlines()[-1])["ok"] is False
