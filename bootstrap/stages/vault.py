@@ -24,7 +24,12 @@ from typing import Any
 
 from bootstrap.images import COMPONENT_IMAGE, OPENBAO_IMAGE
 from bootstrap.stages.base import CheckResult, StageContext
-from bootstrap.stages.vault_access import access_problem, deploys_vault, vault_address
+from bootstrap.stages.vault_access import (
+    access_problem,
+    deploys_vault,
+    people_vault_address,
+    vault_address,
+)
 from bootstrap.vault_init import PENDING_SUFFIX
 from stacks import redact
 from stacks.errors import PermanentError, PlatformError, TransientError, WaitingError
@@ -173,7 +178,7 @@ class VaultStage:
             status = api.unseal(keys.keys)
             done.append("unsealed")
         self._wait_active(ctx, api)
-        ctx.state.set_output("vault_address", address)
+        ctx.state.set_output("vault_address", people_vault_address(ctx.settings, address))
         token_note = self._verify_token(ctx, address)
         summary = ", ".join(done) if done else "already initialised and unsealed"
         return f"Vault {status.version} at {address}: {summary}{token_note}"

@@ -57,6 +57,18 @@ def vault_address(settings: Settings, kube: Callable[[], KubeClient]) -> str:
     return f"http://vault.{settings.domain}{suffix}"
 
 
+def people_vault_address(settings: Settings, address: str) -> str:
+    """How a person reaches Vault after `platform up` has exited: `address`, or, through
+    a port-forward (whose local port dies with the bootstrap), the command that opens one
+    and the address then."""
+    if access_mode(settings) != "port-forward":
+        return address
+    return (
+        f"http://127.0.0.1:{PORT} while `kubectl -n {NAMESPACE} port-forward "
+        f"svc/{SERVICE} {PORT}:{PORT}` runs"
+    )
+
+
 def access_problem(settings: Settings) -> str:
     """What the port-forward to Vault last reported (for wait and error messages)."""
     if access_mode(settings) != "port-forward":

@@ -33,7 +33,9 @@ def ns(real_node: RealNodeCluster) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     real_node.kubectl("create", "namespace", name)
     yield name
-    real_node.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    # Gone before the next test looks at the cluster (the platform's e2e compares every
+    # object before and after `platform up`).
+    real_node.kubectl("delete", "namespace", name, "--wait=true", "--timeout=120s", check=False)
 
 
 def test_the_node_is_ready_and_runs_the_k3s_addons(real_node: RealNodeCluster) -> None:

@@ -35,19 +35,43 @@ VOLATILE = frozenset(
 
 def all_objects(kubectl: Kubectl) -> set[str]:
     """`kind namespace/name` of every listable object in the cluster, volatile kinds aside
-    (their owners are compared instead: Deployments, StatefulSets, ...)."""
+    (their owners are compared instead: Deployments, StatefulSets, ...). Objects already
+    being deleted, and everything in a namespace being deleted, count as gone."""
     kinds = kubectl("api-resources", "--verbs=list", "-o", "name").split()
-    found: set[str] = set()
+    listings: dict[str, list[dict[str, Any]]] = {}
     for kind in kinds:
         if kind in VOLATILE:
             continue
         listing = kubectl("get", kind, "--all-namespaces", "-o", "json", check=False)
-        if not listing.strip():
-            continue
-        for item in json.loads(listing).get("items", []):
+        listings[kind] = json.loads(listing).get("items", []) if listing.strip() else []
+    leaving = {
+        item["metadata"]["name"]
+        for item in listings.get("namespaces", [])
+        if item["metadata"].get("deletionTimestamp")
+    }
+    found: set[str] = set()
+    for kind, items in listings.items():
+        for item in items:
             meta = item["metadata"]
+            if meta.get("deletionTimestamp") or meta.get("namespace") in leaving:
+                continue
             found.add(f"{kind} {meta.get('namespace', '')}/{meta['name']}")
     return found
+
+
+def wait_for_objects(kubectl: Kubectl, expected: set[str], timeout: float) -> None:
+    """Wait until the cluster holds exactly `expected`; fail naming what differs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = all_objects(kubectl)
+        if now == expected:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"after {timeout:.0f}s the cluster still differs from before: "
+                f"left behind {sorted(now - expected)}, gone {sorted(expected - now)}"
+            )
+        time.sleep(2)
 
 
 def pods(kubectl: Kubectl, namespace: str, selector: str = "") -> list[dict[str, Any]]:
