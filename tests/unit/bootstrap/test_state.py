@@ -35,6 +35,16 @@ def test_secret_files_are_0600_and_the_directory_0700(tmp_path: Path) -> None:
     assert stat.S_IMODE(state.write_kubeconfig("apiVersion: v1").stat().st_mode) == 0o600
 
 
+def test_the_state_directory_is_private_even_when_made_before(tmp_path: Path) -> None:
+    """It holds the Terraform state and plans (the secret variables), logs, the kubeconfig."""
+    (tmp_path / "local" / "logs").mkdir(parents=True, mode=0o755)
+    (tmp_path / "local").chmod(0o755)
+    state = PlatformState(tmp_path, "local")
+    state.update_stage("preflight", outcome="done")
+    for directory in (state.root, state.secrets_dir, state.logs_dir):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+
+
 def test_corrupt_state_is_a_clear_error(tmp_path: Path) -> None:
     state = PlatformState(tmp_path, "local")
     state.ensure()
