@@ -9,14 +9,24 @@ milliseconds. Only our field manager's managedFields entry is kept, to save memo
 A kind that cannot be listed (RBAC, not served) is marked unusable and readers fall back
 to direct GETs. A persistent cache (a controller's own kinds, whose CRDs may arrive from
 git after the controller starts) instead watches CustomResourceDefinitions meanwhile and
-lists again as soon as its kind's CRD is Established, rather than after a backoff. Called
-by the reconciler and by the controller runtime (stacks/kube/controller.py).
+lists again as soon as its kind's CRD is Established, rather than after a backoff.
+
+When the API server cannot be reached (no HTTP answer: refused, reset, timed out) a
+cache retries every RECONNECT_MAX_DELAY seconds at most, so it notices within seconds
+that the server is back; an answer with an error status (429, 5xx: an overloaded
+server) keeps the longer backoff. The first list after an outage calls `on_recover`, so
+a controller can reset its own backoffs and look again at once instead of waiting out
+a delay that grew while the server was away. An outage is logged once per kind when it
+starts and once when it ends, not on every retry.
+
+Called by the reconciler and by the controller runtime (stacks/kube/controller.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +43,13 @@ CRD_API_VERSION = "apiextensions.k8s.io/v1"
 CRD_KIND = "CustomResourceDefinition"
 # How long a persistent cache waits between tries when it cannot watch CRDs (RBAC).
 PERSISTENT_MAX_DELAY = 10.0
+# Between tries while the API server gives no answer at all: a refused connection costs
+# it nothing, and a short delay is what makes recovery after an outage take seconds.
+RECONNECT_MAX_DELAY = 2.0
+# Between tries while it answers with an error status (overloaded): back off further.
+ERROR_MAX_DELAY = 30.0
 EventHandler = Callable[[str, "KubeObject | None", "KubeObject | None"], None]
+RecoverHandler = Callable[["KindCache"], None]
 
 
 class Lister(Protocol):
@@ -76,8 +92,11 @@ class KindCache:
         stop: threading.Event,
         persistent: bool = False,
         namespace: str | None = None,
+        on_recover: RecoverHandler | None = None,
     ) -> None:
         self.namespace = namespace  # None: the whole cluster
+        self._on_recover = on_recover
+        self.failing = ""  # why the last list/watch failed ("" = connected)
         self.api_version = api_version
         self._persistent = persistent  # keep retrying a kind that is not served yet
         self.kind = kind
@@ -162,6 +181,30 @@ class KindCache:
         except Exception:  # a handler bug must not kill the watch
             log.exception("event handler failed for %s", self.kind)
 
+    def _lost(self, error: Exception, delay: float) -> None:
+        """Log a broken list/watch once per outage, then quietly retry."""
+        if not self.failing:
+            log.warning(
+                "failed to watch %s '*': %s; retrying (after %.1fs) until it answers",
+                self.kind,
+                error,
+                delay,
+            )
+        else:
+            log.debug("failed to watch %s '*' again: %s", self.kind, error)
+        self.failing = str(error) or type(error).__name__
+
+    def _recovered(self) -> None:
+        if not self.failing:
+            return
+        self.failing = ""
+        log.info("watching %s again", self.kind)
+        if self._on_recover is not None:
+            try:
+                self._on_recover(self)
+            except Exception:  # a handler bug must not kill the watch
+                log.exception("recovery handler failed for %s", self.kind)
+
     def _relist(self) -> str:
         items, version = self._client.list_with_version(
             self.api_version, self.kind, self.namespace, self._selector
@@ -179,6 +222,7 @@ class KindCache:
                     self._emit("MODIFIED" if key in old else "ADDED", old.get(key), obj)
         self.synced.set()
         self.listed.set()
+        self._recovered()
         return version
 
     def _defines_this_kind(self, crd: KubeObject) -> bool:
@@ -227,7 +271,8 @@ class KindCache:
         return False
 
     def _run(self) -> None:
-        delay = 0.5
+        delay = 0.5  # after an error answer (429, 5xx)
+        reconnect = 0.5  # after no answer at all
         unusable_delay = 2.0
         settle = 0.2
         waiting_logged = False
@@ -268,6 +313,7 @@ class KindCache:
                             self._store[key] = obj
                     self._emit(event.type, old, None if event.type == "DELETED" else obj)
                 delay = 0.5
+                reconnect = 0.5
             except (Forbidden, NotFound) as error:
                 # Not served yet (its CRD is being installed) or not allowed: readers fall
                 # back to direct GETs meanwhile; try again, slowly.
@@ -304,19 +350,22 @@ class KindCache:
                 if error.reason == "Expired" or error.status == 410:
                     version = ""
                     continue
-                log.info("failed to watch %s '*': %s; retrying in %.1fs", self.kind, error, delay)
                 version = ""
-                self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
+                if error.status == 0:  # no answer: the server is away, not overloaded
+                    self._lost(error, reconnect)
+                    self._stop.wait(reconnect * random.uniform(0.8, 1.2))  # noqa: S311
+                    reconnect = min(reconnect * 2, RECONNECT_MAX_DELAY)
+                else:
+                    self._lost(error, delay)
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, ERROR_MAX_DELAY)
             except (PlatformError, ValueError, OSError) as error:
                 if self._stop.is_set():
                     return
-                log.warning(
-                    "failed to watch %s '*': %s; retrying in %.1fs", self.kind, error, delay
-                )
+                self._lost(error, delay)
                 version = ""
                 self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, ERROR_MAX_DELAY)
 
 
 class LiveCache:
@@ -328,11 +377,13 @@ class LiveCache:
         label_selector: str | None,
         keep_manager: str,
         on_event: EventHandler | None = None,
+        on_recover: RecoverHandler | None = None,
     ) -> None:
         self._client = client
         self._selector = label_selector
         self._manager = keep_manager
         self._on_event = on_event
+        self._on_recover = on_recover
         self._kinds: dict[tuple[str, str], KindCache] = {}
         self._lock = threading.Lock()
         self.stop = threading.Event()
@@ -350,6 +401,7 @@ class LiveCache:
                     self._manager,
                     self._on_event,
                     self.stop,
+                    on_recover=self._on_recover,
                 )
                 self._kinds[(group, kind)] = cache
             return cache

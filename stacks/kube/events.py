@@ -2,7 +2,9 @@
 
 `EventRecorder.record(obj, reason, message, warning=False)` creates a core/v1 Event
 about `obj` (shown by `kubectl describe` and `kubectl get events`). Recording is best
-effort: a failure is logged and swallowed, so an Event never breaks a reconcile.
+effort: a failure is logged (once until an Event is created again, so an API server
+outage is one line, not one per Event) and swallowed, so an Event never breaks a
+reconcile.
 Identical events about the same object within `dedupe_seconds` are dropped.
 
 Called by the reconciler and the other controllers (secrets, certs, dns).
@@ -39,6 +41,7 @@ class EventRecorder:
         self._dedupe = dedupe_seconds
         self._recent: dict[tuple[str, str, str, str], float] = {}
         self._lock = threading.Lock()
+        self._failing = False
 
     def record(self, obj: KubeObject, reason: str, message: str, warning: bool = False) -> None:
         meta = obj.get("metadata") or {}
@@ -79,4 +82,8 @@ class EventRecorder:
         try:
             self._sink.create(event)
         except PlatformError as error:
-            log.warning("failed to create Event '%s/%s': %s", namespace, name, error)
+            level = logging.DEBUG if self._failing else logging.WARNING
+            self._failing = True
+            log.log(level, "failed to create Event '%s/%s': %s", namespace, name, error)
+            return
+        self._failing = False

@@ -71,12 +71,12 @@ class Applier:
         try:
             live = self._client.apply(step.desired.obj, FIELD_MANAGER, force=True)
         except ApiError as error:
-            log.warning(
-                "failed to apply %s '%s': %s", step.ref.kind, _where(step.ref), error.message
-            )
+            # DEBUG: the controller logs one line per Application (the first failures
+            # are in it); a line per object would repeat on every retry of an outage.
+            log.debug("failed to apply %s '%s': %s", step.ref.kind, _where(step.ref), error.message)
             return Outcome(step, None, error.message, isinstance(error, PermanentError))
         except PlatformError as error:
-            log.warning("failed to apply %s '%s': %s", step.ref.kind, _where(step.ref), error)
+            log.debug("failed to apply %s '%s': %s", step.ref.kind, _where(step.ref), error)
             return Outcome(step, None, str(error), isinstance(error, PermanentError))
         self._remember(live)
         return Outcome(step, live)

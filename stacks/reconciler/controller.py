@@ -6,7 +6,13 @@ Triggers put an Application's key on the queue:
 - the git server's push webhook (`on_push`, a fetch right away),
 - watches on managed kinds: a managed object deleted, edited in a field we own, or whose
   health changed (wave gates, app health), with a short debounce,
-- a dependency's or child's status change (dependsOn, app-of-apps).
+- a dependency's or child's status change (dependsOn, app-of-apps),
+- the API server coming back after an outage: the first list of a watched kind resets
+  every Application's backoff (it grew while the server was away) and looks again now.
+
+Logs: a failing Application gets one warning line when its state changes (a new
+reason), not one per object or per retry; per-object failures are DEBUG lines, and the
+condition, the event and `platform apps` carry the details.
 
 `reconcile(key)` runs source -> render -> plan -> apply (waves) -> prune -> health and
 always writes status in a `finally`. Waves never block a worker: a wave that is not
@@ -78,6 +84,9 @@ from stacks.reconciler.status import Report, SyncStatus, to_status
 log = logging.getLogger(__name__)
 
 NAMESPACE_MANAGER = "platform-reconciler-namespaces"
+# After the API server returns, kinds relist one after another within moments: wait this
+# long so one reconcile sees them all, instead of one per kind.
+RECONNECT_DEBOUNCE = 0.3
 
 
 @dataclass(frozen=True)
@@ -119,7 +128,9 @@ class Memory:
     inventory: list[InventoryEntry] | None = None
     expected: dict[Key, str] = field(default_factory=dict)  # our fields hash per object
     status_hash: str = ""
+    status_failing: bool = False  # the last status write failed (logged once)
     last_warning: str = ""
+    logged_state: str = ""  # the failure reason last logged ("" = fine)
     heals: list[float] = field(default_factory=list)
 
 
@@ -160,7 +171,9 @@ class Controller:
         self.recorder = recorder or EventRecorder(client, "platform-reconciler")
         self.git = GitCache(options.cache_dir / "git")
         self.queue: WorkQueue[AppKey] = WorkQueue()
-        self.live = LiveCache(client, MANAGED_LABEL, FIELD_MANAGER, self._on_managed_event)
+        self.live = LiveCache(
+            client, MANAGED_LABEL, FIELD_MANAGER, self._on_managed_event, self._on_reconnect
+        )
         self.apps = KindCache(
             client,
             API_VERSION,
@@ -171,6 +184,7 @@ class Controller:
             self.live.stop,
             persistent=True,
             namespace=options.watch_namespace,
+            on_recover=self._on_reconnect,
         )
         self.live.register(self.apps)
         self.applier = Applier(client, self._remember, options.apply_workers)
@@ -283,6 +297,29 @@ class Controller:
         if _app_state(old) != _app_state(new):
             self._notify_related(key, obj)
         self._on_managed_event(kind, old, new)  # a child Application is also a managed object
+
+    def _on_reconnect(self, cache: KindCache) -> None:
+        """A watch listed again after failing: the API server is back. Whatever failed
+        meanwhile failed because it was away, so forget the backoff that grew during the
+        outage and look again now (a short debounce lets the other kinds relist too)."""
+        with self._memory_lock:
+            waiting = [
+                key
+                for key, memory in self._memory.items()
+                if memory.failures or memory.status_failing or memory.deletion_failures
+            ]
+            for key in waiting:
+                memory = self._memory[key]
+                memory.failures = 0
+                memory.deletion_failures = 0
+        if waiting:
+            log.info(
+                "the API server answers again (%s listed): retrying %d application(s) now",
+                cache.kind,
+                len(waiting),
+            )
+        for key in waiting:
+            self.queue.add(key, delay=RECONNECT_DEBOUNCE)
 
     def _notify_related(self, key: AppKey, obj: KubeObject) -> None:
         for other_key in self.apps.all_keys():
@@ -409,8 +446,17 @@ class Controller:
                 if message != memory.last_warning:
                     memory.last_warning = message
                     self.recorder.record(obj, result, message, warning=True)
+                state = f"{result}/{report.ready[1]}"
+                if state != memory.logged_state:
+                    memory.logged_state = state
+                    log.warning("failed to sync Application '%s': %s", key, message)
+                else:
+                    log.debug("failed to sync Application '%s' again: %s", key, message)
             else:
                 memory.last_warning = ""
+                if memory.logged_state:
+                    memory.logged_state = ""
+                    log.info("Application '%s' reconciles again", key)
         self.queue.add(key, delay=max(requeue, 0.05))
 
     # ---- the sync pipeline -------------------------------------------------------------
@@ -675,9 +721,11 @@ class Controller:
             )
         if pruned.failed:
             ref, why = pruned.failed[0]
+            count = len(pruned.failed)
+            others = f" (and {count - 1} more; they stay too)" if count > 1 else ""
             raise ReconcileFailed(
                 "PruneFailed",
-                f"failed to delete {ref}: {why}; it stays in the inventory",
+                f"failed to delete {ref}: {why}; it stays in the inventory{others}",
                 stalled=False,
             )
         if plan.blocked and spec.prune and allowed:
@@ -934,6 +982,7 @@ class Controller:
                 subresource="/status",
             )
             memory.status_hash = digest
+            memory.status_failing = False
             self.apps.put(live)
             if _app_state(obj) != _app_state(live):  # the watch will see no change: tell now
                 self._notify_related(key, live)
@@ -942,7 +991,10 @@ class Controller:
             return
         except PlatformError as error:
             memory.status_hash = ""
-            log.warning("failed to update status of Application '%s': %s", key, error)
+            # Once per outage: the reconcile's own line already says what is wrong.
+            level = logging.DEBUG if memory.status_failing else logging.WARNING
+            memory.status_failing = True
+            log.log(level, "failed to update status of Application '%s': %s", key, error)
 
 
 def _without_times(value: Any) -> Any:

@@ -49,6 +49,7 @@ def prune(
                 gone.append(ref)
         except PlatformError as error:
             where = f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
-            log.warning("failed to delete %s '%s': %s", ref.kind, where, error)
+            # DEBUG: the controller's PruneFailed line (one per Application) names it.
+            log.debug("failed to delete %s '%s': %s", ref.kind, where, error)
             failed.append((ref, str(error)))
     return PruneResult(tuple(deleted), tuple(gone), tuple(failed))
