@@ -30,10 +30,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import python_terraform
 
@@ -116,7 +116,17 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _GRACE = 10.0  # seconds tofu gets to write its state after SIGTERM before SIGKILL
 
 
-def _child_setup(parent: int) -> None:
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up in the parent: the dynamic loader is no place to be in a
+    child forked from a threaded process."""
+    try:
+        return cast("Callable[..., int]", ctypes.CDLL(None, use_errno=True).prctl)
+    except (OSError, AttributeError):  # not Linux: the process group still applies
+        return None
+
+
+def _child_setup(parent: int, prctl: Callable[..., int] | None) -> None:
     """Runs in the forked child before exec: die with the parent, create private files.
 
     The parent-death signal fires when the forking thread ends, which for a stage is only
@@ -124,9 +134,8 @@ def _child_setup(parent: int) -> None:
     tofu then stops the apply cleanly, writes its state and releases its lock.
     """
     os.umask(0o077)
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before the signal was armed
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -157,7 +166,7 @@ class _Command(python_terraform.Terraform):  # type: ignore[misc]
                 stdout=out,
                 stderr=err,
                 process_group=0,  # its own group: Ctrl-C on the terminal is ours to handle
-                preexec_fn=functools.partial(_child_setup, os.getpid()),
+                preexec_fn=functools.partial(_child_setup, os.getpid(), _prctl()),
             )
             try:
                 code = _wait(process, timeout)
