@@ -107,7 +107,7 @@ def test_up_seeds_the_repository_once_and_platform_git_gets_at_it(
     assert password not in config and token not in config and "extraHeader" not in config
     assert not [a for a in clone_argv if password in a or token in a]
     again = run_platform("git", "clone", str(target))
-    assert again.returncode == 1 and "is not empty" in again.stdout
+    assert again.returncode == 1 and "is not empty" in again.stderr
 
     # No password in any log of these runs (the log files are the full debug record).
     home = Path(os.environ["PLATFORM_HOME"])
