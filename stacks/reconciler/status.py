@@ -7,7 +7,16 @@ conditions Ready / Reconciling / Stalled (Flux), sync and health (Argo CD), reso
 inventory, observedGeneration, lastAppliedRevision, lastAttemptedRevision.
 `lastTransitionTime` only moves when a condition's status changes.
 
-Called by the controller; read by the CLI (`platform apps`).
+The status is bounded so an Application stays far below etcd's object size limit
+(1.5 MiB) however many objects it manages: `resourceCounts` counts every object (sync,
+requiresPruning, health), and `resources[]` lists every object only while there are
+at most FULL_RESOURCES of them; beyond that it lists only the objects that are not
+Synced or not Healthy, at most MAX_LISTED, and `resourcesOmitted` says how many entries
+were left out. Readers that look for what is wrong (`platform status`, the bootstrap's
+waits) find it in the list either way. The inventory is not bounded here: pruning
+needs every entry (about 100 bytes each, so about 15,000 objects per Application).
+
+Called by the controller; read by the CLI (`platform apps`, `platform status`).
 """
 
 from __future__ import annotations
@@ -19,6 +28,11 @@ from typing import Any
 
 from stacks.kube.health import Health, HealthStatus
 from stacks.reconciler.plan import InventoryEntry
+
+# Up to this many objects every one is listed, as Argo CD does (small apps read fully).
+FULL_RESOURCES = 200
+# Beyond that, at most this many of the objects that are not Synced or not Healthy.
+MAX_LISTED = 100
 
 
 class SyncStatus(StrEnum):
@@ -78,6 +92,35 @@ def _condition(
     }
 
 
+def _needs_attention(entry: dict[str, Any]) -> bool:
+    health = (entry.get("health") or {}).get("status")
+    return entry.get("status") != "Synced" or health not in (None, "Healthy")
+
+
+def count_resources(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts over every object: the part of the status that does not grow with them."""
+    health: dict[str, int] = {}
+    for entry in resources:
+        state = (entry.get("health") or {}).get("status")
+        if state:
+            health[state] = health.get(state, 0) + 1
+    return {
+        "total": len(resources),
+        "synced": sum(1 for e in resources if e.get("status") == "Synced"),
+        "outOfSync": sum(1 for e in resources if e.get("status") != "Synced"),
+        "requiresPruning": sum(1 for e in resources if e.get("requiresPruning")),
+        "health": dict(sorted(health.items())),
+    }
+
+
+def bound_resources(resources: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The entries to list and how many were left out (see the module docstring)."""
+    if len(resources) <= FULL_RESOURCES:
+        return resources, 0
+    listed = [e for e in resources if _needs_attention(e)][:MAX_LISTED]
+    return listed, len(resources) - len(listed)
+
+
 def to_status(report: Report, previous: dict[str, Any]) -> dict[str, Any]:
     """The full status object for `report`, carrying forward what this run did not learn."""
     old_conditions = list(previous.get("conditions") or [])
@@ -120,6 +163,14 @@ def to_status(report: Report, previous: dict[str, Any]) -> dict[str, Any]:
         if old_health.get("status") == str(report.health.status)
         else now(),
     }
+    learned = bool(report.resources) or report.inventory is not None
+    if learned:
+        resources, omitted = bound_resources(report.resources)
+        counts = count_resources(report.resources)
+    else:  # this run compared nothing: keep what the last one said
+        resources = previous.get("resources", [])
+        omitted = int(previous.get("resourcesOmitted") or 0)
+        counts = previous.get("resourceCounts") or count_resources(resources)
     result: dict[str, Any] = {
         "observedGeneration": report.generation,
         "sync": {
@@ -129,9 +180,9 @@ def to_status(report: Report, previous: dict[str, Any]) -> dict[str, Any]:
         },
         "health": health,
         "conditions": conditions,
-        "resources": report.resources
-        if report.resources or report.inventory is not None
-        else previous.get("resources", []),
+        "resources": resources,
+        "resourceCounts": counts,
+        "resourcesOmitted": omitted,
         "inventory": [e.to_json() for e in report.inventory]
         if report.inventory is not None
         else previous.get("inventory", []),
