@@ -36,7 +36,7 @@ from stacks.manifests import fill
 from tests.support import processes
 from tests.support.kwok import KwokCluster
 from tests.support.realnode import images
-from tests.support.realnode.host import HostSnapshot
+from tests.support.realnode.host import HostSnapshot, netns_names
 
 HERE = Path(__file__).parent
 # Fixed places: one real node per machine, so a later run can find and remove what a
@@ -462,10 +462,14 @@ class RealNodeCluster:
             processes.wait_for(self._no_sandboxes, timeout=60, what="pod sandboxes to stop")
 
     def _no_sandboxes(self) -> bool:
+        """No container runs and every pod network is torn down (the kubelet has run CNI
+        DEL, which removes the network namespace last)."""
         result = subprocess.run(
             [*self.ctr, "tasks", "ls", "-q"], capture_output=True, text=True, check=False
         )
-        return result.returncode == 0 and not result.stdout.strip()
+        before = self.snapshot.netns if self.snapshot is not None else set()
+        networks = {n for n in netns_names() - before if n.startswith("cni-")}
+        return result.returncode == 0 and not result.stdout.strip() and not networks
 
     def _stop_containerd(self) -> None:
         process = self._processes.pop("containerd", None)

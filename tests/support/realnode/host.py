@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,7 +161,8 @@ class HostSnapshot:
         for rule in listing:
             if not rule.startswith("-A "):
                 continue
-            parts = rule.split()
+            # Comments are quoted in `-S` output (the CNI plugins write `name: "..."`).
+            parts = shlex.split(rule)
             chain = parts[1]
             if chain in added:
                 continue
