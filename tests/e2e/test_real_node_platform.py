@@ -37,7 +37,7 @@ from tests.support.binaries import require_binary
 from tests.support.cli import json_events, run_platform
 from tests.support.processes import free_port, start, stop, wait_for
 from tests.support.realnode import inspect
-from tests.support.realnode.cluster import BUSYBOX_IMAGE, INGRESS_IP, RealNodeCluster
+from tests.support.realnode.cluster import INGRESS_IP, RealNodeCluster
 
 pytestmark = pytest.mark.e2e
 
@@ -58,18 +58,37 @@ PLATFORM_NAMESPACES = sorted({c[0] for c in COMPONENTS} | {"demo"})
 
 @dataclass
 class Platform:
-    """One platform on the real node: its settings (in the environment) and state."""
+    """One platform under test: how to reach its cluster and ingress, and its state."""
 
-    node: RealNodeCluster
     workdir: Path
     access: str
+    # Traefik's address and HTTPS port as this machine reaches them.
+    ingress: tuple[str, int]
+    # None: the kubeconfig the engine wrote into the state dir (k3d).
+    kubeconfig_path: Path | None = None
+    # The node is this machine, so the pods' cgroups (their memory) can be read here.
+    pods_on_this_host: bool = True
 
     @property
     def state(self) -> PlatformState:
         return PlatformState(Path(os.environ["PLATFORM_HOME"]), "local")
 
+    @property
+    def kubeconfig(self) -> Path:
+        return self.kubeconfig_path or self.state.root / "kubeconfig"
+
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
-        return self.node.kubectl(*args, stdin=stdin, check=check)
+        result = subprocess.run(
+            [str(require_binary("kubectl")), "--kubeconfig", str(self.kubeconfig), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
 
     def json(self, *args: str) -> dict[str, Any]:
         out = self.kubectl(*args, "-o", "json", check=False)
@@ -77,10 +96,8 @@ class Platform:
 
 
 @pytest.fixture
-def platform_env(real_node: RealNodeCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+def platform_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in {
-        "PLATFORM_ENGINE": "existing",
-        "PLATFORM_KUBECONFIG": str(real_node.kubeconfig),
         "PLATFORM_DOMAIN": DOMAIN,
         "PLATFORM_TERRAFORM_BIN": str(require_binary("tofu")),
         "TF_CLI_CONFIG_FILE": str(terraform_cli_config()),
@@ -90,46 +107,40 @@ def platform_env(real_node: RealNodeCluster, monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.setenv(key, value)
 
 
+@pytest.fixture
+def hosts_file_kept() -> Iterator[None]:
+    """Whatever the test did, `platform down` must leave /etc/hosts as it was."""
+    before = HOSTS_FILE.read_bytes()
+    yield
+    if HOSTS_FILE.read_bytes() != before:
+        HOSTS_FILE.write_bytes(before)
+        pytest.fail("`platform down` left the hosts file changed", pytrace=False)
+
+
 @pytest.fixture(params=["port-forward", "ingress"])
 def platform(
     request: pytest.FixtureRequest,
     real_node: RealNodeCluster,
     platform_env: None,
+    hosts_file_kept: None,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Platform]:
     access = str(request.param)
+    monkeypatch.setenv("PLATFORM_ENGINE", "existing")
+    monkeypatch.setenv("PLATFORM_KUBECONFIG", str(real_node.kubeconfig))
     monkeypatch.setenv("PLATFORM_GIT_ACCESS", access)
     monkeypatch.setenv("PLATFORM_VAULT_ACCESS", access)
-    hosts_before = HOSTS_FILE.read_bytes()
     try:
-        yield Platform(real_node, tmp_path, access)
+        yield Platform(tmp_path, access, (INGRESS_IP, 443), real_node.kubeconfig)
     finally:
         # Whatever the test did, the node is handed on clean (down is idempotent).
         run_platform("down", timeout=600)
-        if HOSTS_FILE.read_bytes() != hosts_before:
-            HOSTS_FILE.write_bytes(hosts_before)
-            pytest.fail("`platform down` left the hosts file changed", pytrace=False)
 
 
 def test_platform_up_on_a_real_node(platform: Platform) -> None:
     before = inspect.all_objects(platform.kubectl)
-    if platform.access == "ingress":
-        # This machine reaches git.<domain> and vault.<domain> at Traefik's Service address.
-        wrote = run_platform("hosts", "--write", "--address", INGRESS_IP)
-        assert wrote.returncode == 0, wrote.stdout + wrote.stderr
-
-    figures = up_cold(platform)
-    every_component_is_a_ready_pod_of_the_image(platform)
-    figures["platform_pods_rss_mb"] = platform_memory_mb(platform)
-    the_demo_answers_over_https_through_traefik(platform)
-    the_demo_name_resolves_inside_the_cluster(platform)
-    the_vault_value_reaches_the_demo_pod(platform)
-    if platform.access == "port-forward":
-        a_commit_scales_the_demo_and_the_new_pods_run(platform)
-        the_reconciler_comes_back_and_converges(platform)
-        figures["restart_to_unsealed_s"] = openbao_restarts_sealed_and_is_unsealed(platform)
-    figures["noop_up_s"] = up_again_is_a_fast_noop(platform)
+    figures = the_whole_platform(platform, full=platform.access == "port-forward")
     print(f"\nreal-node figures ({platform.access}): {json.dumps(figures)}")
 
     down = run_platform("down", timeout=600)
@@ -138,9 +149,11 @@ def test_platform_up_on_a_real_node(platform: Platform) -> None:
     inspect.wait_for_objects(platform.kubectl, before, timeout=180)
 
 
-def test_platform_up_on_k3d(platform_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same platform on the default engine. It needs the k3s node image, which no
-    registry here can give; where it is present, `up` runs as it does for users."""
+def test_platform_up_on_k3d(
+    platform_env: None, hosts_file_kept: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same e2e on the default engine, as users run it. It needs the k3s node image,
+    which no registry here can give; where it is present, it runs."""
     present = subprocess.run(
         ["docker", "image", "inspect", K3S_IMAGE], capture_output=True, check=False
     )
@@ -150,14 +163,35 @@ def test_platform_up_on_k3d(platform_env: None, monkeypatch: pytest.MonkeyPatch)
             "be pulled here (no container registry is reachable)"
         )
     monkeypatch.setenv("PLATFORM_ENGINE", "k3d")
-    monkeypatch.delenv("PLATFORM_KUBECONFIG")
-    up = run_platform("up", "-o", "json", timeout=1800)
+    platform = Platform(tmp_path, "ingress", ("127.0.0.1", 443), pods_on_this_host=False)
     try:
-        assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-2000:]
-        apps = json_events(run_platform("apps", "-o", "json").stdout)[-1]["applications"]
-        assert all(r["sync"] == "Synced" and r["health"] == "Healthy" for r in apps), apps
+        figures = the_whole_platform(platform, full=True)
+        print(f"\nk3d figures: {json.dumps(figures)}")
     finally:
-        run_platform("down", timeout=600)
+        down = run_platform("down", timeout=600)
+    assert down.returncode == 0, down.stdout + down.stderr
+
+
+def the_whole_platform(platform: Platform, full: bool) -> dict[str, Any]:
+    """`platform up` and what a user then sees and does; `full` adds the changes and
+    restarts (a commit, the reconciler and OpenBao pods deleted). The figures."""
+    if platform.access == "ingress":
+        # This machine reaches git.<domain> and vault.<domain> at the ingress.
+        wrote = run_platform("hosts", "--write", "--address", platform.ingress[0])
+        assert wrote.returncode == 0, wrote.stdout + wrote.stderr
+    figures = up_cold(platform)
+    every_component_is_a_ready_pod_of_the_image(platform)
+    if platform.pods_on_this_host:
+        figures["platform_pods_rss_mb"] = platform_memory_mb(platform)
+    the_demo_answers_over_https_through_traefik(platform)
+    the_demo_name_resolves_inside_the_cluster(platform)
+    the_vault_value_reaches_the_demo_pod(platform)
+    if full:
+        a_commit_scales_the_demo_and_the_new_pods_run(platform)
+        the_reconciler_comes_back_and_converges(platform)
+        figures["restart_to_unsealed_s"] = openbao_restarts_sealed_and_is_unsealed(platform)
+    figures["noop_up_s"] = up_again_is_a_fast_noop(platform)
+    return figures
 
 
 # ---- the steps -------------------------------------------------------------------------
@@ -207,11 +241,11 @@ def platform_memory_mb(platform: Platform) -> float:
     return round(total / 1e6, 1)
 
 
-def _https_get(host: str, ca_file: Path) -> tuple[int, bytes]:
+def _https_get(ingress: tuple[str, int], host: str, ca_file: Path) -> tuple[int, bytes]:
     """GET / from Traefik's HTTPS port, with `host` as SNI and Host, verified by the CA."""
     context = ssl.create_default_context(cafile=str(ca_file))
     with (
-        socket.create_connection((INGRESS_IP, 443), timeout=5) as raw,
+        socket.create_connection(ingress, timeout=5) as raw,
         context.wrap_socket(raw, server_hostname=host) as tls,
     ):
         tls.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
@@ -228,25 +262,29 @@ def the_demo_answers_over_https_through_traefik(platform: Platform) -> None:
     result: dict[str, int] = {}
 
     def answers() -> bool:
-        result["status"], _ = _https_get(host, ca)
+        result["status"], _ = _https_get(platform.ingress, host, ca)
         return result["status"] == 200
 
     wait_for(answers, timeout=90, what=f"https://{host} to answer through Traefik", interval=1)
 
 
 def the_demo_name_resolves_inside_the_cluster(platform: Platform) -> None:
-    """A pod asks CoreDNS, which serves the dns stub's entries from coredns-custom."""
+    """A pod asks CoreDNS, which serves the dns stub's entries from coredns-custom: the
+    name points where the ingress controller says it is (the Ingress's status)."""
+    status = platform.json("get", "ingress", "demo", "-n", "demo")["status"]
+    address = status["loadBalancer"]["ingress"][0]["ip"]
+    lookup = f"import socket; print(socket.gethostbyname('demo.{DOMAIN}'))"
     platform.kubectl("create", "namespace", "probe-dns", check=False)
     try:
         wait_for(
             lambda: (
-                INGRESS_IP
-                in inspect.run_in_pod(
-                    platform.kubectl, "probe-dns", BUSYBOX_IMAGE, ["nslookup", f"demo.{DOMAIN}"]
-                )
+                inspect.run_in_pod(
+                    platform.kubectl, "probe-dns", COMPONENT_IMAGE, ["python", "-c", lookup]
+                ).strip()
+                == address
             ),
             timeout=120,
-            what=f"demo.{DOMAIN} to resolve to the ingress from a pod",
+            what=f"demo.{DOMAIN} to resolve to the ingress ({address}) from a pod",
             interval=2,
         )
     finally:
@@ -278,7 +316,7 @@ def git_remote(platform: Platform) -> Iterator[str]:
     port = free_port()
     forward = start(
         [
-            str(require_binary("kubectl")), "--kubeconfig", str(platform.node.kubeconfig),
+            str(require_binary("kubectl")), "--kubeconfig", str(platform.kubeconfig),
             "port-forward", "-n", "platform-git", "svc/platform-gitserver", f"{port}:80",
         ],
         platform.workdir / "port-forward.log",
