@@ -3,7 +3,12 @@
 Triggers put an Application's key on the queue:
 - the Application watch (created, spec changed, refresh annotation, being deleted),
 - its interval (default 3 minutes; errors back off exponentially up to the interval),
-- the git server's push webhook (`on_push`, a fetch right away),
+- the git server's push webhook (`on_push`): one fetch of the repository serves every
+  Application following it (none when the cache already has the announced commit);
+  the Applications whose path's tree changed are queued first, the others after them
+  for a cheap revision bump (their render is reused because it is keyed by the path's
+  tree id, and an unchanged plan applies nothing), so one changed app never waits
+  behind a hundred unchanged ones,
 - watches on managed kinds: a managed object deleted, edited in a field we own, or whose
   health changed (wave gates, app health), with a short debounce,
 - a dependency's or child's status change (dependsOn, app-of-apps),
@@ -84,6 +89,10 @@ from stacks.reconciler.status import Report, SyncStatus, to_status
 log = logging.getLogger(__name__)
 
 NAMESPACE_MANAGER = "platform-reconciler-namespaces"
+# A poll that falls due accepts a fetch of its repository that started this long ago
+# (at most a tenth of its interval): Applications on one repository poll at about the
+# same time, and one fetch answers them all.
+POLL_SHARE = 10.0
 # After the API server returns, kinds relist one after another within moments: wait this
 # long so one reconcile sees them all, instead of one per kind.
 RECONNECT_DEBOUNCE = 0.3
@@ -118,7 +127,11 @@ class Memory:
     revision: str = ""
     fetched_at: float = 0.0
     fetch: bool = True
-    render_key: tuple[str, str, bool] | None = None
+    # When the trigger that asked for a fresh fetch arrived: any fetch of the repository
+    # that started since then serves it (GitCache coalesces them).
+    fetch_since: float = field(default_factory=time.monotonic)
+    tree: str = ""  # tree id of source.path in the last render
+    render_key: tuple[str, str, bool] | None = None  # (tree id, path, recurse)
     manifests: list[Manifest] = field(default_factory=list)
     operation: Operation | None = None
     failures: int = 0
@@ -196,6 +209,7 @@ class Controller:
         self.metrics.gauges["queue_depth"] = lambda: float(self.queue.depth())
         self.metrics.gauges["managed_objects"] = lambda: float(self.live.size())
         self.metrics.gauges["applications"] = lambda: float(len(self.apps))
+        self.metrics.counters["git_fetches_total"] = lambda: float(self.git.fetches)
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -244,13 +258,19 @@ class Controller:
 
     def enqueue(self, key: AppKey, fetch: bool = False, delay: float = 0.0) -> None:
         if fetch:
-            self.memory(key).fetch = True
+            memory = self.memory(key)
+            memory.fetch_since = time.monotonic()
+            memory.fetch = True
         self.queue.add(key, delay)
 
     def on_push(self, repo: str, ref: str, after: str) -> list[AppKey]:
-        """A push webhook: queue (with a fetch) every app that follows `repo` at `ref`."""
+        """A push webhook: every app that follows `repo` at `ref` looks at the new commit.
+
+        The fetch and the queueing happen on a thread of their own (`_fan_out`), so the
+        webhook answers at once; the answer lists the Applications that will look."""
+        received = time.monotonic()
         branch = ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
-        matched = []
+        matched: list[AppKey] = []
         for key in self.apps.all_keys():
             obj = self.apps.get(key)
             if obj is None:
@@ -261,11 +281,99 @@ class Controller:
             target = str(source.get("targetRevision") or "HEAD")
             if target not in ("HEAD", branch, ref, after):
                 continue
-            app = AppKey(key[2], key[3])
-            matched.append(app)
-            self.enqueue(app, fetch=True)
-        log.info("push to %s %s: queued %d application(s)", repo, ref, len(matched))
+            matched.append(AppKey(key[2], key[3]))
+        log.info("push to %s %s: %d application(s) follow it", repo, ref, len(matched))
+        if matched:
+            threading.Thread(
+                target=self._fan_out_or_queue,
+                args=(matched, after, received),
+                name="push",
+                daemon=True,
+            ).start()
         return matched
+
+    def _fan_out_or_queue(self, keys: list[AppKey], after: str, received: float) -> None:
+        try:
+            self._fan_out(keys, after, received)
+        except Exception:
+            # Never lose a push: each Application fetches for itself, as it always could.
+            log.exception("failed to sort a push's applications: queueing them all")
+            for key in keys:
+                self.enqueue(key, fetch=True)
+
+    def _fan_out(self, keys: list[AppKey], after: str, received: float) -> None:
+        """Fetch once per repository (and credentials), then queue the Applications whose
+        path changed before those whose path is the same tree as in their last render.
+
+        Whatever cannot be classified here (a spec that does not parse, credentials that
+        cannot be read, a failing fetch) is queued with a fetch of its own, so its
+        reconcile reports the problem in its status exactly as before.
+        """
+        groups: dict[tuple[str, str, Credentials | None], list[tuple[AppKey, str]]] = {}
+        fallback: list[AppKey] = []
+        # One read per credentials Secret, not one per Application.
+        identities: dict[tuple[str, str], Credentials | None] = {}
+        for key in keys:
+            obj = self.apps.get(("gitops.platform.local", "Application", key.namespace, key.name))
+            try:
+                if obj is None:
+                    continue
+                spec = AppSpec.parse(obj)
+                if spec.deleting:
+                    raise PermanentError("being deleted")
+                who = (
+                    (key.namespace, spec.source.secret_name)
+                    if spec.source.secret_name
+                    else ("", spec.source.repo_url)
+                )
+                if who not in identities:
+                    identities[who] = self._credentials(spec)
+                creds = identities[who]
+            except PlatformError:
+                fallback.append(key)
+                continue
+            group = (spec.source.repo_url, spec.source.target_revision, creds)
+            groups.setdefault(group, []).append((key, spec.source.path))
+        changed: list[AppKey] = []
+        unchanged: list[AppKey] = []
+        fetches = self.git.fetches
+        for (url, target, creds), members in groups.items():
+            try:
+                # A webhook for a commit the cache already has (a repeated delivery, or a
+                # poll got there first) needs no fetch.
+                known = self.git.resolve(url, target) if after else None
+                sha = (
+                    known
+                    if known is not None and known == after
+                    else self.git.fetch(url, target, creds, since=received)
+                )
+                trees = self.git.tree_ids(url, sha, [path for _, path in members])
+            except PlatformError as error:
+                log.debug("push: failed to fetch %s: %s", redact_url(url), error)
+                fallback += [key for key, _ in members]
+                continue
+            now = time.monotonic()
+            for key, path in members:
+                memory = self.memory(key)
+                if memory.fetch and memory.fetch_since > received:
+                    fallback.append(key)  # asked for something newer meanwhile
+                    continue
+                memory.revision, memory.fetched_at, memory.fetch = sha, now, False
+                tree = trees.get(path)
+                (unchanged if tree and tree == memory.tree else changed).append(key)
+        for key in changed + unchanged:
+            self.queue.add(key)
+        for key in fallback:
+            self.enqueue(key, fetch=True)
+        log.info(
+            "push: %d fetch(es) for %d application(s): %d changed (queued first), "
+            "%d unchanged (revision bump), %d on their own",
+            self.git.fetches - fetches,
+            len(keys),
+            len(changed),
+            len(unchanged),
+            len(fallback),
+        )
 
     def _on_app_event(self, kind: str, old: KubeObject | None, new: KubeObject | None) -> None:
         obj = new or old
@@ -372,6 +480,7 @@ class Controller:
         memory = self.memory(key)
         previous: dict[str, Any] = dict(obj.get("status") or {})
         started = time.monotonic()
+        log.debug("reconciling Application '%s'", key)
         try:
             spec = AppSpec.parse(obj)
         except PermanentError as error:
@@ -489,11 +598,22 @@ class Controller:
         return None
 
     def _revision(self, spec: AppSpec, memory: Memory) -> str:
-        due = time.monotonic() - memory.fetched_at >= spec.interval * 0.9
+        now = time.monotonic()
+        due = now - memory.fetched_at >= spec.interval * 0.9
         if memory.fetch or not memory.revision or due:
+            # A trigger needs a fetch that started after it arrived; a poll accepts one
+            # a few seconds old (another Application's poll of the same repository).
+            since = (
+                memory.fetch_since
+                if memory.fetch or not memory.revision
+                else now - min(POLL_SHARE, spec.interval * 0.1)
+            )
             memory.fetch = True  # cleared only when the fetch succeeds
             revision = self.git.fetch(
-                spec.source.repo_url, spec.source.target_revision, self._credentials(spec)
+                spec.source.repo_url,
+                spec.source.target_revision,
+                self._credentials(spec),
+                since=since,
             )
             memory.revision = revision
             memory.fetched_at = time.monotonic()
@@ -501,7 +621,12 @@ class Controller:
         return memory.revision
 
     def _render(self, spec: AppSpec, memory: Memory, revision: str) -> list[Manifest]:
-        key = (revision, spec.source.path, spec.source.recurse)
+        # Keyed by the path's tree id, not the commit: a commit elsewhere in the
+        # repository leaves the files, and so the render, exactly as they were.
+        tree = self.git.tree_ids(spec.source.repo_url, revision, [spec.source.path]).get(
+            spec.source.path
+        )
+        key = (tree or revision, spec.source.path, spec.source.recurse)
         if memory.render_key == key:
             return memory.manifests
         files = self.git.files(
@@ -517,7 +642,7 @@ class Controller:
                 stalled=True,
             )
         manifests = render((f.path, f.content) for f in files)
-        memory.render_key, memory.manifests = key, manifests
+        memory.render_key, memory.manifests, memory.tree = key, manifests, tree or ""
         return manifests
 
     def _scope(self, api_version: str, kind: str) -> bool | None:

@@ -7,6 +7,7 @@
     platform_reconciler_queue_depth                    apps waiting in the work queue
     platform_reconciler_managed_objects                objects in the live caches
     platform_reconciler_leader                         1 while this replica leads
+    platform_reconciler_git_fetches_total              `git fetch` runs (coalesced per repo)
 
 Written by the controller, read by the HTTP server's /metrics.
 """
@@ -30,6 +31,7 @@ class Metrics:
         self.duration_sum = 0.0
         self.duration_count = 0
         self.gauges: dict[str, Callable[[], float]] = {}
+        self.counters: dict[str, Callable[[], float]] = {}  # read from their owner
 
     def sync(self, result: str, seconds: float) -> None:
         with self._lock:
@@ -77,6 +79,9 @@ class Metrics:
             lines.append(f"{p}_sync_duration_seconds_sum {self.duration_sum:.6f}")
             lines.append(f"{p}_sync_duration_seconds_count {self.duration_count}")
             gauges = dict(self.gauges)
+            counters = dict(self.counters)
+        for name, read in sorted(counters.items()):
+            lines += [f"# TYPE {p}_{name} counter", f"{p}_{name} {read():g}"]
         for name, read in sorted(gauges.items()):
             lines += [f"# TYPE {p}_{name} gauge", f"{p}_{name} {read():g}"]
         return "\n".join(lines) + "\n"

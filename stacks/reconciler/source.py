@@ -5,6 +5,17 @@ One bare repository per repoURL under the cache directory; `fetch()` updates it 
 commit SHA. Files are read straight from git objects (`ls-tree` + `cat-file --batch`),
 so there is no checkout to go stale and two apps on one repo never interfere.
 
+Fetches of one repository are coalesced: a caller says since when its answer must be
+fresh (`since`, a time.monotonic() value: when the push or refresh that asked for it
+arrived), and a fetch that started at or after that moment serves it, so a push that
+queues 100 Applications of one repository costs one `git fetch`, not 100 in a row
+under the repository's lock. Freshness is kept per set of credentials, so a fetch made
+with one Application's credentials never stands in for another's. `fetches` counts
+the `git fetch` runs (the reconciler's metrics export it). Reads by commit SHA take no
+lock: a fetch only adds objects (gc.auto=0), so a read never sees one half-written.
+`tree_ids()` gives the tree object id of paths at commits in one `git cat-file` run: an
+unchanged id means the files under that path are byte for byte the same.
+
 Credentials come from a Secret (keys `username`, `password`) or from a git-credentials
 file (`https://user:password@host/` per line). They reach git through the environment
 as an `http.extraHeader` (never argv, never a log line, never a message: error text is
@@ -162,6 +173,12 @@ class GitCache:
         self.git = git
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        # (url, credentials digest, with remote HEAD) -> monotonic start of the last
+        # successful fetch: what `since` is compared with.
+        self._fetched: dict[tuple[str, str, bool], float] = {}
+        self._failed: dict[tuple[str, str, bool], tuple[float, float, str]] = {}
+        self._trees: dict[tuple[str, str, str], str | None] = {}  # (url, sha, path) -> tree
+        self.fetches = 0  # `git fetch` runs, for the metrics
         root.mkdir(parents=True, exist_ok=True)
 
     def _lock(self, url: str) -> threading.Lock:
@@ -228,43 +245,54 @@ class GitCache:
             )
         return result.stdout
 
-    def fetch(self, url: str, revision: str, creds: Credentials | None = None) -> str:
-        """Update the cache from `url` and return the commit SHA of `revision`."""
+    def fetch(
+        self,
+        url: str,
+        revision: str,
+        creds: Credentials | None = None,
+        since: float | None = None,
+    ) -> str:
+        """Update the cache from `url` and return the commit SHA of `revision`.
+
+        With `since` (a time.monotonic() value), a fetch of `url` with the same
+        credentials that started at or after it is fresh enough and is not repeated;
+        callers waiting on the lock behind a running fetch are served by the next one.
+        Without it the fetch always runs.
+        """
         secrets = (creds.password,) if creds else ()
+        want = revision.strip() or "HEAD"
+        entered = time.monotonic()
         with self._lock(url):
             repo = self.repo_dir(url)
             if not (repo / "HEAD").exists():
                 tmp = repo.with_suffix(f".tmp{os.getpid()}")
                 self._run(["init", "--bare", "-q", str(tmp)], self.root, None)
                 os.replace(tmp, repo)
-            refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
-            want = revision.strip() or "HEAD"
-            if want == "HEAD":
-                refspecs.append("+HEAD:refs/platform/remote-head")
-            started = time.monotonic()
-            self._run(
-                ["fetch", "--quiet", "--prune", "--no-write-fetch-head", url, *refspecs],
-                repo,
-                creds,
-                secrets,
+            who = _creds_digest(creds)
+            # A fetch without the remote HEAD refspec cannot answer for HEAD.
+            fresh = max(
+                self._fetched.get((url, who, True), -1.0),
+                -1.0 if want == "HEAD" else self._fetched.get((url, who, False), -1.0),
             )
-            log.debug("fetched %s in %.0f ms", redact_url(url), (time.monotonic() - started) * 1000)
-            candidates = (
-                ["refs/platform/remote-head"]
-                if want == "HEAD"
-                else [want, f"refs/heads/{want}", f"refs/tags/{want}"]
-                if not want.startswith("refs/")
-                else [want]
-            )
-            for ref in candidates:
-                try:
-                    out = self._run(
-                        ["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], repo, None
-                    )
-                    return out.decode().strip()
-                except FetchError:
-                    continue
+            failed = self._failed.get((url, who, want == "HEAD"))
+            if (
+                since is not None
+                and fresh < since
+                and failed is not None
+                and failed[0] >= since
+                and entered <= failed[1]
+            ):
+                # This caller was waiting behind a fetch that would have served it, and
+                # that fetch failed: its answer stands, rather than N callers each waiting
+                # out the same timeout. A caller that comes later (a retry) tries again.
+                raise FetchError(failed[2])
+            if since is None or fresh < since:
+                self._fetch_now(url, repo, want == "HEAD", creds, secrets)
+            found = self._rev_parse(repo, want)
+            if found is not None:
+                return found
             if _SHA.match(want):
+                self._count_fetch()
                 self._run(
                     ["fetch", "--quiet", "--no-write-fetch-head", url, want], repo, creds, secrets
                 )
@@ -273,6 +301,105 @@ class GitCache:
                 f"revision {want!r} does not exist in {redact_url(url)}",
                 hint="set spec.source.targetRevision to a branch, tag or commit of the repository",
             )
+
+    def _fetch_now(
+        self,
+        url: str,
+        repo: Path,
+        head: bool,
+        creds: Credentials | None,
+        secrets: tuple[str, ...],
+    ) -> None:
+        """One `git fetch` of branches and tags (and the remote HEAD); the lock is held."""
+        refspecs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
+        if head:
+            refspecs.append("+HEAD:refs/platform/remote-head")
+        started = time.monotonic()
+        self._count_fetch()
+        key = (url, _creds_digest(creds), head)
+        try:
+            self._run(
+                ["fetch", "--quiet", "--prune", "--no-write-fetch-head", url, *refspecs],
+                repo,
+                creds,
+                secrets,
+            )
+        except FetchError as error:
+            # (start, end, message): the message is already scrubbed of secrets.
+            self._failed[key] = (started, time.monotonic(), str(error))
+            raise
+        self._failed.pop(key, None)
+        self._fetched[key] = started
+        log.debug("fetched %s in %.0f ms", redact_url(url), (time.monotonic() - started) * 1000)
+
+    def _count_fetch(self) -> None:
+        with self._guard:
+            self.fetches += 1
+
+    def tree_ids(self, url: str, sha: str, paths: list[str]) -> dict[str, str | None]:
+        """The tree object id of each path at commit `sha` (None: not a directory there).
+
+        Remembered per (url, sha, path), since a commit never changes; the ones not yet
+        known are asked in one `git cat-file --batch-check` run. A path that is not a
+        clean relative path is None here; the reconcile reports why.
+        """
+        answer: dict[str, str | None] = {}
+        ask: list[tuple[str, str]] = []
+        for path in paths:
+            known = self._trees.get((url, sha, path), "")
+            if known != "":
+                answer[path] = known
+                continue
+            try:
+                clean = clean_path(path)
+            except PermanentError:
+                answer[path] = None
+                continue
+            ask.append((path, f"{sha}^{{tree}}" if clean == "." else f"{sha}:{clean}"))
+        if ask:
+            out = self._run(
+                ["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+                self.repo_dir(url),
+                None,
+                timeout=30,
+                stdin="".join(f"{spec}\n" for _, spec in ask).encode(),
+            )
+            lines = out.decode(errors="replace").splitlines()
+            if len(lines) != len(ask):
+                raise FetchError(f"git cat-file answered {len(lines)} lines for {len(ask)} paths")
+            if len(self._trees) > 50_000:  # bounded: old commits are rarely asked again
+                self._trees.clear()
+            for (path, _), line in zip(ask, lines, strict=True):
+                parts = line.split()
+                tree = parts[0] if len(parts) == 2 and parts[1] == "tree" else None
+                self._trees[(url, sha, path)] = tree
+                answer[path] = tree
+        return answer
+
+    def resolve(self, url: str, revision: str) -> str | None:
+        """The commit `revision` names in the cache as it is now, without fetching."""
+        repo = self.repo_dir(url)
+        if not (repo / "HEAD").exists():
+            return None
+        return self._rev_parse(repo, revision.strip() or "HEAD")
+
+    def _rev_parse(self, repo: Path, want: str) -> str | None:
+        candidates = (
+            ["refs/platform/remote-head"]
+            if want == "HEAD"
+            else [want, f"refs/heads/{want}", f"refs/tags/{want}"]
+            if not want.startswith("refs/")
+            else [want]
+        )
+        for ref in candidates:
+            try:
+                out = self._run(
+                    ["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], repo, None
+                )
+            except FetchError:
+                continue
+            return out.decode().strip()
+        return None
 
     def files(
         self, url: str, sha: str, path: str, recurse: bool, limits: Limits = LIMITS
@@ -285,85 +412,85 @@ class GitCache:
         """
         repo = self.repo_dir(url)
         prefix = "" if path in ("", ".") else clean_path(path)
-        with self._lock(url):
-            if prefix:
-                try:
-                    kind = self._run(["cat-file", "-t", f"{sha}:{prefix}"], repo, None, timeout=30)
-                except FetchError:
-                    return None
-                if kind.strip() != b"tree":
-                    return None
-            args = ["ls-tree", "-z", "-l", "--full-tree"]
-            if recurse:
-                args.append("-r")
-            args.append(f"{sha}:{prefix}" if prefix else sha)
-            listing = self._run(args, repo, None, timeout=30)
-            entries: list[tuple[str, str, int]] = []
-            for record in listing.split(b"\0"):
-                if not record:
-                    continue
-                info, name = record.split(b"\t", 1)
-                mode, type_, obj, length = info.split()
-                rel = name.decode(errors="replace")
-                if type_ != b"blob" or not rel.endswith((".yaml", ".yml", ".json")):
-                    continue
-                full = f"{prefix}/{rel}" if prefix else rel
-                if mode == _SYMLINK:
-                    raise RenderError(
-                        [
-                            RenderProblem(
-                                full,
-                                0,
-                                "the file is a symbolic link, and symlinks are not followed (they could "
-                                "point outside the repository): commit the file itself in its place",
-                            )
-                        ]
-                    )
-                entries.append((full, obj.decode(), int(length)))
-            entries.sort()
-            total = 0
-            for count, (full, _, size) in enumerate(entries, start=1):
-                # The same bounds render() applies, before a byte is read.
-                total += size
-                problem = (
-                    too_many_files(full, limits)
-                    if count > limits.files
-                    else input_problem(full, size, total, limits)
+        # No lock: objects read by SHA are immutable (see the module docstring).
+        if prefix:
+            try:
+                kind = self._run(["cat-file", "-t", f"{sha}:{prefix}"], repo, None, timeout=30)
+            except FetchError:
+                return None
+            if kind.strip() != b"tree":
+                return None
+        args = ["ls-tree", "-z", "-l", "--full-tree"]
+        if recurse:
+            args.append("-r")
+        args.append(f"{sha}:{prefix}" if prefix else sha)
+        listing = self._run(args, repo, None, timeout=30)
+        entries: list[tuple[str, str, int]] = []
+        for record in listing.split(b"\0"):
+            if not record:
+                continue
+            info, name = record.split(b"\t", 1)
+            mode, type_, obj, length = info.split()
+            rel = name.decode(errors="replace")
+            if type_ != b"blob" or not rel.endswith((".yaml", ".yml", ".json")):
+                continue
+            full = f"{prefix}/{rel}" if prefix else rel
+            if mode == _SYMLINK:
+                raise RenderError(
+                    [
+                        RenderProblem(
+                            full,
+                            0,
+                            "the file is a symbolic link, and symlinks are not followed (they could "
+                            "point outside the repository): commit the file itself in its place",
+                        )
+                    ]
                 )
-                if problem is not None:
-                    raise RenderError([problem])
-            if not entries:
-                return []
-            batch = self._run(
-                ["cat-file", "--batch"],
-                repo,
-                None,
-                timeout=30,
-                stdin="".join(f"{obj}\n" for _, obj, _ in entries).encode(),
+            entries.append((full, obj.decode(), int(length)))
+        entries.sort()
+        total = 0
+        for count, (full, _, size) in enumerate(entries, start=1):
+            # The same bounds render() applies, before a byte is read.
+            total += size
+            problem = (
+                too_many_files(full, limits)
+                if count > limits.files
+                else input_problem(full, size, total, limits)
             )
+            if problem is not None:
+                raise RenderError([problem])
+        if not entries:
+            return []
+        batch = self._run(
+            ["cat-file", "--batch"],
+            repo,
+            None,
+            timeout=30,
+            stdin="".join(f"{obj}\n" for _, obj, _ in entries).encode(),
+        )
         return _split_batch(batch, [name for name, _, _ in entries])
 
     def explain_missing(self, url: str, sha: str, path: str) -> str:
         """Why `path` is not a directory at `sha` (a sentence fragment; "" if unknown)."""
         repo = self.repo_dir(url)
         parts = clean_path(path).split("/")
-        with self._lock(url):
-            for i in range(len(parts)):
-                here = "/".join(parts[: i + 1])
-                try:
-                    out = self._run(["ls-tree", "-z", sha, "--", here], repo, None, timeout=30)
-                except FetchError:
-                    return ""
-                if not out:
-                    return f"'{here}' does not exist" if i else ""
-                mode = out.split(b" ", 1)[0]
-                if mode == _SYMLINK:
-                    return (
-                        f"'{here}' is a symbolic link, and symlinks are not followed; "
-                        "point spec.source.path at the directory itself"
-                    )
-                if mode != b"040000":
-                    return f"'{here}' is a file, not a directory"
+        # No lock, as in files().
+        for i in range(len(parts)):
+            here = "/".join(parts[: i + 1])
+            try:
+                out = self._run(["ls-tree", "-z", sha, "--", here], repo, None, timeout=30)
+            except FetchError:
+                return ""
+            if not out:
+                return f"'{here}' does not exist" if i else ""
+            mode = out.split(b" ", 1)[0]
+            if mode == _SYMLINK:
+                return (
+                    f"'{here}' is a symbolic link, and symlinks are not followed; "
+                    "point spec.source.path at the directory itself"
+                )
+            if mode != b"040000":
+                return f"'{here}' is a file, not a directory"
         return ""
 
     def exists(self, url: str, sha: str, path: str) -> bool:
@@ -373,6 +500,13 @@ class GitCache:
             return False
         except RenderError:  # it exists; what is in it is render's business
             return True
+
+
+def _creds_digest(creds: Credentials | None) -> str:
+    """Who a fetch was made as, without keeping the password itself in memory twice."""
+    if creds is None:
+        return ""
+    return hashlib.sha256(f"{creds.username}\0{creds.password}".encode()).hexdigest()
 
 
 def _split_batch(batch: bytes, names: list[str]) -> list[SourceFile]:

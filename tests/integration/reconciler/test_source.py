@@ -4,11 +4,14 @@ credentials files, and error messages that never carry a password."""
 from __future__ import annotations
 
 import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from stacks.reconciler.source import (
+    Credentials,
     FetchError,
     GitCache,
     RevisionNotFound,
@@ -68,3 +71,57 @@ def test_credentials_file_longest_prefix_wins(tmp_path: Path) -> None:
     assert other is not None and other.username == "any"
     assert read_credentials_file(path, "http://elsewhere/gitops.git") is None
     assert "two" not in repr(team)
+
+
+def test_concurrent_fetches_of_one_repository_coalesce(repo: GitRepo, tmp_path: Path) -> None:
+    """A push that wakes many Applications of one repository costs one `git fetch`."""
+    repo.write("a/x.yaml", "kind: A\n")
+    repo.write("b/y.yaml", "kind: B\n")
+    first = repo.commit("one")
+    cache = GitCache(tmp_path / "cache")
+    assert cache.fetch(repo.url, "main") == first
+    assert cache.fetches == 1
+    repo.write("a/x.yaml", "kind: A2\n")
+    second = repo.commit("two")
+    asked = time.monotonic()  # the webhook arrived
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: cache.fetch(repo.url, "main", since=asked), range(32)))
+    assert answers == [second] * 32
+    assert cache.fetches == 2
+    assert cache.fetch(repo.url, "main", since=asked) == second  # fresh enough: no fetch
+    assert cache.fetches == 2
+    assert cache.fetch(repo.url, "HEAD", since=asked) == second  # needs the remote HEAD
+    assert cache.fetches == 3
+    assert cache.fetch(repo.url, "main", since=asked) == second  # which also serves branches
+    assert cache.fetches == 3
+    # Another identity is never served by a fetch made as someone else.
+    assert cache.fetch(repo.url, "main", Credentials("u", "p"), since=asked) == second
+    assert cache.fetches == 4
+    assert cache.fetch(repo.url, "main") == second  # without `since`: always
+    assert cache.fetches == 5
+    assert cache.resolve(repo.url, "main") == second
+    assert cache.resolve(repo.url, "no-such-branch") is None
+
+    old = cache.tree_ids(repo.url, first, ["a", "b", "."])
+    new = cache.tree_ids(repo.url, second, ["a", "./b/", ".", "nowhere", "a/x.yaml", "/etc"])
+    assert new["a"] and new["a"] != old["a"]  # changed under a
+    assert new["./b/"] == old["b"]  # the same directory, however it is spelt
+    assert new["."] and new["."] != old["."]
+    assert new["nowhere"] is None and new["a/x.yaml"] is None and new["/etc"] is None
+
+
+def test_a_failed_fetch_answers_the_callers_waiting_for_it(tmp_path: Path) -> None:
+    """An unreachable repository: the callers queued behind a failing fetch get its error
+    instead of each waiting out the same failure again; a retry after it tries again."""
+    cache = GitCache(tmp_path / "cache")
+    url = f"file://{tmp_path / 'missing.git'}"
+    asked = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(cache.fetch, url, "main", None, asked) for _ in range(8)]
+        errors = {str(f.exception()) for f in futures}
+    assert len(errors) == 1 and "does not appear to be a git repository" in errors.pop()
+    assert cache.fetches < 8
+    before = cache.fetches
+    with pytest.raises(FetchError):  # a retry with the same request tries again
+        cache.fetch(url, "main", since=asked)
+    assert cache.fetches == before + 1
