@@ -1,6 +1,7 @@
 """Benchmark the GitOps reconciler against `kubectl apply --server-side`, in one run.
 
     .venv/bin/python bench/reconciler_bench.py [--objects 500] [--rounds 5] [--pushes 15]
+        [--apps 100] [--baseline REV] [--only-scale]
 
 One kwokctl cluster (real kube-apiserver and etcd), one real git server (`platform run
 gitserver`, webhooks to the reconciler) and `platform run reconciler` as a subprocess.
@@ -16,6 +17,14 @@ file) under one path.
   (webhook path). Goal p50 < 1 s.
 - manual delete to restored: delete a managed ConfigMap until it is back. Goal p50 < 2 s.
 - RSS of the reconciler while managing the objects. Goal < 150 MB.
+- many Applications on one repository (issue 14): `--apps` Applications, one small
+  path each (apps/app-NNN: one ConfigMap), all on one repository and branch, webhook
+  path. A commit to one app (the first, middle and last in name order, one push each):
+  `git push` start until the API server has that app's change; goal <= 1 s. A commit
+  to all of them: until every app's change is in the API server; goal <= 3 s. Also the
+  `git fetch` runs per push (from /metrics). The peer is the reconciler of git revision
+  `--baseline` (exported with `git archive`, run the same way) measured in the same run,
+  on its own repository and namespace with the same content.
 Results go in bench/README.md, section "## Reconciler".
 """
 
@@ -30,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -116,11 +126,153 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def fetch_count(port: int) -> int | None:
+    """`git fetch` runs so far (None: a reconciler without the metric)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith("platform_reconciler_git_fetches_total "):
+                return int(float(line.split()[1]))
+    return None
+
+
+def export_baseline(revision: str, target: Path) -> Path:
+    """The project's code at `revision`, to run the reconciler of that revision."""
+    target.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", revision, "stacks", "bootstrap"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+def scale(
+    label: str,
+    command: list[str],
+    env: dict[str, str] | None,
+    git: GitServer,
+    port: int,
+    kube: KubeClient,
+    cluster: KwokCluster,
+    work: Path,
+    count: int,
+) -> dict[str, Any]:
+    """`count` Applications on one repository: a commit to one app, then to all of them.
+
+    `command` starts a reconciler (ours or the baseline's) that listens on `port`, where
+    the git server's webhook goes; it is stopped before returning."""
+    namespace = f"scale-{label}"
+    cluster.kubectl("create", "namespace", namespace)
+    url = git.create_repo(f"scale-{label}")
+    clone = work / f"scale-{label}"
+    git.git("clone", "-q", url, str(clone))
+    git.git("checkout", "-q", "-B", "main", cwd=clone)
+
+    def write(i: int, value: str) -> None:
+        path = clone / "apps" / f"app-{i:03d}" / "cm.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": f"cm-{i:03d}"},
+                    "data": {"value": value},
+                }
+            )
+        )
+
+    def commit(message: str) -> None:
+        git.git("add", "-A", cwd=clone)
+        git.git("commit", "-q", "-m", message, cwd=clone)
+
+    def values() -> dict[str, str]:
+        return {
+            str(o["metadata"]["name"]): str((o.get("data") or {}).get("value"))
+            for o in kube.list_objects("v1", "ConfigMap", namespace)
+        }
+
+    for i in range(count):
+        write(i, "v0")
+    commit("scale v0")
+    git.git("push", "-q", "origin", "HEAD:main", cwd=clone)
+    process = processes.start(
+        [*command, f"--watch-namespace={namespace}", f"--cache-dir={work / f'cache-{label}'}"],
+        work / f"reconciler-{label}.log",
+        env=env,
+    )
+    try:
+        processes.wait_for(lambda: healthy(port), 60, f"the {label} reconciler")
+        for i in range(count):
+            kube.create(
+                {
+                    "apiVersion": API,
+                    "kind": "Application",
+                    "metadata": {"name": f"app-{i:03d}", "namespace": namespace},
+                    "spec": {
+                        "source": {
+                            "repoURL": url,
+                            "path": f"apps/app-{i:03d}",
+                            "targetRevision": "main",
+                        },
+                        "destination": {"namespace": namespace},
+                        "interval": "1h",
+                        "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
+                    },
+                }
+            )
+        wait(lambda: len([v for v in values().values() if v == "v0"]) == count, 600, 0.2)
+        time.sleep(2.0)  # settled: statuses written, watches quiet
+        one: dict[str, float] = {}
+        fetches: list[int] = []
+        for round_, i in enumerate(sorted({0, count // 2, count - 1}), start=1):
+            write(i, f"one-{round_}")
+            commit(f"one app: {i}")
+            before = fetch_count(port)
+            start = time.monotonic()
+            git.git("push", "-q", "origin", "HEAD:main", cwd=clone)
+            wait(lambda i=i, r=round_: values().get(f"cm-{i:03d}") == f"one-{r}", 60, 0.02)
+            one[f"app-{i:03d}"] = round(time.monotonic() - start, 3)
+            time.sleep(3.0 + count * 0.03)  # the others' revision bumps finish
+            after = fetch_count(port)
+            if before is not None and after is not None:
+                fetches.append(after - before)
+        for i in range(count):
+            write(i, "all")
+        commit("all apps")
+        before = fetch_count(port)
+        start = time.monotonic()
+        git.git("push", "-q", "origin", "HEAD:main", cwd=clone)
+        wait(lambda: list(values().values()).count("all") == count, 120, 0.02)
+        all_apps = round(time.monotonic() - start, 3)
+        after = fetch_count(port)
+        if before is not None and after is not None:
+            fetches.append(after - before)
+        return {"one_app_s": one, "all_apps_s": all_apps, "fetches_per_push": fetches}
+    finally:
+        processes.stop(process)
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def healthy(port: int) -> bool:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
+        return bool(answer.status == 200)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--pushes", type=int, default=15)
+    parser.add_argument("--apps", type=int, default=100, help="Applications of the scale run")
+    parser.add_argument(
+        "--baseline", default="", help="git revision whose reconciler is the scale run's peer"
+    )
+    parser.add_argument(
+        "--only-scale", action="store_true", help="only the many-Applications scenario"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="reconciler-bench-"))
@@ -150,6 +302,46 @@ def main() -> int:
         port = processes.free_port()
         git.webhook_urls = (f"http://127.0.0.1:{port}/webhook",)
         git.start()
+        creds = work / "git-credentials"
+        creds.write_text(f"http://{READER}:{git.passwords[READER]}@127.0.0.1:{git.port}\n")
+        secret_file = work / "webhook-secret"
+        secret_file.write_text(SECRET)
+        run_args = [
+            "run",
+            "reconciler",
+            f"--kubeconfig={cluster.kubeconfig}",
+            "--no-leader-elect",
+            f"--listen=127.0.0.1:{port}",
+            f"--webhook-secret-file={secret_file}",
+            f"--git-credentials-file={creds}",
+        ]
+        if args.baseline:
+            code = export_baseline(args.baseline, work / "baseline")
+            results["scale_baseline"] = {
+                "revision": args.baseline,
+                **scale(
+                    "baseline",
+                    [
+                        sys.executable,
+                        "-c",
+                        "import sys; from bootstrap.cli.main import main; sys.exit(main())",
+                        *run_args,
+                    ],
+                    {"PYTHONPATH": str(code)},
+                    git,
+                    port,
+                    kube,
+                    cluster,
+                    work,
+                    args.apps,
+                ),
+            }
+        results["scale"] = scale(
+            "ours", [str(PLATFORM), *run_args], None, git, port, kube, cluster, work, args.apps
+        )
+        results["apps"] = args.apps
+        if args.only_scale:
+            return report(results, args)
         url = git.create_repo("gitops")
         clone = work / "clone"
         git.git("clone", "-q", url, str(clone))
@@ -184,31 +376,11 @@ def main() -> int:
         kubectl_again = [kubectl_apply() for _ in range(args.rounds)]
 
         # ---- ours ------------------------------------------------------------------------
-        creds = work / "git-credentials"
-        creds.write_text(f"http://{READER}:{git.passwords[READER]}@127.0.0.1:{git.port}\n")
-        secret_file = work / "webhook-secret"
-        secret_file.write_text(SECRET)
         reconciler = processes.start(
-            [
-                PLATFORM,
-                "run",
-                "reconciler",
-                f"--kubeconfig={cluster.kubeconfig}",
-                "--no-leader-elect",
-                f"--listen=127.0.0.1:{port}",
-                f"--webhook-secret-file={secret_file}",
-                f"--git-credentials-file={creds}",
-                f"--cache-dir={work / 'cache'}",
-            ],
+            [PLATFORM, *run_args, f"--cache-dir={work / 'cache'}"],
             work / "reconciler.log",
         )
-        import urllib.request
-
-        def healthy() -> bool:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
-                return bool(answer.status == 200)
-
-        processes.wait_for(healthy, 30, "the reconciler")
+        processes.wait_for(lambda: healthy(port), 30, "the reconciler")
         time.sleep(1.0)  # idle, watches established
         rss_idle = rss_mib(reconciler.pid)
 
@@ -332,7 +504,22 @@ def main() -> int:
         cluster.delete()
         if not processes.leaked():
             shutil.rmtree(work, ignore_errors=True)
+    return report(results, args)
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> int:
     print(json.dumps(results, indent=1))
+    for label in ("scale_baseline", "scale"):
+        if label in results:
+            got = results[label]
+            who = f"baseline {got['revision']}" if label == "scale_baseline" else "ours"
+            print(
+                f"{results['apps']} apps on one repository, {who}: one app's commit applied in "
+                f"{got['one_app_s']} s (goal <= 1 s); all apps' commit applied in "
+                f"{got['all_apps_s']} s (goal <= 3 s); git fetches per push {got['fetches_per_push']}"
+            )
+    if args.only_scale:
+        return 0
     print(
         f"first sync of {args.objects} objects: ours {results['ours_first_s']} s, kubectl {results['kubectl_first_s']} s -> {results['first_ratio']}x (goal <= 1.5)"
     )
