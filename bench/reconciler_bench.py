@@ -151,7 +151,7 @@ def export_baseline(revision: str, target: Path) -> Path:
 def scale(
     label: str,
     command: list[str],
-    env: dict[str, str] | None,
+    code: Path | None,
     git: GitServer,
     port: int,
     kube: KubeClient,
@@ -161,8 +161,9 @@ def scale(
 ) -> dict[str, Any]:
     """`count` Applications on one repository: a commit to one app, then to all of them.
 
-    `command` starts a reconciler (ours or the baseline's) that listens on `port`, where
-    the git server's webhook goes; it is stopped before returning."""
+    `command` starts a reconciler (ours, or the baseline's with its code in `code`) that
+    listens on `port`, where the git server's webhook goes; it is stopped before
+    returning."""
     namespace = f"scale-{label}"
     cluster.kubectl("create", "namespace", namespace)
     url = git.create_repo(f"scale-{label}")
@@ -201,7 +202,10 @@ def scale(
     process = processes.start(
         [*command, f"--watch-namespace={namespace}", f"--cache-dir={work / f'cache-{label}'}"],
         work / f"reconciler-{label}.log",
-        env=env,
+        # The baseline's code first on the path (and as the working directory, since
+        # `python -c` puts the working directory before PYTHONPATH).
+        env={"PYTHONPATH": str(code)} if code is not None else None,
+        cwd=code,
     )
     try:
         processes.wait_for(lambda: healthy(port), 60, f"the {label} reconciler")
@@ -327,7 +331,7 @@ def main() -> int:
                         "import sys; from bootstrap.cli.main import main; sys.exit(main())",
                         *run_args,
                     ],
-                    {"PYTHONPATH": str(code)},
+                    code,
                     git,
                     port,
                     kube,
