@@ -249,7 +249,9 @@ def scale(
         before = fetch_count(port)
         start = time.monotonic()
         git.git("push", "-q", "origin", "HEAD:main", cwd=clone)
-        wait(lambda: list(values().values()).count("all") == count, 120, 0.02)
+        # Looked at every 50 ms: listing 100 objects more often loads the API server the
+        # reconciler is writing to.
+        wait(lambda: list(values().values()).count("all") == count, 120, 0.05)
         all_apps = round(time.monotonic() - start, 3)
         after = fetch_count(port)
         if before is not None and after is not None:

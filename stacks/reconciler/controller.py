@@ -630,7 +630,7 @@ class Controller:
         if memory.render_key == key:
             return memory.manifests
         files = self.git.files(
-            spec.source.repo_url, revision, spec.source.path, spec.source.recurse
+            spec.source.repo_url, revision, spec.source.path, spec.source.recurse, tree=tree
         )
         if files is None:
             why = self.git.explain_missing(spec.source.repo_url, revision, spec.source.path)

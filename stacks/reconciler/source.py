@@ -402,18 +402,25 @@ class GitCache:
         return None
 
     def files(
-        self, url: str, sha: str, path: str, recurse: bool, limits: Limits = LIMITS
+        self,
+        url: str,
+        sha: str,
+        path: str,
+        recurse: bool,
+        limits: Limits = LIMITS,
+        tree: str | None = None,
     ) -> list[SourceFile] | None:
         """YAML/JSON files under `path` at commit `sha`; None if `path` does not exist.
 
         Sizes come from the listing, so a file over the render's bounds is refused before
         its bytes are read (RenderError naming it), and so is a symlink: git stores its
-        target as the blob, and following it could leave the repository.
+        target as the blob, and following it could leave the repository. `tree`, the
+        path's tree id from `tree_ids()` when the caller has it, saves asking git again.
         """
         repo = self.repo_dir(url)
         prefix = "" if path in ("", ".") else clean_path(path)
         # No lock: objects read by SHA are immutable (see the module docstring).
-        if prefix:
+        if prefix and tree is None:
             try:
                 kind = self._run(["cat-file", "-t", f"{sha}:{prefix}"], repo, None, timeout=30)
             except FetchError:
@@ -423,7 +430,7 @@ class GitCache:
         args = ["ls-tree", "-z", "-l", "--full-tree"]
         if recurse:
             args.append("-r")
-        args.append(f"{sha}:{prefix}" if prefix else sha)
+        args.append(tree if tree is not None else f"{sha}:{prefix}" if prefix else sha)
         listing = self._run(args, repo, None, timeout=30)
         entries: list[tuple[str, str, int]] = []
         for record in listing.split(b"\0"):
