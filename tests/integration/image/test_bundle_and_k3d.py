@@ -50,10 +50,10 @@ def _assert_no_k3d_leftovers(name: str, docker_host: str | None = None) -> None:
     assert not [n for n in networks + volumes + containers if n.startswith(cluster)]
 
 
-def _assert_says_how_to_provide_k3s(stdout: str) -> None:
-    assert f"needs the image {K3S_IMAGE}" in stdout, stdout
-    assert f"docker pull {K3S_IMAGE}" in stdout, stdout
-    assert "platform up --images FILE" in stdout and "platform images save FILE" in stdout
+def _assert_says_how_to_provide_k3s(output: str) -> None:
+    assert f"needs the image {K3S_IMAGE}" in output, output
+    assert f"docker pull {K3S_IMAGE}" in output, output
+    assert "platform up --images FILE" in output and "platform images save FILE" in output
 
 
 def test_images_save_then_up_images_loads_them_into_a_fresh_engine_without_pulls(
@@ -86,7 +86,8 @@ def test_images_save_then_up_images_loads_them_into_a_fresh_engine_without_pulls
         env=_k3d_env(fresh_engine.host), timeout=600,
     )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "loaded 2 images into Docker" in result.stdout, result.stdout
+    output = result.stdout + result.stderr  # progress on stdout, the error on stderr
+    assert "loaded 2 images into Docker" in output, output
     for reference in (COMPONENT_IMAGE, base_image):
         here = json.loads(docker("image", "inspect", reference))[0]["Id"]
         there = json.loads(fresh_engine.docker("image", "inspect", reference))[0]["Id"]
@@ -104,7 +105,7 @@ def test_images_save_then_up_images_loads_them_into_a_fresh_engine_without_pulls
         }
     ]
     # ... and k3d, run for real against the fresh engine, stops only at the node image.
-    _assert_says_how_to_provide_k3s(result.stdout)
+    _assert_says_how_to_provide_k3s(output)
     _assert_no_k3d_leftovers("bundle", fresh_engine.host)
 
 
@@ -113,13 +114,14 @@ def test_up_stops_at_preflight_naming_missing_images_when_offline(
 ) -> None:
     result = run_platform("up", "--name", "offline", env=_k3d_env(), timeout=300)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "[preflight] failed" in result.stdout, result.stdout
-    assert f"pinned images are not local ({K3S_IMAGE}" in result.stdout, result.stdout
-    assert "cannot be reached" in result.stdout
-    assert "Offline: load the bundle with `platform up --images FILE`" in result.stdout
-    assert f"online: `docker pull {K3S_IMAGE}`" in result.stdout
+    output = result.stdout + result.stderr  # progress on stdout, the error on stderr
+    assert "[preflight] failed" in output, output
+    assert f"pinned images are not local ({K3S_IMAGE}" in output, output
+    assert "cannot be reached" in output
+    assert "Offline: load the bundle with `platform up --images FILE`" in output
+    assert f"online: `docker pull {K3S_IMAGE}`" in output
     # The component image is here, so it is not named as missing.
-    assert "component image" not in result.stdout
+    assert "component image" not in output
 
 
 def test_k3d_runs_until_it_needs_the_k3s_image_and_says_how_to_provide_it(
@@ -129,10 +131,11 @@ def test_k3d_runs_until_it_needs_the_k3s_image_and_says_how_to_provide_it(
         "up", "--name", "k3dpath", "--only", "cluster", env=_k3d_env(), timeout=600
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "[cluster] creating k3d cluster platform-k3dpath" in result.stdout, result.stdout
-    _assert_says_how_to_provide_k3s(result.stdout)
+    output = result.stdout + result.stderr  # progress on stdout, the error on stderr
+    assert "[cluster] creating k3d cluster platform-k3dpath" in output, output
+    _assert_says_how_to_provide_k3s(output)
     # The registry's own answer is part of the cause (here: no DNS for the registry).
-    assert "registry-1.docker.io" in result.stdout
+    assert "registry-1.docker.io" in output
     _assert_no_k3d_leftovers("k3dpath")
     config = yaml.safe_load(
         (Path(os.environ["PLATFORM_HOME"]) / "k3dpath" / "k3d.yaml").read_text()
