@@ -34,10 +34,9 @@ sys.path.insert(0, str(ROOT))
 from stacks.certs import pki, policy  # noqa: E402 - after the path is set
 from stacks.dns.hosts import HOSTS_KEY  # noqa: E402
 from stacks.kube.client import KubeClient  # noqa: E402
-from tests.support.kwok import KUBE_BINARIES  # noqa: E402
 from tests.support import processes  # noqa: E402
 from tests.support.binaries import require_binary  # noqa: E402
-from tests.support.kwok import KwokCluster  # noqa: E402
+from tests.support.kwok import KUBE_BINARIES, KwokCluster  # noqa: E402
 
 PLATFORM = Path(sys.executable).parent / "platform"
 API = policy.API_VERSION

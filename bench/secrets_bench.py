@@ -36,10 +36,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from stacks.kube.client import KubeClient  # noqa: E402 - after the path is set
-from tests.support.kwok import KUBE_BINARIES  # noqa: E402
 from tests.support import processes  # noqa: E402
 from tests.support.binaries import require_binary  # noqa: E402
-from tests.support.kwok import KwokCluster  # noqa: E402
+from tests.support.kwok import KUBE_BINARIES, KwokCluster  # noqa: E402
 from tests.support.openbao import OpenBaoServer, initialise_and_unseal  # noqa: E402
 
 PLATFORM = Path(sys.executable).parent / "platform"
