@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -52,15 +55,119 @@ def _answers(kube: KubeClient, namespace: str) -> bool:
         return False
 
 
+def _ports(cluster: KwokCluster) -> list[int]:
+    """Every port kwokctl gave this cluster's components (from its kwok.yaml)."""
+    config = cluster.workdir / "kwok" / "clusters" / cluster.name / "kwok.yaml"
+    text = config.read_text()
+    found = {int(p) for p in re.findall(r"^\s*(?:port|\w+Port): (\d+)\s*$", text, re.M)}
+    return sorted(found)
+
+
+class _PortKeeper:
+    """Keeps a stopped component's port while it is down: it listens (so no other
+    program can take the port, as another kwokctl cluster on this machine would: they
+    pick free ports in the same range) and resets every connection at once, so a client
+    fails at once as with a stopped server."""
+
+    def __init__(self, port: int, deadline: float) -> None:
+        while True:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("0.0.0.0", port))  # noqa: S104 - as the components bind it
+                sock.listen(64)
+                break
+            except OSError:
+                sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)  # the stopped component is still letting go of it
+        sock.settimeout(0.2)
+        self._sock = sock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._reset_all, daemon=True)
+        self._thread.start()
+
+    def _reset_all(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._sock.close()
+
+
+PROBE_POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "after-the-outage"},
+    "spec": {
+        "containers": [{"name": "app", "image": "registry.example/app:1"}],
+        "tolerations": [
+            {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
+        ],
+    },
+}
+
+
+def _wait_cluster_works(kube: KubeClient, namespace: str) -> None:
+    """A restarted control plane answers before it works: the controller manager, the
+    scheduler and kwok wait out their predecessors' leases (15-40 s) before they act,
+    and until then a namespace gets no ServiceAccount and no pod runs. Later tests of
+    the session share this cluster, so wait until a pod really runs again."""
+
+    def runs() -> bool:
+        try:
+            live = kube.get("v1", "Pod", "after-the-outage", namespace)
+            if live is None:
+                kube.create(
+                    {**PROBE_POD, "metadata": {"name": "after-the-outage", "namespace": namespace}}
+                )
+                return False
+        except Exception:  # no ServiceAccount yet, or not answering yet
+            return False
+        return (live.get("status") or {}).get("phase") == "Running"
+
+    # kwok's restarted controller has a new identity and will not take over the node
+    # Leases its predecessor created ("lease already exists"), so it never runs a pod
+    # again: delete them and it creates its own.
+    def leases_renewed() -> bool:
+        try:
+            for lease in kube.list_objects("coordination.k8s.io/v1", "Lease", "kube-node-lease"):
+                kube.delete(
+                    "coordination.k8s.io/v1", "Lease", lease["metadata"]["name"], "kube-node-lease"
+                )
+        except Exception:
+            return False
+        return True
+
+    wait_until(leases_renewed, "the node leases to be reset", timeout=60)
+    wait_until(runs, "a pod to run again after the restart", timeout=120)
+
+
 @contextmanager
 def _control_plane_down(cluster: KwokCluster, kube: KubeClient, namespace: str) -> Iterator[None]:
-    """Stop the whole control plane; start it again on leaving, even after a failure
-    (later tests of the session share this cluster)."""
+    """Stop the whole control plane, holding its ports; start it again on leaving,
+    even after a failure (later tests of the session share this cluster)."""
+    ports = _ports(cluster)
+    assert ports, "no ports found in the cluster's kwok.yaml"
+    held: list[_PortKeeper] = []
     cluster._kwokctl("stop", "cluster")
     try:
+        deadline = time.monotonic() + 30
+        for port in ports:
+            held.append(_PortKeeper(port, deadline))
         wait_until(lambda: not _answers(kube, namespace), "the API server to stop", timeout=30)
         yield
     finally:
+        for keeper in held:
+            keeper.close()
         cluster._kwokctl("start", "cluster")
 
 
@@ -78,6 +185,23 @@ def test_converges_within_seconds_after_the_api_server_returns(
     apps.create("outage", "app", interval="1h")
     apps.wait_synced("outage", rev)
     log_before = len(reconciler.output().splitlines())
+    try:
+        _outage_and_recovery(cluster, reconciler, repo, apps, kube, namespace, names, log_before)
+    finally:
+        # Only after measuring: waiting here first would give the reconciler time.
+        _wait_cluster_works(kube, namespace)
+
+
+def _outage_and_recovery(
+    cluster: KwokCluster,
+    reconciler: Reconciler,
+    repo: GitRepo,
+    apps: Apps,
+    kube: KubeClient,
+    namespace: str,
+    names: list[str],
+    log_before: int,
+) -> None:
 
     with _control_plane_down(cluster, kube, namespace):
         began = time.monotonic()
