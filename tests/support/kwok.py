@@ -106,6 +106,13 @@ class KwokCluster:
             self._kwokctl("scale", "node", "--replicas", str(self.nodes))
             processes.wait_for(self._nodes_ready, timeout=60, what="kwok nodes to be Ready")
 
+    def stop(self) -> None:
+        """Stop every component, keeping the cluster's data (an outage; `start` ends it)."""
+        self._kwokctl("stop", "cluster")
+
+    def start(self) -> None:
+        self._kwokctl("start", "cluster")
+
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
         cmd = [str(self.binaries["kubectl"]), "--kubeconfig", str(self.kubeconfig), *args]
         result = subprocess.run(
