@@ -56,6 +56,9 @@ INGRESS_IP = "10.96.0.80"
 HTTP_NODE_PORT = 30080
 HTTPS_NODE_PORT = 30443
 NODE_NAME = "realnode"
+# The kwokctl cluster's name (fixed: one real node per machine; a later run finds and
+# ends the control plane a killed run left by it).
+CONTROL_PLANE = "realnode"
 # The fixture's own iptables rules carry this comment, so teardown finds exactly them.
 RULE_MARKER = "platform-realnode"
 # Control-plane ports, pinned outside the NodePort range (kwokctl would otherwise take
@@ -112,7 +115,7 @@ class RealNodeCluster:
 
     def __post_init__(self) -> None:
         self.control = KwokCluster(
-            name="realnode",
+            name=CONTROL_PLANE,
             workdir=self.workdir / "control-plane",
             binaries=self.binaries,
             nodes=0,
@@ -488,12 +491,14 @@ class RealNodeCluster:
 
 
 def _is_node_process(line: str) -> bool:
-    """A process of the node: containerd or a shim of its socket (by their arguments)."""
-    return str(RUN) in line or str(ROOT) in line
+    """A process of the real-node cluster, told by its arguments: containerd, a shim of
+    its socket, the kubelet, kube-proxy, or a control-plane component (kwokctl runs them
+    from its cluster directory, named after the cluster)."""
+    return str(RUN) in line or str(ROOT) in line or f"/clusters/{CONTROL_PLANE}/" in line
 
 
 def _node_processes() -> list[int]:
-    """containerd and its shims, of this run or a killed earlier one."""
+    """The real-node cluster's processes, of this run or of a killed earlier one."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
