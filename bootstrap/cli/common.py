@@ -40,8 +40,9 @@ EXIT_INTERRUPTED = 130
 
 
 def exit_code(error: PlatformError) -> int:
-    """The exit code an error ends a command with."""
-    if isinstance(error, ConfigError):
+    """The exit code an error ends a command with: bad usage also when a stage failed on
+    a file or setting the user gave (the stage runner wraps the ConfigError)."""
+    if isinstance(error, ConfigError) or isinstance(error.__cause__, ConfigError):
         return EXIT_USAGE
     return EXIT_INTERRUPTED if type(error).__name__ == "Interrupted" else EXIT_FAILURE
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from stacks.errors import PermanentError
+from bootstrap.config import ConfigError
 
 T = TypeVar("T")
 HINT = (
@@ -25,7 +25,7 @@ SECTIONS = {"clusters": "cluster", "contexts": "context", "users": "user"}
 
 
 def check(path: str) -> None:
-    """Raise PermanentError naming `path` when it cannot be a kubeconfig; a missing file
+    """Raise ConfigError (bad usage, exit 2) naming `path` when it cannot be a kubeconfig; a missing file
     is left to the client library, whose message already names it."""
     if not path:  # the library's default (~/.kube/config), checked by it
         return
@@ -33,19 +33,19 @@ def check(path: str) -> None:
     if not file.exists():
         return
     if file.is_dir():
-        raise PermanentError(f"the kubeconfig {path} is a directory, not a file", hint=HINT)
+        raise ConfigError(f"the kubeconfig {path} is a directory, not a file", hint=HINT)
     try:
         data: Any = yaml.safe_load(file.read_bytes())
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as error:
-        raise PermanentError(
+        raise ConfigError(
             f"the kubeconfig {path} is not YAML ({type(error).__name__})", hint=HINT
         ) from error
     except OSError as error:
-        raise PermanentError(
+        raise ConfigError(
             f"cannot read the kubeconfig {path}: {error.strerror}", hint=HINT
         ) from error
     if not isinstance(data, Mapping):
-        raise PermanentError(
+        raise ConfigError(
             f"the kubeconfig {path} holds {_kind(data)}, not a kubeconfig mapping", hint=HINT
         )
     for section, inner in SECTIONS.items():
@@ -53,7 +53,7 @@ def check(path: str) -> None:
         if entries is None:
             continue
         if not isinstance(entries, list):
-            raise PermanentError(
+            raise ConfigError(
                 f"the kubeconfig {path} has `{section}` as {_kind(entries)}, not a list",
                 hint=HINT,
             )
@@ -63,7 +63,7 @@ def check(path: str) -> None:
                 and isinstance(entry.get("name"), str)
                 and isinstance(entry.get(inner), Mapping)
             ):
-                raise PermanentError(
+                raise ConfigError(
                     f"the kubeconfig {path} has a malformed entry {section}[{index}] "
                     f"(each needs `name` and a `{inner}` mapping)",
                     hint=HINT,
@@ -77,7 +77,7 @@ def load(path: str, build: Callable[[], T]) -> T:
     try:
         return build()
     except (TypeError, AttributeError, KeyError, ValueError) as error:
-        raise PermanentError(
+        raise ConfigError(
             f"the kubeconfig {path} is malformed ({type(error).__name__}: {error})", hint=HINT
         ) from error
 

@@ -60,10 +60,10 @@ def test_a_kubeconfig_that_is_not_one_is_named(
     result = runner.invoke(
         cli, ["up", "--only", "cluster", "--engine", "existing", "--kubeconfig", str(kubeconfig)]
     )
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output  # bad usage, as any invalid input
     _said_once_on_stderr(result, f"The kubeconfig {kubeconfig} {says}")
     apps = runner.invoke(cli, ["apps", "--kubeconfig", str(kubeconfig)])
-    assert apps.exit_code == 1, apps.output
+    assert apps.exit_code == 2, apps.output
     _said_once_on_stderr(apps, f"The kubeconfig {kubeconfig} {says}")
 
 
