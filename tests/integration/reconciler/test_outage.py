@@ -171,19 +171,6 @@ def test_converges_within_seconds_after_the_api_server_returns(
     apps.create("outage", "app", interval="1h")
     apps.wait_synced("outage", rev)
     log_before = len(reconciler.output().splitlines())
-    _outage_and_recovery(cluster, reconciler, repo, apps, kube, namespace, names, log_before)
-
-
-def _outage_and_recovery(
-    cluster: KwokCluster,
-    reconciler: Reconciler,
-    repo: GitRepo,
-    apps: Apps,
-    kube: KubeClient,
-    namespace: str,
-    names: list[str],
-    log_before: int,
-) -> None:
 
     with _control_plane_down(cluster, kube, namespace):
         began = time.monotonic()

@@ -87,6 +87,9 @@ real_node_leftovers: list[str] = []
 
 PAUSE_IMAGE = "pause:realnode"
 BUSYBOX_IMAGE = "busybox:realnode"
+COREDNS_IMAGE = "coredns:realnode"
+TRAEFIK_IMAGE = "traefik:realnode"
+LOCAL_PATH_IMAGE = "local-path-provisioner:realnode"
 
 
 def node_ip() -> str:
@@ -280,17 +283,17 @@ class RealNodeCluster:
             images.ImageSpec(PAUSE_IMAGE, (images.ImageFile("/pause", source=pause),), ("/pause",)),
             images.ImageSpec(BUSYBOX_IMAGE, images.busybox_files(busybox), ("/bin/sh",)),
             images.ImageSpec(
-                self.coredns_image,
+                COREDNS_IMAGE,
                 (images.ImageFile("/coredns", source=self.binaries["coredns"]),),
                 ("/coredns",),
             ),
             images.ImageSpec(
-                self.traefik_image,
+                TRAEFIK_IMAGE,
                 (images.ImageFile("/usr/local/bin/traefik", source=self.binaries["traefik"]),),
                 ("/usr/local/bin/traefik",),
             ),
             images.ImageSpec(
-                self.local_path_image,
+                LOCAL_PATH_IMAGE,
                 (
                     images.ImageFile(
                         "/usr/bin/local-path-provisioner",
@@ -315,18 +318,6 @@ class RealNodeCluster:
             images.single_layer_archive(spec, archive)
             images.import_archive(self.ctr, archive, spec.reference)
         images.import_from_docker(self.ctr, component_image, docker_host)
-
-    @property
-    def coredns_image(self) -> str:
-        return "coredns:realnode"
-
-    @property
-    def traefik_image(self) -> str:
-        return "traefik:realnode"
-
-    @property
-    def local_path_image(self) -> str:
-        return "local-path-provisioner:realnode"
 
     def _start_control_plane(self) -> None:
         pki = self.control.pki_dir
@@ -423,9 +414,9 @@ class RealNodeCluster:
             "INGRESS_IP": INGRESS_IP,
             "HTTP_NODE_PORT": str(HTTP_NODE_PORT),
             "HTTPS_NODE_PORT": str(HTTPS_NODE_PORT),
-            "COREDNS_IMAGE": self.coredns_image,
-            "TRAEFIK_IMAGE": self.traefik_image,
-            "LOCAL_PATH_IMAGE": self.local_path_image,
+            "COREDNS_IMAGE": COREDNS_IMAGE,
+            "TRAEFIK_IMAGE": TRAEFIK_IMAGE,
+            "LOCAL_PATH_IMAGE": LOCAL_PATH_IMAGE,
             "BUSYBOX_IMAGE": BUSYBOX_IMAGE,
             "STORAGE_DIR": str(ROOT / "storage"),
         }

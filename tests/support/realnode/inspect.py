@@ -135,11 +135,13 @@ def wait_ready(
 ) -> float:
     """Wait until `count` pods matching `selector` run and are Ready; the seconds it took."""
     started = time.monotonic()
+
+    def ready() -> bool:
+        found = pods(kubectl, namespace, selector)  # one listing per look
+        return len(found) == count and all(running_and_ready(p) for p in found)
+
     processes.wait_for(
-        lambda: (
-            sum(running_and_ready(p) for p in pods(kubectl, namespace, selector)) == count
-            and len(pods(kubectl, namespace, selector)) == count
-        ),
+        ready,
         timeout=timeout,
         what=f"{count} ready pod(s) {selector} in {namespace}",
         interval=0.5,
