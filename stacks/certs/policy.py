@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from stacks.certs import pki
 from stacks.errors import PermanentError
+from stacks.kube import conditions, durations
 
 GROUP = "certs.platform.local"
 API_VERSION = f"{GROUP}/v1"
@@ -35,46 +35,27 @@ INGRESS_DURATION = ANNOTATION + "duration"
 INGRESS_RENEW_BEFORE = ANNOTATION + "renew-before"
 
 DEFAULT_DURATION = dt.timedelta(days=90)
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
 
 
 def parse_duration(text: str) -> dt.timedelta:
     """A Go duration string ("2160h", "59m50s", "1h30m") as a timedelta."""
-    text = text.strip()
-    if not text:
+    if not text.strip():
         raise PermanentError("empty duration")
-    position = 0
-    seconds = 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != position:
-            break
-        seconds += float(match.group(1)) * _UNITS[match.group(2)]
-        position = match.end()
-    if position != len(text):
+    try:
+        return dt.timedelta(seconds=durations.parse_seconds(text))
+    except durations.DurationError:
         raise PermanentError(
-            f"invalid duration {text!r}", hint='use Go duration syntax, e.g. "2160h" or "59m50s"'
-        )
-    return dt.timedelta(seconds=seconds)
+            f"invalid duration {text.strip()!r}",
+            hint='use Go duration syntax, e.g. "2160h" or "59m50s"',
+        ) from None
 
 
 def format_time(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return conditions.timestamp(moment)
 
 
 def parse_time(text: str) -> dt.datetime | None:
-    try:
-        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
-    except (TypeError, ValueError):
-        return None
+    return conditions.parse_timestamp(text)
 
 
 @dataclass(frozen=True)
@@ -286,33 +267,9 @@ def condition(
     generation: int,
 ) -> dict[str, Any]:
     """A condition; lastTransitionTime moves only when the status flips."""
-    value = "True" if status else "False"
-    stamp = format_time(now)
-    for old in previous:
-        if old.get("type") == kind and old.get("status") == value:
-            stamp = str(old.get("lastTransitionTime") or stamp)
-    return {
-        "type": kind,
-        "status": value,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": stamp,
-        "observedGeneration": generation,
-    }
+    return conditions.condition(
+        kind, status, reason, message, format_time(now), previous, generation
+    )
 
 
-def status_equal(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    """Same status apart from timestamps that only move on transitions."""
-
-    def strip(status: dict[str, Any]) -> dict[str, Any]:
-        copy = {k: v for k, v in status.items() if k != "conditions"}
-        copy["conditions"] = sorted(
-            (
-                {k: v for k, v in c.items() if k != "lastTransitionTime"}
-                for c in status.get("conditions") or []
-            ),
-            key=lambda c: str(c.get("type")),
-        )
-        return copy
-
-    return strip(old) == strip(new)
+status_equal = conditions.status_equal

@@ -7,14 +7,13 @@ delivers its queue in order; a receiver that is down gets the event when it come
 
 The body is `{"repo", "ref", "before", "after"}`; the header
 `X-Platform-Signature: sha256=<hex>` is the HMAC-SHA256 of the exact body bytes with the
-shared secret, like GitHub's `X-Hub-Signature-256`. Receivers (the reconciler) check it
-with `verify_signature()`. Log lines name URLs without userinfo or query string.
+shared secret, like GitHub's `X-Hub-Signature-256`; the rule lives in `stacks.signing`,
+whose `verify()` receivers use (the reconciler's receiver has its own copy until phase 2
+of issue 17). Log lines name URLs without userinfo or query string.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import queue
@@ -36,10 +35,10 @@ from tenacity import (
 )
 
 from stacks.errors import PermanentError, TransientError
+from stacks.signing import SIGNATURE_HEADER, sign
 
 log = logging.getLogger("platform.gitserver.webhooks")
 
-SIGNATURE_HEADER = "X-Platform-Signature"
 EVENT_HEADER = "X-Platform-Event"
 DELIVERY_HEADER = "X-Platform-Delivery"
 QUEUE_LIMIT = 10_000
@@ -57,18 +56,6 @@ class PushEvent:
     def body(self) -> bytes:
         payload = {"repo": self.repo, "ref": self.ref, "before": self.before, "after": self.after}
         return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-
-
-def sign(secret: bytes, body: bytes) -> str:
-    """The signature header value for `body`: `sha256=<hex hmac>`."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
-def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
-    """True when `header` is the signature of `body` with `secret` (constant time)."""
-    if not header:
-        return False
-    return hmac.compare_digest(sign(secret, body).encode(), header.strip().encode())
 
 
 def redact_url(url: str) -> str:

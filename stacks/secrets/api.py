@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any, NotRequired, TypedDict
 
 from stacks.errors import PermanentError
+from stacks.kube import durations
 
 GROUP = "secrets.platform.local"
 VERSION = "v1"
@@ -187,8 +188,6 @@ class ExternalSecretSpec:
 
 # ---- parsing ---------------------------------------------------------------------------
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 
@@ -198,19 +197,12 @@ def parse_duration(text: str | int | float | None, default: float = DEFAULT_REFR
         return default
     if isinstance(text, int | float):
         return float(text)
-    raw = text.strip()
-    if raw in ("0", "0s"):
-        return 0.0
-    total = 0.0
-    position = 0
-    for match in _DURATION.finditer(raw):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        position = match.end()
-    if position != len(raw) or not raw:
-        raise SpecError(f"refreshInterval {raw!r} is not a duration such as 1h, 15m or 30s")
-    return total
+    try:
+        return durations.parse_seconds(text)
+    except durations.DurationError:
+        raise SpecError(
+            f"refreshInterval {text.strip()!r} is not a duration such as 1h, 15m or 30s"
+        ) from None
 
 
 def check_policies(creation: CreationPolicy, deletion: DeletionPolicy) -> None:

@@ -9,11 +9,11 @@ Called by stacks.secrets.controller and stacks.secrets.stores.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from stacks.errors import PlatformError
+from stacks.kube import conditions
 from stacks.kube.objects import KubeObject
 from stacks.secrets.api import FIELD_MANAGER, Condition
 
@@ -25,52 +25,29 @@ class StatusWriter(Protocol):
 
 
 def timestamp(when: float | None = None) -> str:
-    moment = (
-        dt.datetime.fromtimestamp(when, dt.UTC) if when is not None else dt.datetime.now(dt.UTC)
-    )
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return conditions.timestamp(when)
 
 
 def parse_timestamp(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
-    except ValueError:
-        return None
+    moment = conditions.parse_timestamp(text)
+    return moment.timestamp() if moment is not None else None
 
 
 def set_condition(
-    conditions: list[Any] | None,
+    existing: list[Any] | None,
     type_: str,
     ready: bool,
     reason: str,
     message: str,
     now: str,
 ) -> list[Condition]:
-    """`conditions` with `type_` replaced; the transition time moves only on a flip."""
-    status = "True" if ready else "False"
-    result: list[Condition] = []
-    transition = now
-    for existing in conditions or []:
-        if existing.get("type") == type_:
-            if existing.get("status") == status and existing.get("lastTransitionTime"):
-                transition = str(existing["lastTransitionTime"])
-            continue
-        result.append(existing)
-    result.append(
-        Condition(
-            type=type_, status=status, reason=reason, message=message, lastTransitionTime=transition
-        )
-    )
-    return result
+    """`existing` with `type_` replaced; the transition time moves only on a flip."""
+    new = conditions.condition(type_, ready, reason, message, now, existing or [])
+    return cast(list[Condition], conditions.set_condition(existing, new))
 
 
 def ready_condition(obj: KubeObject) -> dict[str, Any] | None:
-    for condition in (obj.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return dict(condition)
-    return None
+    return conditions.find((obj.get("status") or {}).get("conditions"), "Ready")
 
 
 def write_status(client: StatusWriter, obj: KubeObject, status: dict[str, Any]) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.gitserver.webhooks import SIGNATURE_HEADER, verify_signature
+from stacks.signing import SIGNATURE_HEADER, verify
 from tests.support.gitserver import GitServer, WebhookReceiver
 
 pytestmark = pytest.mark.integration
@@ -50,10 +50,10 @@ def test_push_delivers_a_signed_webhook(
         {"repo": "gitops", "ref": "refs/heads/feature", "before": "0" * 40, "after": second},
     ]
     for delivery in deliveries:
-        assert verify_signature(
+        assert verify(
             server.webhook_secret, delivery.body, delivery.headers[SIGNATURE_HEADER]
         )
-        assert not verify_signature(
+        assert not verify(
             b"other secret", delivery.body, delivery.headers[SIGNATURE_HEADER]
         )
         assert delivery.headers["X-Platform-Event"] == "push"
@@ -105,7 +105,7 @@ def test_receiver_down_gets_it_later_and_the_push_is_not_delayed(
     finally:
         receiver.stop()
     assert delivery.json()["after"] == head
-    assert verify_signature(
+    assert verify(
         server.webhook_secret, delivery.body, delivery.headers[SIGNATURE_HEADER]
     )
     assert len(receiver.deliveries) == 1

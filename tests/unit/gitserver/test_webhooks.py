@@ -8,15 +8,8 @@ import json
 import threading
 
 from stacks.errors import TransientError
-from stacks.gitserver.webhooks import (
-    SIGNATURE_HEADER,
-    PushEvent,
-    RetryPolicy,
-    WebhookDispatcher,
-    redact_url,
-    sign,
-    verify_signature,
-)
+from stacks.gitserver.webhooks import PushEvent, RetryPolicy, WebhookDispatcher, redact_url
+from stacks.signing import SIGNATURE_HEADER, sign, verify
 
 EVENT = PushEvent(repo="gitops", ref="refs/heads/main", before="0" * 40, after="a" * 40)
 FAST = RetryPolicy(initial=0.01, maximum=0.02, give_up_after=5, timeout=1)
@@ -32,10 +25,10 @@ def test_body_and_signature_match_github_style() -> None:
     }
     expected = "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
     assert sign(b"k", body) == expected
-    assert verify_signature(b"k", body, expected)
-    assert not verify_signature(b"other", body, expected)
-    assert not verify_signature(b"k", body + b" ", expected)
-    assert not verify_signature(b"k", body, None)
+    assert verify(b"k", body, expected)
+    assert not verify(b"other", body, expected)
+    assert not verify(b"k", body + b" ", expected)
+    assert not verify(b"k", body, None)
 
 
 def test_redact_url() -> None:
@@ -70,7 +63,7 @@ def test_retries_transient_failures_then_delivers() -> None:
     dispatcher.stop(flush_timeout=1)
     assert len(poster.calls) == 4
     _, body, headers = poster.calls[-1]
-    assert verify_signature(b"secret", body, headers[SIGNATURE_HEADER])
+    assert verify(b"secret", body, headers[SIGNATURE_HEADER])
     assert dispatcher.pending() == 0
 
 

@@ -1,0 +1,56 @@
+"""The one backoff formula of the controllers: 1 s, doubling per failure, capped.
+
+    delay(1) = 1 s, delay(2) = 2 s, delay(3) = 4 s, ... min(cap, 2 ** min(n - 1, 10))
+
+The exponent stops at 10 (about 17 minutes) so that a long cap (a one-hour interval)
+is not reached by one giant step. `Backoff` keeps the failure count per key, and
+`reset()` forgets them all: a controller calls it when a dependency comes back (the
+API server after an outage) so every key is looked at again at once.
+
+Called by the controller runtime (stacks/kube/controller.py); the reconciler's own
+`_backoff` moves here in phase 2 of issue 17.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+MAX_EXPONENT = 10
+
+
+def delay(attempt: int, cap: float) -> float:
+    """Seconds to wait before retry number `attempt` (1 for the first failure)."""
+    return float(min(cap, 2.0 ** min(max(attempt, 1) - 1, MAX_EXPONENT)))
+
+
+class Backoff(Generic[K]):
+    """Failure counts per key; thread-safe."""
+
+    def __init__(self, cap: float) -> None:
+        self.cap = cap
+        self._failures: dict[K, int] = {}
+        self._lock = threading.Lock()
+
+    def failed(self, key: K, cap: float | None = None) -> float:
+        """Count a failure of `key`; the seconds to wait before trying it again."""
+        with self._lock:
+            attempts = self._failures.get(key, 0) + 1
+            self._failures[key] = attempts
+        return delay(attempts, self.cap if cap is None else min(cap, self.cap))
+
+    def attempts(self, key: K) -> int:
+        with self._lock:
+            return self._failures.get(key, 0)
+
+    def forget(self, key: K) -> None:
+        """`key` succeeded (or is gone): its next failure starts at 1 s again."""
+        with self._lock:
+            self._failures.pop(key, None)
+
+    def reset(self) -> None:
+        """Forget every key's failures (a dependency came back)."""
+        with self._lock:
+            self._failures.clear()
