@@ -1,6 +1,7 @@
 """Every container image the platform uses, pinned in one place with its version.
 
-Read by the k3d engine (node image, and k3d's own helper images through the
+The versions themselves are in bootstrap/pins.py (with the tools' versions). Read by
+the k3d engine (node image, and k3d's own helper images through the
 K3D_IMAGE_* environment), the manifest renderer (component and OpenBao images),
 `platform images save` (the offline bundle), `platform up --images` and preflight (which
 images are missing locally, whether their registry answers). Change a version here and
@@ -12,12 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bootstrap import __version__
+from bootstrap.pins import K3D_VERSION, K3S_VERSION, OPENBAO_VERSION
 
-K3S_VERSION = "v1.34.4-k3s1"
 K3S_IMAGE = f"rancher/k3s:{K3S_VERSION}"
-# The tests run this same version (testenv's OPENBAO_VERSION; a unit test keeps them equal),
-# and the real-node tests run the image made from that binary.
-OPENBAO_VERSION = "2.7.2"
+# The tests run this same version (testenv reads it from bootstrap/pins.py), and the
+# real-node tests run the image made from that binary.
 OPENBAO_IMAGE = f"quay.io/openbao/openbao:{OPENBAO_VERSION}"
 COMPONENT_IMAGE = f"platform-components:{__version__}"
 # The official slim image the Dockerfile builds on by default (ARG BASE).
@@ -25,9 +25,8 @@ COMPONENT_BASE_IMAGE = "python:3.11-slim-bookworm"
 
 # k3d's helper images: the load balancer in front of the servers (ports 80/443/6443) and
 # the tools container. k3d reads these variables, so the engine pins them for every call.
-K3D_VERSION = "5.9.0"
-K3D_PROXY_IMAGE = f"ghcr.io/k3d-io/k3d-proxy:{K3D_VERSION}"
-K3D_TOOLS_IMAGE = f"ghcr.io/k3d-io/k3d-tools:{K3D_VERSION}"
+K3D_PROXY_IMAGE = f"ghcr.io/k3d-io/k3d-proxy:{K3D_VERSION.lstrip('v')}"
+K3D_TOOLS_IMAGE = f"ghcr.io/k3d-io/k3d-tools:{K3D_VERSION.lstrip('v')}"
 K3D_IMAGE_ENV = {"K3D_IMAGE_LOADBALANCER": K3D_PROXY_IMAGE, "K3D_IMAGE_TOOLS": K3D_TOOLS_IMAGE}
 
 # Where k3s imports image archives from at start, before it would pull anything.

@@ -10,11 +10,14 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass, field
 
+from bootstrap import pins
+
 KUBE_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.13"
 KWOK_VERSION = "v0.8.0"
-OPENBAO_VERSION = "2.7.2"
-TOFU_VERSION = "v1.6.3"
+# The tests run the versions `platform up` installs for users (bootstrap/pins.py).
+OPENBAO_VERSION = pins.OPENBAO_VERSION
+TOFU_VERSION = "v" + pins.TOFU_VERSION
 # The provider's module path lacks a /vN suffix, so its release tags are not valid Go
 # versions and the module proxy here serves only some pseudo-versions. This one is the
 # 3.3.1 release commit (its CHANGELOG heads with 3.3.1); it speaks plugin protocol 5,
@@ -22,7 +25,7 @@ TOFU_VERSION = "v1.6.3"
 # terraform/vault uses. (v4.8.0 = commit 90f4969e is refused by the proxy here.)
 VAULT_PROVIDER_VERSION = "3.3.1"
 VAULT_PROVIDER_MODULE_VERSION = "v1.9.1-0.20220225202911-91f40a2aed19"
-K3D_VERSION = "v5.9.0"
+K3D_VERSION = pins.K3D_VERSION
 COREDNS_VERSION = "v1.12.4"
 # The only version the module proxy here serves.
 LOCAL_PATH_VERSION = "v0.0.30"

@@ -119,8 +119,10 @@ def find_k3d() -> str | None:
     found = shutil.which("k3d")
     if found:
         return found
-    local = Path.home() / ".platform" / "bin" / "k3d"
-    return str(local) if local.is_file() else None
+    from bootstrap.tools import K3D, installed
+
+    local = installed(K3D)
+    return str(local) if local is not None else None
 
 
 class K3dEngine:
