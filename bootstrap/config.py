@@ -95,6 +95,22 @@ FIELDS: tuple[Field, ...] = (
         ("auto", "ingress", "port-forward"),
     ),
     Field("terraform.binary", str, "", "tofu or terraform binary (default: found on PATH)."),
+    Field(
+        "image.base",
+        str,
+        "",
+        "Base image for building the component image (Dockerfile ARG BASE; default: "
+        "python:3.11-slim-bookworm, pulled when absent).",
+    ),
+    Field(
+        "image.build",
+        str,
+        "auto",
+        "Build the component image when it is missing or from another version: auto (with "
+        "k3d, which imports it into the cluster), yes (also with an existing cluster that "
+        "runs on this machine's Docker), no.",
+        ("auto", "yes", "no"),
+    ),
     Field("timeout", float, 900.0, "Seconds `platform up` may take in all."),
     Field("stage_timeout", float, 300.0, "Seconds one stage may take."),
 )
@@ -139,6 +155,12 @@ class TerraformSettings:
 
 
 @dataclass(frozen=True)
+class ImageSettings:
+    base: str
+    build: str
+
+
+@dataclass(frozen=True)
 class Settings:
     name: str
     domain: str
@@ -153,6 +175,7 @@ class Settings:
     timeout: float
     stage_timeout: float
     home: Path
+    image: ImageSettings = field(default_factory=lambda: ImageSettings("", "auto"))
     # key -> where the value came from ("default", "platform.yaml", "env PLATFORM_X", "flag")
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -389,6 +412,7 @@ def _build(values: dict[str, Any], sources: dict[str, str], home: Path) -> Setti
         git=GitSettings(**sub("git")),
         vault=VaultSettings(**sub("vault")),
         terraform=TerraformSettings(**sub("terraform")),
+        image=ImageSettings(**sub("image")),
         timeout=values["timeout"],
         stage_timeout=values["stage_timeout"],
         home=home,

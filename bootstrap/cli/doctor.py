@@ -20,7 +20,9 @@ from bootstrap.cli.common import (
 @common_options
 @engine_options
 @click.option(
-    "--install", is_flag=True, help="Install missing pinned tools (k3d) into ~/.platform/bin."
+    "--install",
+    is_flag=True,
+    help="Download the missing pinned tools (k3d, OpenTofu) into ~/.platform/bin now.",
 )
 def doctor(
     common: CommonArgs,
@@ -32,8 +34,10 @@ def doctor(
     """Check Docker, memory, disk, ports and tools (with --engine existing: the cluster,
     its version and your rights in it); print a fix for each problem.
 
-    When k3d is missing, `--install` (or answering yes on a terminal) installs the pinned
-    version into ~/.platform/bin; offline, it says what to install by hand.
+    What `platform up` will do itself is shown as the plan ("will download k3d v5.9.0",
+    "will build the component image"), not as a failure. `--install` (or answering yes on
+    a terminal) downloads the missing tools now, verified; offline, it says which file to
+    put where.
     """
     session = open_session(
         common,
@@ -60,25 +64,32 @@ def doctor(
             return findings
 
         findings = all_checks()
-        k3d_missing = any(
-            f.name == "k3d" and not f.ok and "not installed" in f.detail for f in findings
-        )
-        wants_install = install or (
-            k3d_missing
-            and terminal.mode == "live"
-            and click.confirm(
-                "k3d is missing. Install the pinned k3d into ~/.platform/bin?", default=False
+        from bootstrap.stages.tools import download_steps
+
+        downloads = download_steps(settings)
+        wants_install = bool(downloads) and (
+            install
+            or (
+                terminal.mode == "live"
+                and click.confirm(
+                    "Download "
+                    + " and ".join(s.tool.describe() for s in downloads if s.tool)
+                    + " into ~/.platform/bin now?",
+                    default=False,
+                )
             )
         )
-        if k3d_missing and wants_install:
-            from bootstrap.tools import K3D_VERSION, install_k3d
+        if wants_install:
+            from bootstrap.tools import install as install_tool
 
-            path = install_k3d()
-            terminal.success(f"Installed k3d {K3D_VERSION} at {path}.")
+            for step in downloads:
+                assert step.tool is not None
+                path = install_tool(step.tool)
+                terminal.success(f"Installed {step.tool.describe()} at {path} (SHA-256 verified).")
             findings = all_checks()
         rows = [
             [
-                ("ok" if f.ok else ("FAIL" if f.blocking else "warn")),
+                ("ok" if f.ok else "plan" if f.planned else ("FAIL" if f.blocking else "warn")),
                 f.name,
                 f.detail,
                 "" if f.ok else f.fix,
@@ -99,6 +110,7 @@ def doctor(
                         "name": f.name,
                         "ok": f.ok,
                         "blocking": f.blocking,
+                        "planned": f.planned,
                         "detail": f.detail,
                         "fix": f.fix,
                     }

@@ -28,7 +28,8 @@ def image() -> None:
     "--base",
     default=None,
     metavar="IMAGE",
-    help="Base image (Dockerfile ARG BASE) [default: python:3.11-slim-bookworm].",
+    help="Base image (Dockerfile ARG BASE) [env PLATFORM_IMAGE_BASE; default: "
+    "python:3.11-slim-bookworm].",
 )
 @click.option("--tag", default=None, help="Image tag [default: the pinned component image].")
 @click.option(
@@ -46,8 +47,9 @@ def build(
 
     The k3d engine imports the image into the cluster, so no registry is needed at all.
     """
-    session = open_session(common)
+    session = open_session(common, {"image.base": base})
     terminal = session.terminal
+    base = session.settings.image.base or None
     with reported_errors(session):
         from bootstrap.engines.imagebuild import build_component_image
         from bootstrap.images import COMPONENT_BASE_IMAGE, COMPONENT_IMAGE
@@ -83,11 +85,39 @@ def images() -> None:
 @images.command("list")
 @common_options
 def list_images(common: CommonArgs) -> None:
-    """Every pinned image, whether Docker has it, and how to get it."""
+    """Every pinned image, whether Docker has it, and how to get it; and the pinned tools
+    (k3d, OpenTofu) with where `platform up` gets them."""
     session = open_session(common)
     terminal = session.terminal
     with reported_errors(session):
         from bootstrap.engines.imagebundle import image_report
+        from bootstrap.tools import TOOLS, host_platform, installed
+
+        system, arch = host_platform()
+        tool_rows = [
+            {
+                "tool": tool.name,
+                "version": tool.version,
+                "installed": str(installed(tool) or ""),
+                "file": tool.asset(system, arch),
+                "sha256": tool.checksums.get((system, arch), ""),
+                "platforms": tool.supported(),
+            }
+            for tool in TOOLS.values()
+        ]
+        terminal.table(
+            ["tool", "version", "in ~/.platform/bin", "release file (SHA-256 pinned)"],
+            [
+                [
+                    t["tool"],
+                    t["version"],
+                    "yes" if t["installed"] else "no",
+                    f"{t['file']}" if t["sha256"] else f"none for {system}/{arch}",
+                ]
+                for t in tool_rows
+            ],
+            title="Pinned tools (downloaded by `platform up` when missing)",
+        )
 
         report = image_report()
         rows = [[i.reference, i.purpose, "yes", ""] for i in report.present]
@@ -98,6 +128,7 @@ def list_images(common: CommonArgs) -> None:
                 "ok": True,
                 "present": [i.reference for i in report.present],
                 "missing": [i.reference for i in report.missing],
+                "tools": tool_rows,
             }
         )
 

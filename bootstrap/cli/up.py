@@ -72,6 +72,13 @@ from bootstrap.cli.common import (
     help="Offline bundle from `platform images save`: loaded before anything would pull (k3d).",
 )
 @click.option(
+    "--base",
+    default=None,
+    metavar="IMAGE",
+    help="Base image for building the component image when it is missing "
+    "[env PLATFORM_IMAGE_BASE; default: python:3.11-slim-bookworm].",
+)
+@click.option(
     "--upgrade-template",
     is_flag=True,
     help="Re-render gitops-template/ into the platform's repository as one new commit "
@@ -90,12 +97,15 @@ def up(
     stage_timeout: float | None,
     merge_kubeconfig: bool | None,
     images_archive: Path | None,
+    base: str | None,
     upgrade_template: bool,
 ) -> None:
     """Create a platform, or resume one from the first stage that is not done.
 
-    Stages already done are verified cheaply, not redone, so a second `platform up` on a
-    healthy platform takes seconds. Ctrl-C stops at once; run `platform up` again to resume.
+    What this machine lacks is fetched first: a missing k3d or OpenTofu is downloaded
+    (verified) into ~/.platform/bin and a missing component image is built. Stages already
+    done are verified cheaply, not redone, so a second `platform up` on a healthy platform
+    takes seconds. Ctrl-C stops at once; run `platform up` again to resume.
     """
     flags = {
         "engine": engine,
@@ -105,6 +115,7 @@ def up(
         "timeout": timeout,
         "stage_timeout": stage_timeout,
         "merge_kubeconfig": merge_kubeconfig,
+        "image.base": base,
     }
     session = open_session(common, flags)
     sigterm_as_interrupt()

@@ -92,6 +92,7 @@ def build_image(
     on_line: Callable[[str], None] | None = None,
     nocache: bool = False,
     target: str | None = None,
+    labels: dict[str, str] | None = None,
 ) -> BuiltImage:
     """Build `context` (with its Dockerfile) into `tag` without pulling anything new;
     with `target`, only up to that stage of a multi-stage Dockerfile.
@@ -113,6 +114,7 @@ def build_image(
             pull=False,
             nocache=nocache,
             target=target,
+            labels=labels,
             decode=True,
         )
         for chunk in stream:
@@ -140,6 +142,43 @@ def build_image(
             f"the image build failed: {_error_text(error)}",
             hint="check the base image is present locally (`docker images`) and Docker has disk space",
         ) from error
+    finally:
+        client.close()
+
+
+def image_labels(reference: str) -> dict[str, str] | None:
+    """The labels of a local image; None when Docker does not have it."""
+    import docker.errors
+
+    client = _client()
+    try:
+        image = client.images.get(reference)
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.APIError as error:
+        raise PermanentError(
+            f"failed to inspect the image {reference}: {_error_text(error)}",
+            hint="check `docker image inspect` works",
+        ) from error
+    finally:
+        client.close()
+    return dict((image.attrs.get("Config") or {}).get("Labels") or {})
+
+
+def pull_image(reference: str, on_line: Callable[[str], None] | None = None) -> None:
+    """`docker pull` one image; a PermanentError carrying the registry's answer."""
+    import docker.errors
+
+    client = _client(timeout=BUILD_TIMEOUT_SECONDS)
+    repository, _, tag = reference.rpartition(":")
+    if not repository or "/" in tag:
+        repository, tag = reference, "latest"
+    try:
+        if on_line is not None:
+            on_line(f"pulling {reference}")
+        client.images.pull(repository, tag=tag)
+    except docker.errors.APIError as error:
+        raise PermanentError(f"failed to pull {reference}: {_error_text(error)}") from error
     finally:
         client.close()
 

@@ -12,10 +12,17 @@ and separate Dockerfile stages: the dependency wheels come byte for byte from pi
 so their layer is reused and a rebuild after a code change redoes only the project. The
 dependency stage is tagged (`<tag>-deps`) so that removing what earlier builds left
 behind (untagged images with the build's label) never removes that cache.
+
+Every image carries the platform's version and a hash of the code it was built from
+(`io.platform.version`, `io.platform.source`): `platform up` (the `tools` stage) builds
+only when the pinned image is missing or its labels say it is another build
+(`build_needed`). The base image is looked for before the build: when it is absent and
+cannot be pulled, one sentence names `--base` and the offline bundle.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -25,8 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bootstrap import __version__
 from bootstrap.engines import dockerhost
-from stacks.errors import PermanentError, trim
+from bootstrap.images import COMPONENT_BASE_IMAGE
+from stacks.errors import PermanentError, PlatformError, trim
 
 WHEEL_TIMEOUT_SECONDS = 900
 # The distribution name as it appears in wheel file names (pyproject's "platform-gitops").
@@ -34,6 +43,10 @@ PROJECT_WHEEL_GLOB = "platform_gitops-*.whl"
 # The LABEL every image of the Dockerfile carries (deps, project and final stages).
 BUILD_LABEL = "io.platform.build=component-image"
 DEPS_STAGE = "deps"
+VERSION_LABEL = "io.platform.version"
+SOURCE_LABEL = "io.platform.source"
+# What goes into the image from the code (the rest of the package data is not code).
+HASHED_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".tmpl")
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,91 @@ class BuildReport:
 def default_source() -> Path:
     """The project checkout this code runs from (where pyproject.toml and Dockerfile are)."""
     return Path(__file__).resolve().parents[2]
+
+
+def is_checkout(path: Path) -> bool:
+    """A platform source checkout: its pyproject names this project and a Dockerfile is beside it."""
+    pyproject = path / "pyproject.toml"
+    if not pyproject.is_file() or not (path / "Dockerfile").is_file():
+        return False
+    return 'name = "platform-gitops"' in pyproject.read_text(errors="replace")
+
+
+def checkout_version(path: Path) -> str:
+    for line in (path / "bootstrap" / "__init__.py").read_text(errors="replace").splitlines():
+        if line.startswith("__version__"):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    return ""
+
+
+def find_source() -> Path:
+    """The checkout to build from: the one this code runs from (an editable install), else
+    the current directory when it is a checkout of this same version (`pip install .`
+    then `platform up` in the clone, as the README says)."""
+    own = default_source()
+    if is_checkout(own):
+        return own
+    here = Path.cwd()
+    if is_checkout(here) and checkout_version(here) == __version__:
+        return here
+    raise PermanentError(
+        "the component image is built from the platform's source, and neither this "
+        f"installation nor the current directory ({here}) is a checkout of platform {__version__}",
+        hint="run `platform up` in the clone you installed from, or build the image with "
+        "`platform image build --source DIR`",
+    )
+
+
+def source_hash(base: str) -> str:
+    """A hash of the code the image would hold (the running packages) and its base."""
+    digest = hashlib.sha256(f"base={base}\n".encode())
+    for package in ("bootstrap", "stacks"):
+        root = default_source() / package
+        for path in sorted(root.rglob("*")):
+            relative = path.relative_to(root).as_posix()
+            if (
+                not path.is_file()
+                or path.suffix not in HASHED_SUFFIXES
+                or "__pycache__" in relative
+                or relative.startswith("assets/")
+            ):
+                continue
+            digest.update(f"{package}/{relative}\n".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def build_labels(base: str) -> dict[str, str]:
+    return {VERSION_LABEL: __version__, SOURCE_LABEL: source_hash(base)}
+
+
+def build_needed(tag: str, base: str) -> str:
+    """Why `tag` must be built ("" when the local image is this version's build)."""
+    labels = dockerhost.image_labels(tag)
+    if labels is None:
+        return f"{tag} is not in Docker"
+    wanted = build_labels(base)
+    if labels.get(VERSION_LABEL) != wanted[VERSION_LABEL]:
+        return f"{tag} in Docker is version {labels.get(VERSION_LABEL) or 'unknown'}"
+    if labels.get(SOURCE_LABEL) != wanted[SOURCE_LABEL]:
+        return f"{tag} in Docker was built from other code or another base"
+    return ""
+
+
+def ensure_base(base: str, on_line: Callable[[str], None]) -> None:
+    """The base image must be local before the build; pull it, or say what to do."""
+    if dockerhost.image_labels(base) is not None:
+        return
+    try:
+        dockerhost.pull_image(base, on_line)
+    except PlatformError as error:
+        raise PermanentError(
+            f"the component image is built on {base}, which is not in Docker and could not "
+            f"be pulled ({trim(str(error), 300)})",
+            hint="build on a Python 3.11 Debian image you have with `--base IMAGE` (or "
+            "image.base in platform.yaml), or load the offline bundle, which holds the built "
+            "image, with `platform up --images FILE`",
+        ) from error
 
 
 def check_source(source: Path) -> Path:
@@ -121,9 +219,12 @@ def build_component_image(
     on_line: Callable[[str], None] = lambda line: None,
     nocache: bool = False,
 ) -> BuildReport:
-    """Wheels into a temporary context, then the image `tag` (ARG BASE = `base` if given)."""
-    source = (source or default_source()).resolve()
+    """Wheels into a temporary context, then the image `tag` (ARG BASE = `base` if given),
+    labelled with this version and the hash of its code."""
+    source = (source or find_source()).resolve()
     dockerfile = check_source(source)
+    ensure_base(base or COMPONENT_BASE_IMAGE, on_line)
+    labels = build_labels(base or COMPONENT_BASE_IMAGE)
     with tempfile.TemporaryDirectory(prefix="platform-image-") as work:
         context = Path(work)
         started = time.monotonic()
@@ -136,7 +237,7 @@ def build_component_image(
         started = time.monotonic()
         buildargs = {"BASE": base} if base else None
         built = dockerhost.build_image(
-            context, tag, buildargs=buildargs, on_line=on_line, nocache=nocache
+            context, tag, buildargs=buildargs, on_line=on_line, nocache=nocache, labels=labels
         )
         # Then the dependency stage under its own tag (see the module docstring): every
         # step of it is in the layer cache from the build just done, so this only tags.

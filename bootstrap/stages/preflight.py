@@ -1,9 +1,12 @@
 """Stage 1, `preflight`, and the checks behind `platform doctor`.
 
-Each check returns a `Finding` with a fix for a person. For the k3d engine, the pinned
-images (bootstrap/images.py) missing from Docker are named, with whether their registry
-answers: a missing image blocks only when its registry cannot be reached (offline), and
-then the fix is the offline bundle. The stage fails fast on the
+Each check returns a `Finding` with a fix for a person. What the `tools` stage will do
+next (download a missing k3d or OpenTofu, build the component image) is a planned
+finding, not a failure: `platform doctor` and `--dry-run` show it as the plan. For the
+k3d engine, the pinned images (bootstrap/images.py) missing from Docker are named, with
+whether their registry answers; an unreachable registry is a warning naming the offline
+bundle (the cluster stage stops at the first image it cannot pull, with the same fix), so
+that an offline first run still gets everything else ready. The stage fails fast on the
 first run when any blocking finding fails, naming every problem at once, not one per
 re-run. Which checks apply depends on the engine: an existing cluster needs no Docker and
 no free host ports; whether it answers, is new enough and lets the kubeconfig's identity
@@ -24,6 +27,8 @@ from bootstrap.config import Settings
 from bootstrap.engines.k3d import cluster_name, find_k3d
 from bootstrap.images import DOCKER_HUB, PinnedImage
 from bootstrap.stages.base import CheckResult, StageContext
+from bootstrap.stages.tools import image_step, tofu_missing
+from bootstrap.tools import K3D, TOFU, tools_dir
 from bootstrap.state import PlatformState
 from stacks.errors import PermanentError, PlatformError
 
@@ -46,6 +51,8 @@ class Finding:
     detail: str
     fix: str = ""
     blocking: bool = True
+    # Not a problem: something the `tools` stage will do ("will download k3d v5.9.0").
+    planned: bool = False
 
 
 def check_docker(settings: Settings) -> list[Finding]:
@@ -96,20 +103,34 @@ def check_images(settings: Settings) -> list[Finding]:
         report = image_report()
     except PlatformError:
         return []  # check_docker already says Docker is unreachable
-    if not report.missing:
-        return [Finding("images", True, f"all {len(report.present)} pinned images are local")]
     findings = []
     built = [i for i in report.missing if i.local_build]
-    if built:
+    step = image_step(settings)
+    if step is not None:
         findings.append(
             Finding(
                 "component image",
                 False,
-                f"the component image {built[0].reference} is not in Docker (it is built locally, "
-                "no registry has it)",
-                "build it with `platform image build`, or load a bundle with `platform up --images FILE`",
+                f"will {step.text} ({step.reason})",
+                "nothing to do: the `tools` stage builds it (or load a bundle with "
+                "`platform up --images FILE`)",
+                blocking=False,
+                planned=True,
             )
         )
+    elif built and settings.engine == "k3d":  # image.build is `no`
+        findings.append(
+            Finding(
+                "component image",
+                False,
+                f"the component image {built[0].reference} is not in Docker and image.build is no",
+                "build it with `platform image build`, or load a bundle with "
+                "`platform up --images FILE`",
+            )
+        )
+    if not [i for i in report.missing if not i.local_build]:
+        present = len(report.present)
+        return [*findings, Finding("images", True, f"{present} pinned images are local")]
     pullable = [i for i in report.missing if not i.local_build]
     registries = sorted({i.registry for i in pullable})
     with ThreadPoolExecutor(max_workers=max(1, len(registries))) as pool:
@@ -142,6 +163,9 @@ def check_images(settings: Settings) -> list[Finding]:
                 "offline: load the bundle with `platform up --images FILE` (made by `platform images "
                 f"save FILE` on a connected machine); online: `docker pull {offline[0].reference}` "
                 "(and the others: `platform images list`)",
+                # Not blocking: the tools stage still gets what it can, and the cluster
+                # stage stops at the first image it cannot pull, with the same fix.
+                blocking=False,
             )
         )
     return findings
@@ -199,9 +223,11 @@ def check_binaries(settings: Settings) -> list[Finding]:
                 Finding(
                     "k3d",
                     False,
-                    "k3d is not installed",
-                    "install k3d v5: https://k3d.io (or `go install github.com/k3d-io/k3d/v5@v5.9.0`); "
-                    "offline: copy the k3d binary to ~/.platform/bin/k3d",
+                    f"k3d is not installed: will download {K3D.describe()} into {tools_dir()}",
+                    "nothing to do: the `tools` stage downloads and verifies it (`platform "
+                    "doctor --install` does it now)",
+                    blocking=False,
+                    planned=True,
                 )
             )
         else:
@@ -215,6 +241,18 @@ def check_binaries(settings: Settings) -> list[Finding]:
                     "install k3d v5 (https://k3d.io)",
                 )
             )
+    if tofu_missing(settings):
+        findings.append(
+            Finding(
+                "tofu",
+                False,
+                f"neither tofu nor terraform is installed: will download OpenTofu {TOFU.version} "
+                f"into {tools_dir()}",
+                "nothing to do: the `tools` stage downloads and verifies it",
+                blocking=False,
+                planned=True,
+            )
+        )
     kubectl, kubectl_version = hostcheck.binary_version("kubectl", "version", "--client")
     findings.append(
         Finding(
@@ -335,7 +373,9 @@ class PreflightStage:
                 "ok" if finding.ok else "FAILED",
                 finding.detail,
             )
-            if not finding.ok and not finding.blocking:
+            if finding.planned:
+                ctx.progress.note(self.name, finding.detail)
+            elif not finding.ok and not finding.blocking:
                 ctx.progress.warn(self.name, f"{finding.detail}: {finding.fix}")
         failed = blocking_failures(findings)
         if failed:

@@ -15,12 +15,14 @@ from bootstrap.stages.reconciler import ReconcilerStage
 from bootstrap.stages.seed import SeedStage
 from bootstrap.stages.stubs import certs_stage, dns_stage, secrets_stage
 from bootstrap.stages.terraform import TerraformStage
+from bootstrap.stages.tools import ToolsStage
 from bootstrap.stages.vault import VaultStage
 
 
 def all_stages() -> list[Stage]:
     return [
         PreflightStage(),
+        ToolsStage(),
         ClusterStage(),
         GitServerStage(),
         SeedStage(),
