@@ -25,6 +25,11 @@ file) under one path.
   `git fetch` runs per push (from /metrics). The peer is the reconciler of git revision
   `--baseline` (exported with `git archive`, run the same way) measured in the same run,
   on its own repository and namespace with the same content.
+- one Application of `--large` objects (issue 14; default 10,000 ConfigMaps with one
+  short key, 1,000 per file): ours = creating the Application until its status says
+  Synced at the revision; peer = `kubectl apply --server-side -f DIR` of the same files
+  into another namespace, in the same run. Also the reconciler's peak RSS (VmHWM) and
+  the size of the Application object with its status. `--only-large` runs only this.
 Results go in bench/README.md, section "## Reconciler".
 """
 
@@ -261,6 +266,97 @@ def scale(
         cluster.kubectl("delete", "namespace", namespace, "--wait=false")
 
 
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def large(
+    run_args: list[str],
+    git: GitServer,
+    port: int,
+    kube: KubeClient,
+    cluster: KwokCluster,
+    work: Path,
+    count: int,
+) -> dict[str, Any]:
+    """One Application of `count` ConfigMaps: its first sync against kubectl's."""
+    url = git.create_repo("large")
+    clone = work / "large"
+    git.git("clone", "-q", url, str(clone))
+    git.git("checkout", "-q", "-B", "main", cwd=clone)
+    directory = clone / "big"
+    directory.mkdir()
+    for first in range(0, count, 1000):
+        items = [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"cm-{i:05d}"},
+                "data": {"k": "v"},
+            }
+            for i in range(first, min(count, first + 1000))
+        ]
+        (directory / f"cm-{first // 1000:02d}.yaml").write_text(yaml.safe_dump_all(items))
+    git.git("add", "-A", cwd=clone)
+    git.git("commit", "-q", "-m", "large", cwd=clone)
+    git.git("push", "-q", "origin", "HEAD:main", cwd=clone)
+    revision = git.git("rev-parse", "HEAD", cwd=clone).stdout.strip()
+    for ns in ("large-kubectl", "large-ours", "large-apps"):
+        cluster.kubectl("create", "namespace", ns)
+    start = time.monotonic()
+    cluster.kubectl("apply", "--server-side", "-n", "large-kubectl", "-f", str(directory))
+    kubectl_s = time.monotonic() - start
+    process = processes.start(
+        [str(PLATFORM), *run_args, f"--cache-dir={work / 'cache-large'}"],
+        work / "reconciler-large.log",
+    )
+    try:
+        processes.wait_for(lambda: healthy(port), 60, "the reconciler")
+        time.sleep(1.0)
+        start = time.monotonic()
+        kube.create(
+            {
+                "apiVersion": API,
+                "kind": "Application",
+                "metadata": {"name": "large", "namespace": "large-apps"},
+                "spec": {
+                    "source": {"repoURL": url, "path": "big", "targetRevision": "main"},
+                    "destination": {"namespace": "large-ours"},
+                    "interval": "1h",
+                    "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
+                },
+            }
+        )
+        # Looked at every 0.5 s: a 200 KB object read 50 times a second would load the
+        # API server the reconciler is writing 10,000 objects to.
+        wait(
+            lambda: (
+                (s := status_of(kube, "large", "large-apps")).get("lastAppliedRevision") == revision
+                and s["sync"]["status"] == "Synced"
+            ),
+            1800,
+            0.5,
+        )
+        ours_s = time.monotonic() - start
+        obj = kube.get(API, "Application", "large", "large-apps") or {}
+        return {
+            "objects": count,
+            "kubectl_s": round(kubectl_s, 2),
+            "ours_s": round(ours_s, 2),
+            "ratio": round(ours_s / kubectl_s, 2),
+            "application_bytes": len(json.dumps(obj, separators=(",", ":"))),
+            "peak_rss_mib": round(peak_rss_mib(process.pid), 1),
+            "rss_end_mib": round(rss_mib(process.pid), 1),
+        }
+    finally:
+        processes.stop(process)
+        for ns in ("large-kubectl", "large-ours", "large-apps"):
+            cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
 def healthy(port: int) -> bool:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
         return bool(answer.status == 200)
@@ -277,6 +373,15 @@ def main() -> int:
     )
     parser.add_argument(
         "--only-scale", action="store_true", help="only the many-Applications scenario"
+    )
+    parser.add_argument(
+        "--large", type=int, default=10_000, help="objects of the one-large-Application run"
+    )
+    parser.add_argument(
+        "--only-large", action="store_true", help="only the one-large-Application scenario"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=0, help="the reconciler's --workers (0: its default)"
     )
     args = parser.parse_args()
 
@@ -320,6 +425,11 @@ def main() -> int:
             f"--webhook-secret-file={secret_file}",
             f"--git-credentials-file={creds}",
         ]
+        if args.workers:
+            run_args.append(f"--workers={args.workers}")
+        if args.only_large:
+            results["large"] = large(run_args, git, port, kube, cluster, work, args.large)
+            return report(results, args)
         if args.baseline:
             code = export_baseline(args.baseline, work / "baseline")
             results["scale_baseline"] = {
@@ -514,6 +624,16 @@ def main() -> int:
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> int:
     print(json.dumps(results, indent=1))
+    if "large" in results:
+        got = results["large"]
+        print(
+            f"one Application of {got['objects']} objects, first sync: ours {got['ours_s']} s, "
+            f"kubectl {got['kubectl_s']} s -> {got['ratio']}x; Application object "
+            f"{got['application_bytes']} bytes; reconciler peak RSS {got['peak_rss_mib']} MiB"
+        )
+    if args.only_large:
+        print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()}")
+        return 0
     for label in ("scale_baseline", "scale"):
         if label in results:
             got = results[label]

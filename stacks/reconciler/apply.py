@@ -43,17 +43,16 @@ class ApplyClient(Protocol):
 @dataclass(frozen=True)
 class Outcome:
     step: Step
-    live: KubeObject | None = None
+    # fields_hash of the object the apply returned. Only the hash is kept: the object
+    # itself is in the live cache, and a second copy per object of a 10,000-object sync
+    # would be tens of MB (issue 14).
+    fields: str = ""
     error: str = ""
     permanent: bool = False  # the API server refused the object itself (retrying won't help)
 
     @property
     def ok(self) -> bool:
         return not self.error
-
-    @property
-    def fields(self) -> str:
-        return fields_hash(self.live) if self.live else ""
 
 
 class Applier:
@@ -74,12 +73,13 @@ class Applier:
             # DEBUG: the controller logs one line per Application (the first failures
             # are in it); a line per object would repeat on every retry of an outage.
             log.debug("failed to apply %s '%s': %s", step.ref.kind, _where(step.ref), error.message)
-            return Outcome(step, None, error.message, isinstance(error, PermanentError))
+            return Outcome(step, "", error.message, isinstance(error, PermanentError))
         except PlatformError as error:
             log.debug("failed to apply %s '%s': %s", step.ref.kind, _where(step.ref), error)
-            return Outcome(step, None, str(error), isinstance(error, PermanentError))
+            return Outcome(step, "", str(error), isinstance(error, PermanentError))
+        fields = fields_hash(live)
         self._remember(live)
-        return Outcome(step, live)
+        return Outcome(step, fields)
 
     def apply_group(self, steps: Sequence[Step]) -> list[Outcome]:
         todo = [s for s in steps if s.action is not Action.UNCHANGED]

@@ -66,6 +66,7 @@ from stacks.reconciler.apply import Applier, Outcome, object_health, wave_health
 from stacks.reconciler.metrics import Metrics
 from stacks.reconciler.plan import (
     Action,
+    Desired,
     InventoryEntry,
     Key,
     Live,
@@ -75,7 +76,7 @@ from stacks.reconciler.plan import (
     mass_prune_allowed,
     normalize,
 )
-from stacks.reconciler.render import Manifest, RenderError, render
+from stacks.reconciler.render import RenderError, render
 from stacks.reconciler.source import (
     Credentials,
     FetchError,
@@ -84,7 +85,13 @@ from stacks.reconciler.source import (
     redact_url,
     secret_credentials,
 )
-from stacks.reconciler.status import Report, SyncStatus, to_status
+from stacks.reconciler.status import (
+    InventoryUnreadable,
+    Report,
+    SyncStatus,
+    read_inventory,
+    to_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +138,11 @@ class Memory:
     # that started since then serves it (GitCache coalesces them).
     fetch_since: float = field(default_factory=time.monotonic)
     tree: str = ""  # tree id of source.path in the last render
-    render_key: tuple[str, str, bool] | None = None  # (tree id, path, recurse)
-    manifests: list[Manifest] = field(default_factory=list)
+    render_key: tuple[str, str, bool, str] | None = None  # (tree id, path, recurse, namespace)
+    # The last render, normalized. Only this form is kept (not the rendered manifests
+    # too): for a 10,000-object app each copy is about 12 MB, and normalizing again on
+    # every re-sync costs a deep copy and a hash per object.
+    desired: list[Desired] = field(default_factory=list)
     operation: Operation | None = None
     failures: int = 0
     # Counted apart from `failures`: a deletion's retries must not inherit the backoff of
@@ -309,7 +319,7 @@ class Controller:
         cannot be read, a failing fetch) is queued with a fetch of its own, so its
         reconcile reports the problem in its status exactly as before.
         """
-        groups: dict[tuple[str, str, Credentials | None], list[tuple[AppKey, str]]] = {}
+        groups: dict[tuple[str, str, Credentials | None], list[tuple[AppKey, str, bool]]] = {}
         fallback: list[AppKey] = []
         # One read per credentials Secret, not one per Application.
         identities: dict[tuple[str, str], Credentials | None] = {}
@@ -333,7 +343,7 @@ class Controller:
                 fallback.append(key)
                 continue
             group = (spec.source.repo_url, spec.source.target_revision, creds)
-            groups.setdefault(group, []).append((key, spec.source.path))
+            groups.setdefault(group, []).append((key, spec.source.path, spec.source.recurse))
         changed: list[AppKey] = []
         unchanged: list[AppKey] = []
         fetches = self.git.fetches
@@ -347,20 +357,31 @@ class Controller:
                     if known is not None and known == after
                     else self.git.fetch(url, target, creds, since=received)
                 )
-                trees = self.git.tree_ids(url, sha, [path for _, path in members])
+                trees = self.git.tree_ids(url, sha, [path for _, path, _ in members])
             except PlatformError as error:
                 log.debug("push: failed to fetch %s: %s", redact_url(url), error)
-                fallback += [key for key, _ in members]
+                fallback += [key for key, _, _ in members]
                 continue
             now = time.monotonic()
-            for key, path in members:
+            reads: list[tuple[str, str, bool]] = []
+            for key, path, recurse in members:
                 memory = self.memory(key)
                 if memory.fetch and memory.fetch_since > received:
                     fallback.append(key)  # asked for something newer meanwhile
                     continue
                 memory.revision, memory.fetched_at, memory.fetch = sha, now, False
                 tree = trees.get(path)
-                (unchanged if tree and tree == memory.tree else changed).append(key)
+                if tree and tree == memory.tree:
+                    unchanged.append(key)
+                else:
+                    changed.append(key)
+                    if tree:
+                        reads.append((path, tree, recurse))
+            try:
+                # The changed paths' files in two git runs, not two per Application.
+                self.git.prefetch(url, sha, reads)
+            except PlatformError as error:  # each reads its own files, as without this
+                log.debug("push: failed to read ahead in %s: %s", redact_url(url), error)
         for key in changed + unchanged:
             self.queue.add(key)
         for key in fallback:
@@ -620,15 +641,17 @@ class Controller:
             memory.fetch = False
         return memory.revision
 
-    def _render(self, spec: AppSpec, memory: Memory, revision: str) -> list[Manifest]:
-        # Keyed by the path's tree id, not the commit: a commit elsewhere in the
-        # repository leaves the files, and so the render, exactly as they were.
+    def _render(self, spec: AppSpec, memory: Memory, revision: str) -> list[Desired]:
+        """The path's objects at `revision`, rendered and normalized.
+
+        Keyed by the path's tree id, not the commit: a commit elsewhere in the
+        repository leaves the files, and so the render, exactly as they were."""
         tree = self.git.tree_ids(spec.source.repo_url, revision, [spec.source.path]).get(
             spec.source.path
         )
-        key = (tree or revision, spec.source.path, spec.source.recurse)
+        key = (tree or revision, spec.source.path, spec.source.recurse, spec.namespace)
         if memory.render_key == key:
-            return memory.manifests
+            return memory.desired
         files = self.git.files(
             spec.source.repo_url, revision, spec.source.path, spec.source.recurse, tree=tree
         )
@@ -641,9 +664,11 @@ class Controller:
                 + "; nothing was applied or pruned",
                 stalled=True,
             )
-        manifests = render((f.path, f.content) for f in files)
-        memory.render_key, memory.manifests, memory.tree = key, manifests, tree or ""
-        return manifests
+        desired = normalize(
+            render((f.path, f.content) for f in files), spec.key, spec.namespace, self._scope
+        )
+        memory.render_key, memory.desired, memory.tree = key, desired, tree or ""
+        return desired
 
     def _scope(self, api_version: str, kind: str) -> bool | None:
         try:
@@ -708,20 +733,17 @@ class Controller:
         revision = self._revision(spec, memory)
         report.revision = revision
         report.last_attempted_revision = revision
-        manifests = self._render(spec, memory, revision)
-        if not manifests and not spec.allow_empty:
+        desired = self._render(spec, memory, revision)
+        if not desired and not spec.allow_empty:
             raise ReconcileFailed(
                 "EmptyRender",
                 f"path '{spec.source.path}' at {revision[:12]} holds no objects; nothing was applied or pruned "
                 "(set syncPolicy.automated.allowEmpty to allow an empty application)",
                 stalled=True,
             )
-        desired = normalize(manifests, spec.key, spec.namespace, self._scope)
         inventory = memory.inventory
         if inventory is None:
-            inventory = [
-                InventoryEntry.from_json(e) for e in previous.get("inventory") or [] if e.get("id")
-            ]
+            inventory = self._recorded_inventory(previous)
             memory.inventory = inventory
             memory.expected = {e.ref.key: e.fields for e in inventory if e.fields}
         refs = [d.ref for d in desired] + [e.ref for e in inventory]
@@ -877,6 +899,21 @@ class Controller:
             ) from error
         self._namespaces.add(name)
 
+    @staticmethod
+    def _recorded_inventory(status: dict[str, Any]) -> list[InventoryEntry]:
+        try:
+            return read_inventory(status)
+        except InventoryUnreadable as error:
+            # Never guess: an empty inventory would silently stop pruning what it held.
+            raise ReconcileFailed(
+                "InventoryUnreadable",
+                f"{error}; nothing was applied or pruned. To start a new inventory (objects "
+                "removed from git before now are then left in place), remove the field: "
+                "kubectl patch application NAME --subresource=status --type=json "
+                '-p \'[{"op":"remove","path":"/status/inventoryCompressed"}]\'',
+                stalled=True,
+            ) from error
+
     def _record_inventory(
         self,
         memory: Memory,
@@ -1013,14 +1050,12 @@ class Controller:
         finalizers = list((obj.get("metadata") or {}).get("finalizers") or [])
         if FINALIZER not in finalizers:
             return
-        inventory = [
-            InventoryEntry.from_json(e)
-            for e in (obj.get("status") or {}).get("inventory") or []
-            if e.get("id")
-        ]
-        if memory.inventory is not None:
-            inventory = memory.inventory
         try:
+            inventory = (
+                memory.inventory
+                if memory.inventory is not None
+                else self._recorded_inventory(obj.get("status") or {})
+            )
             # Under load a watch may not have listed yet (TransientError): that is a retry
             # soon, with the reason in the status, never a silent 10 s "unexpected error".
             live, _ = self._live_state(e.ref for e in inventory)

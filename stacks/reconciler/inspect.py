@@ -25,9 +25,10 @@ from stacks.errors import PermanentError, PlatformError, WaitingError
 from stacks.kube.errors import ApiError, NotFound
 from stacks.kube.objects import KubeObject, ObjectReader, ObjectRef, condition_of
 from stacks.reconciler.api import API_VERSION, FIELD_MANAGER, KIND, REFRESH, AppKey, AppSpec
-from stacks.reconciler.plan import Desired, InventoryEntry, Live, make_plan, normalize
+from stacks.reconciler.plan import Desired, Live, make_plan, normalize
 from stacks.reconciler.render import render
 from stacks.reconciler.source import GitCache, secret_credentials
+from stacks.reconciler.status import InventoryUnreadable, read_inventory
 
 
 class Client(ObjectReader, Protocol):
@@ -182,11 +183,13 @@ def diff_app(client: Client, app: KubeObject, cache_dir: Path) -> list[ObjectDif
     desired: list[Desired] = normalize(
         render((f.path, f.content) for f in files), spec.key, spec.namespace, scope
     )
-    inventory = [
-        InventoryEntry.from_json(e)
-        for e in (app.get("status") or {}).get("inventory") or []
-        if e.get("id")
-    ]
+    try:
+        inventory = read_inventory(app.get("status") or {})
+    except InventoryUnreadable as error:
+        raise PermanentError(
+            f"cannot diff Application '{spec.key}': {error}",
+            hint="see the Application's Ready condition for how to start a new inventory",
+        ) from error
     live_objects: dict[tuple[str, str, str, str], KubeObject | None] = {}
     for ref in [d.ref for d in desired] + [e.ref for e in inventory]:
         try:

@@ -35,7 +35,7 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 FETCH_TIMEOUT = 60.0
+# What prefetch() may hold for reads not yet asked for (a push's files, not a clone).
+PREFETCH_BYTES = 16 * 1024 * 1024
 MAX_PATH = 1024  # bytes; git itself has no bound, argv and status fields do
 _SYMLINK = b"120000"
 _PATH_HINT = (
@@ -179,6 +181,9 @@ class GitCache:
         self._failed: dict[tuple[str, str, bool], tuple[float, float, str]] = {}
         self._trees: dict[tuple[str, str, str], str | None] = {}  # (url, sha, path) -> tree
         self.fetches = 0  # `git fetch` runs, for the metrics
+        # (url, tree id, recurse, limits) -> files read ahead by prefetch(), until asked for
+        self._prefetched: dict[tuple[str, str, bool, Limits], list[SourceFile]] = {}
+        self._prefetched_bytes = 0
         root.mkdir(parents=True, exist_ok=True)
 
     def _lock(self, url: str) -> threading.Lock:
@@ -415,8 +420,16 @@ class GitCache:
         Sizes come from the listing, so a file over the render's bounds is refused before
         its bytes are read (RenderError naming it), and so is a symlink: git stores its
         target as the blob, and following it could leave the repository. `tree`, the
-        path's tree id from `tree_ids()` when the caller has it, saves asking git again.
+        path's tree id from `tree_ids()` when the caller has it, saves asking git again,
+        and finds what `prefetch()` read for it.
         """
+        if tree is not None:
+            with self._guard:
+                ready = self._prefetched.pop((url, tree, recurse, limits), None)
+                if ready is not None:
+                    self._prefetched_bytes -= sum(len(f.content) for f in ready)
+            if ready is not None:
+                return ready
         repo = self.repo_dir(url)
         prefix = "" if path in ("", ".") else clean_path(path)
         # No lock: objects read by SHA are immutable (see the module docstring).
@@ -432,50 +445,97 @@ class GitCache:
             args.append("-r")
         args.append(tree if tree is not None else f"{sha}:{prefix}" if prefix else sha)
         listing = self._run(args, repo, None, timeout=30)
-        entries: list[tuple[str, str, int]] = []
-        for record in listing.split(b"\0"):
-            if not record:
-                continue
-            info, name = record.split(b"\t", 1)
-            mode, type_, obj, length = info.split()
-            rel = name.decode(errors="replace")
-            if type_ != b"blob" or not rel.endswith((".yaml", ".yml", ".json")):
-                continue
-            full = f"{prefix}/{rel}" if prefix else rel
-            if mode == _SYMLINK:
-                raise RenderError(
-                    [
-                        RenderProblem(
-                            full,
-                            0,
-                            "the file is a symbolic link, and symlinks are not followed (they could "
-                            "point outside the repository): commit the file itself in its place",
-                        )
-                    ]
-                )
-            entries.append((full, obj.decode(), int(length)))
-        entries.sort()
-        total = 0
-        for count, (full, _, size) in enumerate(entries, start=1):
-            # The same bounds render() applies, before a byte is read.
-            total += size
-            problem = (
-                too_many_files(full, limits)
-                if count > limits.files
-                else input_problem(full, size, total, limits)
-            )
-            if problem is not None:
-                raise RenderError([problem])
+        records = [r.split(b"\t", 1) for r in listing.split(b"\0") if r]
+        entries = _entries(
+            ((info, name.decode(errors="replace")) for info, name in records), prefix, limits
+        )
         if not entries:
             return []
+        return self._read_blobs(
+            repo, {obj for _, obj, _ in entries}, [(n, o) for n, o, _ in entries]
+        )
+
+    def prefetch(
+        self,
+        url: str,
+        sha: str,
+        wanted: list[tuple[str, str, bool]],
+        limits: Limits = LIMITS,
+    ) -> None:
+        """Read the files of many paths at commit `sha` in two git runs, for the next
+        `files(..., tree=...)` of each: a push that changes 100 Applications' paths
+        costs two runs, not two per Application.
+
+        `wanted` holds (path, tree id, recurse). A path whose listing breaks a bound is
+        left out (its own `files()` call reports it), and so is the repository root;
+        what is read is kept until asked for, up to PREFETCH_BYTES in all.
+        """
+        jobs: list[tuple[str, str, bool]] = []
+        for path, tree, recurse in wanted:
+            try:
+                if path not in ("", "."):
+                    jobs.append((clean_path(path), tree, recurse))
+            except PermanentError:
+                continue  # its own reconcile says why
+        if len(jobs) < 2:
+            return
+        repo = self.repo_dir(url)
+        listing = self._run(
+            ["ls-tree", "-r", "-z", "-l", "--full-tree", sha, "--", *{p for p, _, _ in jobs}],
+            repo,
+            None,
+            timeout=30,
+        )
+        records = [r.split(b"\t", 1) for r in listing.split(b"\0") if r]
+        named = [(info, name.decode(errors="replace")) for info, name in records]
+        planned: list[tuple[tuple[str, str, bool, Limits], list[tuple[str, str]]]] = []
+        blobs: set[str] = set()
+        size = 0  # counted per path, as files() gives it back
+        for prefix, tree, recurse in jobs:
+            below = []
+            for info, name in named:
+                if not name.startswith(prefix + "/"):
+                    continue
+                rel = name[len(prefix) + 1 :]
+                if recurse or "/" not in rel:
+                    below.append((info, rel))
+            try:
+                entries = _entries(below, prefix, limits)
+            except RenderError:
+                continue
+            size += sum(length for _, _, length in entries)
+            if size > PREFETCH_BYTES:
+                break
+            blobs.update(obj for _, obj, _ in entries)
+            planned.append(((url, tree, recurse, limits), [(n, o) for n, o, _ in entries]))
+        if not blobs:
+            return
+        contents = {
+            f.path: f.content
+            for f in self._read_blobs(repo, blobs, [(o, o) for o in sorted(blobs)])
+        }
+        with self._guard:
+            if self._prefetched_bytes + size > PREFETCH_BYTES:  # nobody asked for the last
+                self._prefetched.clear()
+                self._prefetched_bytes = 0
+            for key, names in planned:
+                self._prefetched[key] = [SourceFile(name, contents[obj]) for name, obj in names]
+            self._prefetched_bytes += size
+
+    def _read_blobs(
+        self, repo: Path, blobs: set[str], names: list[tuple[str, str]]
+    ) -> list[SourceFile]:
+        """The content of `blobs` in one `cat-file --batch`, as SourceFile per (name, blob)."""
+        order = sorted(blobs)
         batch = self._run(
             ["cat-file", "--batch"],
             repo,
             None,
             timeout=30,
-            stdin="".join(f"{obj}\n" for _, obj, _ in entries).encode(),
+            stdin="".join(f"{obj}\n" for obj in order).encode(),
         )
-        return _split_batch(batch, [name for name, _, _ in entries])
+        by_id = {f.path: f.content for f in _split_batch(batch, order)}
+        return [SourceFile(name, by_id[obj]) for name, obj in names]
 
     def explain_missing(self, url: str, sha: str, path: str) -> str:
         """Why `path` is not a directory at `sha` (a sentence fragment; "" if unknown)."""
@@ -507,6 +567,45 @@ class GitCache:
             return False
         except RenderError:  # it exists; what is in it is render's business
             return True
+
+
+def _entries(
+    records: Iterable[tuple[bytes, str]], prefix: str, limits: Limits
+) -> list[tuple[str, str, int]]:
+    """(path, blob id, size) of the YAML/JSON files in an `ls-tree -l` listing whose
+    names are relative to `prefix`, sorted; RenderError for a symlink or a file over
+    the render's bounds (checked before a byte is read)."""
+    entries: list[tuple[str, str, int]] = []
+    for info, rel in records:
+        mode, type_, obj, length = info.split()
+        if type_ != b"blob" or not rel.endswith((".yaml", ".yml", ".json")):
+            continue
+        full = f"{prefix}/{rel}" if prefix else rel
+        if mode == _SYMLINK:
+            raise RenderError(
+                [
+                    RenderProblem(
+                        full,
+                        0,
+                        "the file is a symbolic link, and symlinks are not followed (they could "
+                        "point outside the repository): commit the file itself in its place",
+                    )
+                ]
+            )
+        entries.append((full, obj.decode(), int(length)))
+    entries.sort()
+    total = 0
+    for count, (full, _, size) in enumerate(entries, start=1):
+        # The same bounds render() applies, before a byte is read.
+        total += size
+        problem = (
+            too_many_files(full, limits)
+            if count > limits.files
+            else input_problem(full, size, total, limits)
+        )
+        if problem is not None:
+            raise RenderError([problem])
+    return entries
 
 
 def _creds_digest(creds: Credentials | None) -> str:

@@ -13,15 +13,30 @@ requiresPruning, health), and `resources[]` lists every object only while there 
 at most FULL_RESOURCES of them; beyond that it lists only the objects that are not
 Synced or not Healthy, at most MAX_LISTED, and `resourcesOmitted` says how many entries
 were left out. Readers that look for what is wrong (`platform status`, the bootstrap's
-waits) find it in the list either way. The inventory is not bounded here: pruning
-needs every entry (about 100 bytes each, so about 15,000 objects per Application).
+waits) find it in the list either way.
+
+The inventory (what pruning may delete; one entry per object, about 100 bytes as JSON)
+must hold every object, so it is kept compact instead of cut: up to INLINE_INVENTORY
+entries it is the readable list `inventory[]` (Flux's `{id, v}` plus our hashes);
+beyond that the same entries are gzip-compressed JSON in `inventoryCompressed`
+(`{count, encoding: gzip+base64, data}`; about 19 bytes per object, so 10,000 objects
+take about 190 KB and an Application reaches etcd's limit only near 80,000). Read it
+with `kubectl get application NAME -o jsonpath='{.status.inventoryCompressed.data}' |
+base64 -d | gunzip`. Exactly one of the two fields is set; `read_inventory` reads
+either (and the plain list of older versions), so every reader of the inventory
+(controller, prune on delete, `platform diff`, `platform down`) goes through it.
 
 Called by the controller; read by the CLI (`platform apps`, `platform status`).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import gzip
+import json
+import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -33,6 +48,16 @@ from stacks.reconciler.plan import InventoryEntry
 FULL_RESOURCES = 200
 # Beyond that, at most this many of the objects that are not Synced or not Healthy.
 MAX_LISTED = 100
+# Up to this many inventory entries the inventory is a readable list (about 20 KB).
+INLINE_INVENTORY = 200
+INVENTORY_ENCODING = "gzip+base64"
+# A compressed inventory inflates to about 100 bytes per object: this allows far more
+# than any status can hold, and refuses a hand-made gzip bomb in a status.
+MAX_INVENTORY_BYTES = 64 * 1024 * 1024
+
+
+class InventoryUnreadable(ValueError):
+    """The status holds an inventory that cannot be decoded (written by hand?)."""
 
 
 class SyncStatus(StrEnum):
@@ -121,6 +146,47 @@ def bound_resources(resources: list[dict[str, Any]]) -> tuple[list[dict[str, Any
     return listed, len(resources) - len(listed)
 
 
+def inventory_status(entries: list[InventoryEntry]) -> dict[str, Any]:
+    """The two inventory fields of a status for `entries`: one set, the other None (a
+    null in the merge patch removes the form the previous status may have used)."""
+    raw = [e.to_json() for e in entries]
+    if len(raw) <= INLINE_INVENTORY:
+        return {"inventory": raw, "inventoryCompressed": None}
+    text = json.dumps(raw, separators=(",", ":"))
+    # mtime=0: the same inventory always encodes the same, so an unchanged status is
+    # recognised as unchanged and not written again.
+    data = gzip.compress(text.encode(), compresslevel=6, mtime=0)
+    return {
+        "inventory": None,
+        "inventoryCompressed": {
+            "count": len(raw),
+            "encoding": INVENTORY_ENCODING,
+            "data": base64.b64encode(data).decode("ascii"),
+        },
+    }
+
+
+def read_inventory(status: Mapping[str, Any]) -> list[InventoryEntry]:
+    """The inventory recorded in an Application's `status`, whichever form it has.
+
+    Raises InventoryUnreadable when the compressed form does not decode."""
+    packed = status.get("inventoryCompressed")
+    if not packed:
+        return [InventoryEntry.from_json(e) for e in status.get("inventory") or [] if e.get("id")]
+    try:
+        if packed.get("encoding") != INVENTORY_ENCODING:
+            raise ValueError(f"unknown encoding {packed.get('encoding')!r}")
+        inflater = zlib.decompressobj(wbits=31)  # 31: gzip framing
+        text = inflater.decompress(base64.b64decode(packed["data"]), MAX_INVENTORY_BYTES)
+        if inflater.unconsumed_tail:
+            raise ValueError(f"larger than {MAX_INVENTORY_BYTES} bytes inflated")
+        raw = json.loads(text)
+        entries = [InventoryEntry.from_json(e) for e in raw if e.get("id")]
+    except (ValueError, KeyError, TypeError, AttributeError, zlib.error) as error:
+        raise InventoryUnreadable(f"status.inventoryCompressed cannot be read: {error}") from error
+    return entries
+
+
 def to_status(report: Report, previous: dict[str, Any]) -> dict[str, Any]:
     """The full status object for `report`, carrying forward what this run did not learn."""
     old_conditions = list(previous.get("conditions") or [])
@@ -183,9 +249,6 @@ def to_status(report: Report, previous: dict[str, Any]) -> dict[str, Any]:
         "resources": resources,
         "resourceCounts": counts,
         "resourcesOmitted": omitted,
-        "inventory": [e.to_json() for e in report.inventory]
-        if report.inventory is not None
-        else previous.get("inventory", []),
         "lastAppliedRevision": report.last_applied_revision
         if report.last_applied_revision is not None
         else previous.get("lastAppliedRevision", ""),
@@ -196,6 +259,13 @@ def to_status(report: Report, previous: dict[str, Any]) -> dict[str, Any]:
         if report.handled_refresh is not None
         else previous.get("lastHandledRefresh", ""),
     }
+    if report.inventory is not None:
+        result.update(inventory_status(report.inventory))
+    else:  # kept as it was, in the form it was
+        result["inventory"] = previous.get("inventory", [])
+        if previous.get("inventoryCompressed"):
+            result["inventory"] = None
+            result["inventoryCompressed"] = previous["inventoryCompressed"]
     if report.summary:
         result["summary"] = dict(report.summary)
     return result

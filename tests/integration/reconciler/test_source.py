@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from stacks.reconciler.render import Limits, RenderError
 from stacks.reconciler.source import (
     Credentials,
     FetchError,
@@ -125,3 +126,51 @@ def test_a_failed_fetch_answers_the_callers_waiting_for_it(tmp_path: Path) -> No
     with pytest.raises(FetchError):  # a retry with the same request tries again
         cache.fetch(url, "main", since=asked)
     assert cache.fetches == before + 1
+
+
+def test_prefetch_reads_many_paths_in_two_git_runs_with_the_same_answers(
+    repo: GitRepo, tmp_path: Path
+) -> None:
+    for name in ("a", "b", "c"):
+        repo.write(f"apps/{name}/cm.yaml", f"kind: {name}\n")
+        repo.write(f"apps/{name}/deep/more.yaml", f"kind: {name}-deep\n")
+        repo.write(f"apps/{name}/notes.txt", "ignored\n")
+    repo.write("apps/b/same.yaml", "kind: a\n")  # the same blob as apps/a/cm.yaml
+    repo.write("apps/big/huge.yaml", "x" * 5000)
+    sha = repo.commit("three apps")
+    (repo.work / "apps" / "c" / "link.yaml").symlink_to("cm.yaml")
+    sha_link = repo.commit("a symlink in c")
+    plain = GitCache(tmp_path / "plain")
+    ahead = GitCache(tmp_path / "ahead")
+    for cache in (plain, ahead):
+        cache.fetch(repo.url, "main")
+    paths = ["apps/a", "apps/b", "apps/c", "apps/big"]
+    trees = plain.tree_ids(repo.url, sha, paths)
+    ahead.tree_ids(repo.url, sha, paths)
+    wanted = [(p, str(trees[p]), p != "apps/a") for p in paths]
+    limits = Limits(file_bytes=1000)
+    runs: list[list[str]] = []
+    run = ahead._run
+
+    def counted(args: list[str], *rest: object, **named: object) -> bytes:
+        runs.append(args)
+        return run(args, *rest, **named)  # type: ignore[arg-type]
+
+    ahead._run = counted  # type: ignore[method-assign]
+    ahead.prefetch(repo.url, sha, wanted, limits)
+    assert [r[0] for r in runs] == ["ls-tree", "cat-file"]
+    for path, tree, recurse in wanted:
+        if path == "apps/big":  # over the bound: not read ahead, and refused as before
+            with pytest.raises(RenderError, match="huge.yaml"):
+                ahead.files(repo.url, sha, path, recurse, limits, tree=tree)
+            continue
+        got = ahead.files(repo.url, sha, path, recurse, limits, tree=tree)
+        assert got == plain.files(repo.url, sha, path, recurse, limits, tree=tree), path
+    assert [r[0] for r in runs] == ["ls-tree", "cat-file", "ls-tree"]  # only apps/big again
+    # A symlink found by the read-ahead is refused by that path's own read, as before.
+    tree_c = str(ahead.tree_ids(repo.url, sha_link, ["apps/c"])["apps/c"])
+    ahead.prefetch(
+        repo.url, sha_link, [("apps/a", str(trees["apps/a"]), True), ("apps/c", tree_c, False)]
+    )
+    with pytest.raises(RenderError, match="symbolic link"):
+        ahead.files(repo.url, sha_link, "apps/c", False, tree=tree_c)
