@@ -143,9 +143,7 @@ def installed(tool: Tool) -> Path | None:
 
 
 def _offline_hint(tool: Tool, source: Source, target: Path) -> str:
-    what = (
-        f"the file `{tool.member}` from {source.asset}" if tool.member else f"{source.asset}"
-    )
+    what = f"the file `{tool.member}` from {source.asset}" if tool.member else f"{source.asset}"
     return (
         f"offline: download {what} ({tool.release_base}/{source.asset}, SHA-256 "
         f"{source.sha256}) on a connected machine and put it at {target} (chmod +x); "
@@ -180,7 +178,12 @@ def _fetch(
                     f"{received + len(error.partial)} bytes; nothing was installed",
                     hint="run `platform up` again to retry the download",
                 ) from error
-            except (urllib.error.URLError, TimeoutError, OSError, http.client.HTTPException) as error:
+            except (
+                urllib.error.URLError,
+                TimeoutError,
+                OSError,
+                http.client.HTTPException,
+            ) as error:
                 reason = getattr(error, "reason", None) or error
                 raise PermanentError(
                     f"could not download {tool.describe()} from {source.url}: {reason}",
@@ -242,4 +245,3 @@ def install_k3d(progress: ProgressCallback | None = None) -> Path:
 
 def install_tofu(progress: ProgressCallback | None = None) -> Path:
     return install(TOFU, progress)
-

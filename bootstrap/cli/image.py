@@ -94,7 +94,7 @@ def list_images(common: CommonArgs) -> None:
         from bootstrap.tools import TOOLS, host_platform, installed
 
         system, arch = host_platform()
-        tool_rows = [
+        tool_rows: list[dict[str, object]] = [
             {
                 "tool": tool.name,
                 "version": tool.version,
@@ -109,10 +109,10 @@ def list_images(common: CommonArgs) -> None:
             ["tool", "version", "in ~/.platform/bin", "release file (SHA-256 pinned)"],
             [
                 [
-                    t["tool"],
-                    t["version"],
+                    str(t["tool"]),
+                    str(t["version"]),
                     "yes" if t["installed"] else "no",
-                    f"{t['file']}" if t["sha256"] else f"none for {system}/{arch}",
+                    str(t["file"]) if t["sha256"] else f"none for {system}/{arch}",
                 ]
                 for t in tool_rows
             ],

@@ -28,8 +28,8 @@ from bootstrap.engines.k3d import cluster_name, find_k3d
 from bootstrap.images import DOCKER_HUB, PinnedImage
 from bootstrap.stages.base import CheckResult, StageContext
 from bootstrap.stages.tools import image_step, tofu_missing
-from bootstrap.tools import K3D, TOFU, tools_dir
 from bootstrap.state import PlatformState
+from bootstrap.tools import K3D, TOFU, tools_dir
 from stacks.errors import PermanentError, PlatformError
 
 if TYPE_CHECKING:

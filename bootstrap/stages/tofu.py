@@ -95,7 +95,8 @@ def find_binary(configured: str, environ: Mapping[str, str]) -> str:
 
 def find_or_install(configured: str, environ: Mapping[str, str]) -> str:
     """`find_binary`, else the pinned OpenTofu release into ~/.platform/bin when online."""
-    from bootstrap.tools import TOFU_VERSION, install_tofu
+    from bootstrap.pins import TOFU_VERSION
+    from bootstrap.tools import install_tofu
 
     try:
         return find_binary(configured, environ)

@@ -142,7 +142,9 @@ class ToolsStage:
             ctx.checkpoint()
             ctx.progress.step(self.name, f"downloading {step.tool.describe()}")
             path = install(step.tool, _Throttled(ctx, self.name, step.tool.describe()))
-            ctx.progress.note(self.name, f"installed {step.tool.describe()} at {path} (SHA-256 verified)")
+            ctx.progress.note(
+                self.name, f"installed {step.tool.describe()} at {path} (SHA-256 verified)"
+            )
             done.append(f"downloaded {step.tool.describe()}")
         ctx.checkpoint()
         image = image_step(ctx.settings)

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bootstrap.tools import K3D, TOFU, TEST_OVERRIDE, host_platform
+from bootstrap.tools import K3D, TEST_OVERRIDE, TOFU, host_platform
 from tests.support.binaries import require_binary
 
 
@@ -75,7 +75,7 @@ def serve_releases(files: dict[str, Path]) -> Iterator[ReleaseServer]:
     by_name = {path.name: path for path in files.values()}
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             name = self.path.lstrip("/")
             server_state.requests.append(name)
             path = by_name.get(name)
@@ -99,7 +99,7 @@ def serve_releases(files: dict[str, Path]) -> Iterator[ReleaseServer]:
             if server_state.truncate:
                 self.close_connection = True
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             return
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -105,7 +105,8 @@ def test_unknown_stage_is_refused_with_the_list(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["up", "--only", "nope", "--engine", "existing"])
     assert result.exit_code == 2
     assert (
-        "There is no stage named 'nope'" in result.output and "preflight, tools, cluster" in result.output
+        "There is no stage named 'nope'" in result.output
+        and "preflight, tools, cluster" in result.output
     )
 
 
