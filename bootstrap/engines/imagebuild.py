@@ -45,6 +45,7 @@ BUILD_LABEL = "io.platform.build=component-image"
 DEPS_STAGE = "deps"
 VERSION_LABEL = "io.platform.version"
 SOURCE_LABEL = "io.platform.source"
+BASE_LABEL = "io.platform.base"  # for people: what it was built on
 # What goes into the image from the code (the rest of the package data is not code).
 HASHED_SUFFIXES = (".py", ".yaml", ".yml", ".json", ".tmpl")
 
@@ -98,9 +99,11 @@ def find_source() -> Path:
     )
 
 
-def source_hash(base: str) -> str:
-    """A hash of the code the image would hold (the running packages) and its base."""
-    digest = hashlib.sha256(f"base={base}\n".encode())
+def source_hash() -> str:
+    """A hash of the code the image would hold: the running packages' files. The base is
+    not part of it: an image built with `platform image build --base X` is this version's
+    image, and `platform up` (perhaps offline) must not rebuild it on another base."""
+    digest = hashlib.sha256()
     for package in ("bootstrap", "stacks"):
         root = default_source() / package
         for path in sorted(root.rglob("*")):
@@ -118,19 +121,18 @@ def source_hash(base: str) -> str:
 
 
 def build_labels(base: str) -> dict[str, str]:
-    return {VERSION_LABEL: __version__, SOURCE_LABEL: source_hash(base)}
+    return {VERSION_LABEL: __version__, SOURCE_LABEL: source_hash(), BASE_LABEL: base}
 
 
-def build_needed(tag: str, base: str) -> str:
+def build_needed(tag: str) -> str:
     """Why `tag` must be built ("" when the local image is this version's build)."""
     labels = dockerhost.image_labels(tag)
     if labels is None:
         return f"{tag} is not in Docker"
-    wanted = build_labels(base)
-    if labels.get(VERSION_LABEL) != wanted[VERSION_LABEL]:
+    if labels.get(VERSION_LABEL) != __version__:
         return f"{tag} in Docker is version {labels.get(VERSION_LABEL) or 'unknown'}"
-    if labels.get(SOURCE_LABEL) != wanted[SOURCE_LABEL]:
-        return f"{tag} in Docker was built from other code or another base"
+    if labels.get(SOURCE_LABEL) != source_hash():
+        return f"{tag} in Docker was built from other code"
     return ""
 
 

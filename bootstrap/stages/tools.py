@@ -73,7 +73,7 @@ def image_step(settings: Settings) -> Step | None:
     from bootstrap.engines.imagebuild import build_needed
 
     try:
-        reason = build_needed(COMPONENT_IMAGE, base_image(settings))
+        reason = build_needed(COMPONENT_IMAGE)
     except PlatformError as error:
         reason = str(error)
     if not reason:

@@ -114,3 +114,18 @@ def test_up_downloads_tofu_and_builds_the_image_once(
     assert set(outcomes.values()) == {"verified"}, outcomes
     assert releases.requests == ["tofu_1.6.2_linux_amd64.zip"]  # not downloaded again
     assert image_id(COMPONENT_IMAGE) == built  # not built again
+
+
+def test_a_base_that_cannot_be_pulled_is_one_sentence_naming_base_and_the_bundle(
+    docker_engine: DockerEngine,
+) -> None:
+    base = "registry.invalid/platform/no-such-base:1"
+    result = run_platform("image", "build", "--base", base, "--tag", "platform-test-nobase:1")
+    assert result.returncode == 1
+    text = " ".join(result.stderr.split())
+    assert (
+        f"The component image is built on {base}, which is not in Docker and could not be pulled"
+        in text
+    ), text
+    assert "with `--base IMAGE`" in text and "`platform up --images FILE`" in text
+    assert "Traceback" not in text and image_id("platform-test-nobase:1") is None
