@@ -91,7 +91,7 @@ def test_the_readme_two_commands_in_a_fresh_clone_and_virtualenv(
 
     assert up.returncode == 1, output
     # It fetched what this machine lacked ...
-    assert "[preflight] will download k3d v5.9.0" in output, output
+    assert "will download k3d v5.9.0 into" in output, output
     assert "[tools] done" in output, output
     for tool in ("k3d", "tofu"):
         path = home / "bin" / tool
