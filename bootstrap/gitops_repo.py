@@ -13,7 +13,10 @@ Application and no platform/ directory for it.
 Every file is checked before anything is pushed: no `${` left, every YAML document
 parses, every Application names a path that exists in the rendered tree. A failure names
 the template file and line ("gitops-template/apps/demo/x.yaml:12 uses ${FOO}, which has
-no value"). No network, no cluster: called by the `seed` stage and the unit tests.
+no value"). Rendering is pure (no network, no cluster); the URL helpers are not quite:
+`laptop_base_url`/`laptop_repo_url`, given a `kube`, may open a port-forward to the git
+server through the Kubernetes API (bootstrap/forwards.py). Called by the `seed` and
+`gitserver` stages, `platform git ...` and the unit tests.
 """
 
 from __future__ import annotations

@@ -5,6 +5,12 @@ Keys are (kind, namespace, name) tuples:
     ("Issuer", ns, name) / ("ClusterIssuer", "", name)   verify the CA, write Ready
     ("Ingress", ns, name)       ingress-shim: a Certificate per spec.tls[] entry
 
+A Certificate is reconciled in the controller shape of stacks/kube/controller.py (the
+example docs/controllers.md points at): `load` reads it into a `_CertAttempt`, the named
+steps `spec`, `issuer`, `issue` and `judge` fill that in or raise (WaitingError: come
+back later; PermanentError: a person must act), and `finish` writes status once, with
+the Ready reason the failing step set, whatever happened.
+
 Decisions are pure (`stacks.certs.policy`, `stacks.certs.pki`); this module does the
 reads and writes through `stacks.kube.client.KubeClient`. Created by
 `stacks.certs.program`. Private keys only travel into Secrets, never into logs,
@@ -16,15 +22,26 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from stacks.certs import pki
 from stacks.certs import policy as p
 from stacks.errors import PermanentError, PlatformError, WaitingError
 from stacks.kube.client import KubeClient, WatchEvent
-from stacks.kube.controller import Controller, Key, Watch
+from stacks.kube.controller import (
+    ErrorKind,
+    ObjectReconciler,
+    QueueKey,
+    Result,
+    Runtime,
+    Step,
+    Watch,
+    error_kind,
+    kind_key,
+    split_key,
+)
 from stacks.kube.events import EventRecorder
 
 log = logging.getLogger(__name__)
@@ -37,6 +54,159 @@ class Options:
     cluster_resource_namespace: str = "platform-certs"
     workers: int = 4
     watch_namespace: str | None = None
+
+
+@dataclass
+class _CertAttempt:
+    """The subject of one Certificate reconcile: what its steps learn, for `finish`."""
+
+    cert: dict[str, Any]
+    now: dt.datetime
+    spec: p.CertificateSpec | None = None
+    issuer: dict[str, Any] | None = None
+    secret: dict[str, Any] | None = None
+    judgement: p.Judgement | None = None
+    revision: int = 0
+    # The Ready reason if the current step fails (cert-manager's names).
+    failing_reason: str = "Invalid"
+    status: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def old(self) -> dict[str, Any]:
+        return dict(self.cert.get("status") or {})
+
+    @property
+    def label(self) -> str:
+        meta = self.cert["metadata"]
+        return f"'{meta.get('namespace')}/{meta['name']}'"
+
+
+class CertificateReconciler(ObjectReconciler[_CertAttempt]):
+    """Certificates: spec -> issuer -> issue (when due) -> judge; status in `finish`."""
+
+    def __init__(self, controller: CertsController) -> None:
+        self.c = controller
+
+    def load(self, key: QueueKey) -> _CertAttempt | None:
+        _, namespace, name = split_key(key)
+        cert = self.c.client.get(p.API_VERSION, "Certificate", str(name), str(namespace))
+        return _CertAttempt(cert, self.c.clock()) if cert is not None else None
+
+    def steps(self, subject: _CertAttempt) -> Sequence[Step[_CertAttempt]]:
+        return [
+            ("spec", self._spec),
+            ("issuer", self._issuer),
+            ("issue", self._issue_if_due),
+            ("judge", self._judge),
+        ]
+
+    def _spec(self, a: _CertAttempt) -> None:
+        a.spec = p.certificate_spec(a.cert)
+
+    def _issuer(self, a: _CertAttempt) -> None:
+        assert a.spec is not None
+        a.failing_reason = "IssuerNotFound"
+        ref = a.spec.issuer
+        namespace = str(a.cert["metadata"]["namespace"])
+        a.issuer = self.c.client.get(
+            p.API_VERSION, ref.kind, ref.name, namespace if ref.kind == "Issuer" else None
+        )
+        if a.issuer is None:
+            raise WaitingError(f"{ref.kind} {ref.name!r} does not exist", retry_after=10)
+
+    def _issue_if_due(self, a: _CertAttempt) -> None:
+        assert a.spec is not None and a.issuer is not None
+        namespace, name = str(a.cert["metadata"]["namespace"]), str(a.cert["metadata"]["name"])
+        a.secret = self.c.client.get("v1", "Secret", a.spec.secret_name, namespace)
+        a.judgement = p.judge(a.secret, a.spec, a.now)
+        if a.judgement.ok:
+            a.revision = int(a.old.get("revision") or 0) or 1
+            return
+        if a.secret is not None and a.secret.get("type") not in (None, "kubernetes.io/tls"):
+            a.failing_reason = "SecretMismatch"
+            raise PermanentError(
+                f"Secret {a.spec.secret_name!r} exists with type {a.secret.get('type')}, not kubernetes.io/tls",
+                hint="delete that Secret or pick another secretName",
+            )
+        log.info("issuing Certificate '%s/%s': %s", namespace, name, a.judgement.reason)
+        a.failing_reason = "Issuing"  # a WaitingError (CA not there yet); Failed if permanent
+        self.c.issue(a.cert, a.spec, a.issuer, a.now)
+        a.revision = int(a.old.get("revision") or 0) + 1
+        self.c.issued += 1
+        a.secret = self.c.client.get("v1", "Secret", a.spec.secret_name, namespace)
+        a.judgement = p.judge(a.secret, a.spec, a.now)
+        self.c.event(
+            a.cert,
+            "Issuing",
+            f"The certificate has been successfully issued (revision {a.revision}, {a.judgement.reason if not a.judgement.ok else 'Ready'})",
+        )
+
+    def _judge(self, a: _CertAttempt) -> float:
+        judgement = a.judgement
+        assert judgement is not None
+        if judgement.info is None or judgement.renewal is None:
+            a.failing_reason = judgement.reason
+            raise WaitingError(f"Certificate {a.label}: {judgement.message}", retry_after=5)
+        if not judgement.ok:
+            raise WaitingError(judgement.message, retry_after=5)  # status says Ready False
+        return max(1.0, (judgement.renewal - self.c.clock()).total_seconds())
+
+    def finish(self, a: _CertAttempt, result: Result) -> Result:
+        """Write status once: the judged certificate, or Ready False with the failing
+        step's reason (and the earlier dates kept)."""
+        old = a.old
+        previous = old.get("conditions") or []
+        generation = int(a.cert["metadata"].get("generation") or 0)
+        judgement, error = a.judgement, result.error
+        if error is not None and error_kind(error) is ErrorKind.TRANSIENT:
+            return result  # an API hiccup says nothing about the certificate: retry quietly
+        judged = (
+            judgement is not None and judgement.info is not None and judgement.renewal is not None
+        )
+        if judged and (error is None or result.step == "judge"):
+            assert (
+                judgement is not None
+                and judgement.info is not None
+                and judgement.renewal is not None
+            )
+            status: dict[str, Any] = {
+                "conditions": [
+                    p.condition(
+                        "Ready",
+                        judgement.ok,
+                        judgement.reason,
+                        judgement.message,
+                        a.now,
+                        previous,
+                        generation,
+                    )
+                ],
+                "notBefore": p.format_time(judgement.info.not_before),
+                "notAfter": p.format_time(judgement.info.not_after),
+                "renewalTime": p.format_time(judgement.renewal),
+                "revision": a.revision,
+            }
+        elif error is not None:
+            reason = a.failing_reason
+            if reason == "Issuing" and isinstance(error, PermanentError):
+                reason = "Failed"
+                self.c.event(a.cert, "Failed", str(error), warning=True)
+            message = str(error)
+            if judgement is not None and reason == judgement.reason:
+                message = judgement.message
+            status = {
+                k: v
+                for k, v in old.items()
+                if k in ("revision", "notBefore", "notAfter", "renewalTime")
+            }
+            status["conditions"] = [
+                p.condition("Ready", False, reason, message, a.now, previous, generation)
+            ]
+        else:
+            return result
+        a.status = status
+        self.c.write_status(a.cert, status)
+        return result
 
 
 class CertsController:
@@ -52,17 +222,18 @@ class CertsController:
         self.events = events
         self.clock = clock
         self.issued = 0
+        self.certificates = CertificateReconciler(self)
         ns = options.watch_namespace
-        self.runtime = Controller(
+        self.runtime = Runtime(
             name="certs",
             client=client,
             reconcile=self.reconcile,
             workers=options.workers,
             watches=[
-                Watch(p.API_VERSION, "Certificate", self._keys("Certificate"), namespace=ns),
+                Watch(p.API_VERSION, "Certificate", kind_key("Certificate"), namespace=ns),
                 Watch(p.API_VERSION, "Issuer", self._issuer_keys("Issuer"), namespace=ns),
                 Watch(p.API_VERSION, "ClusterIssuer", self._issuer_keys("ClusterIssuer")),
-                Watch(INGRESS_API, "Ingress", self._keys("Ingress"), namespace=ns),
+                Watch(INGRESS_API, "Ingress", kind_key("Ingress"), namespace=ns),
                 Watch(
                     "v1",
                     "Secret",
@@ -85,19 +256,11 @@ class CertsController:
 
     # ---- event -> keys -----------------------------------------------------------------
 
-    @staticmethod
-    def _keys(kind: str) -> Callable[[WatchEvent], list[Key]]:
-        def to_keys(event: WatchEvent) -> list[Key]:
-            meta = event.object.get("metadata") or {}
-            return [(kind, str(meta.get("namespace") or ""), str(meta.get("name", "")))]
-
-        return to_keys
-
-    def _issuer_keys(self, kind: str) -> Callable[[WatchEvent], list[Key]]:
-        def to_keys(event: WatchEvent) -> list[Key]:
+    def _issuer_keys(self, kind: str) -> Callable[[WatchEvent], list[QueueKey]]:
+        def to_keys(event: WatchEvent) -> list[QueueKey]:
             meta = event.object.get("metadata") or {}
             name, namespace = str(meta.get("name", "")), str(meta.get("namespace") or "")
-            keys: list[Key] = [(kind, namespace, name)]
+            keys: list[QueueKey] = [(kind, namespace, name)]
             informer = self.runtime.informers.get("Certificate")
             for cert in informer.items() if informer else []:
                 ref = (cert.get("spec") or {}).get("issuerRef") or {}
@@ -112,11 +275,11 @@ class CertsController:
 
         return to_keys
 
-    def _ca_secret_keys(self, event: WatchEvent) -> list[Key]:
+    def _ca_secret_keys(self, event: WatchEvent) -> list[QueueKey]:
         """The ClusterIssuers (and Issuers of that namespace) whose CA is this Secret."""
         meta = event.object.get("metadata") or {}
         name, namespace = meta.get("name"), str(meta.get("namespace") or "")
-        keys: list[Key] = []
+        keys: list[QueueKey] = []
         for kind in ("ClusterIssuer", "Issuer"):
             informer = self.runtime.informers.get(kind)
             for issuer in informer.items() if informer else []:
@@ -128,25 +291,25 @@ class CertsController:
         return keys
 
     @staticmethod
-    def _secret_keys(event: WatchEvent) -> list[Key]:
+    def _secret_keys(event: WatchEvent) -> list[QueueKey]:
         meta = event.object.get("metadata") or {}
         owner = (meta.get("annotations") or {}).get(p.CERT_NAME)
         return [("Certificate", str(meta.get("namespace") or ""), str(owner))] if owner else []
 
     # ---- dispatch ----------------------------------------------------------------------
 
-    def reconcile(self, key: Key) -> float | None:
+    def reconcile(self, key: QueueKey) -> Result | float | None:
         assert isinstance(key, tuple)
         kind, namespace, name = (str(part) for part in key)
         if kind == "Certificate":
-            return self.reconcile_certificate(namespace, name)
+            return self.certificates.reconcile(key)
         if kind in ("Issuer", "ClusterIssuer"):
             return self.reconcile_issuer(kind, namespace, name)
         if kind == "Ingress":
             return self.reconcile_ingress(namespace, name)
         return None
 
-    def _event(self, obj: dict[str, Any], reason: str, message: str, warning: bool = False) -> None:
+    def event(self, obj: dict[str, Any], reason: str, message: str, warning: bool = False) -> None:
         if self.events is not None:
             self.events.record(obj, reason, message, warning)
 
@@ -239,103 +402,11 @@ class CertsController:
             "status": status,
         }
 
-    def _write_status(self, cert: dict[str, Any], status: dict[str, Any]) -> None:
+    def write_status(self, cert: dict[str, Any], status: dict[str, Any]) -> None:
         if not p.status_equal(cert.get("status") or {}, status):
             self.client.apply_status(self._status_patch(cert, status), p.FIELD_MANAGER)
 
-    def reconcile_certificate(self, namespace: str, name: str) -> float | None:
-        cert = self.client.get(p.API_VERSION, "Certificate", name, namespace)
-        if cert is None:
-            return None
-        now = self.clock()
-        old = cert.get("status") or {}
-        previous = old.get("conditions") or []
-        generation = int(cert["metadata"].get("generation") or 0)
-        base = {
-            k: v
-            for k, v in old.items()
-            if k in ("revision", "notBefore", "notAfter", "renewalTime")
-        }
-
-        def fail(reason: str, message: str) -> None:
-            status = dict(base)
-            status["conditions"] = [
-                p.condition("Ready", False, reason, message, now, previous, generation)
-            ]
-            self._write_status(cert, status)
-
-        try:
-            spec = p.certificate_spec(cert)
-        except PermanentError as error:
-            fail("Invalid", str(error))
-            raise
-        issuer = self.client.get(
-            p.API_VERSION,
-            spec.issuer.kind,
-            spec.issuer.name,
-            namespace if spec.issuer.kind == "Issuer" else None,
-        )
-        if issuer is None:
-            message = f"{spec.issuer.kind} {spec.issuer.name!r} does not exist"
-            fail("IssuerNotFound", message)
-            raise WaitingError(message, retry_after=10)
-        secret = self.client.get("v1", "Secret", spec.secret_name, namespace)
-        judgement = p.judge(secret, spec, now)
-        if not judgement.ok:
-            if secret is not None and secret.get("type") not in (None, "kubernetes.io/tls"):
-                message = f"Secret {spec.secret_name!r} exists with type {secret.get('type')}, not kubernetes.io/tls"
-                fail("SecretMismatch", message)
-                raise PermanentError(message, hint="delete that Secret or pick another secretName")
-            log.info("issuing Certificate '%s/%s': %s", namespace, name, judgement.reason)
-            try:
-                self._issue(cert, spec, issuer, now)
-            except WaitingError as error:
-                fail("Issuing", str(error))
-                raise
-            except PermanentError as error:
-                fail("Failed", str(error))
-                self._event(cert, "Failed", str(error), warning=True)
-                raise
-            revision = int(old.get("revision") or 0) + 1
-            self.issued += 1
-            secret = self.client.get("v1", "Secret", spec.secret_name, namespace)
-            judgement = p.judge(secret, spec, now)
-            self._event(
-                cert,
-                "Issuing",
-                f"The certificate has been successfully issued (revision {revision}, {judgement.reason if not judgement.ok else 'Ready'})",
-            )
-        else:
-            revision = int(old.get("revision") or 0) or 1
-        info = judgement.info
-        if info is None or judgement.renewal is None:
-            fail(judgement.reason, judgement.message)
-            raise WaitingError(
-                f"Certificate '{namespace}/{name}': {judgement.message}", retry_after=5
-            )
-        status: dict[str, Any] = {
-            "conditions": [
-                p.condition(
-                    "Ready",
-                    judgement.ok,
-                    judgement.reason,
-                    judgement.message,
-                    now,
-                    previous,
-                    generation,
-                )
-            ],
-            "notBefore": p.format_time(info.not_before),
-            "notAfter": p.format_time(info.not_after),
-            "renewalTime": p.format_time(judgement.renewal),
-            "revision": revision,
-        }
-        self._write_status(cert, status)
-        if not judgement.ok:
-            raise WaitingError(judgement.message, retry_after=5)
-        return max(1.0, (judgement.renewal - self.clock()).total_seconds())
-
-    def _issue(
+    def issue(
         self,
         cert: dict[str, Any],
         spec: p.CertificateSpec,
@@ -396,7 +467,7 @@ class CertsController:
                 ref.get("uid") == owner["uid"]
                 for ref in existing["metadata"].get("ownerReferences") or []
             ):
-                self._event(
+                self.event(
                     ingress,
                     "BadConfig",
                     f"Certificate {secret_name!r} exists and is not owned by this Ingress",

@@ -2,9 +2,11 @@
 
     platform run certs [--kubeconfig PATH] [--context NAME]
                        [--cluster-resource-namespace NS] [--watch-namespace NS] [--workers N]
+                       [--listen HOST:PORT] [--leader-elect [--lease-namespace NS]]
 
-Every flag also reads an environment variable (PLATFORM_CERTS_<FLAG>). SIGTERM and SIGINT
-stop it gracefully (exit code 0). Called by `bootstrap.cli.run` and the container
+Every flag also reads an environment variable (PLATFORM_CERTS_<FLAG>). The shared program
+shell (stacks/program.py) serves /healthz, /readyz (every informer listed) and /metrics.
+SIGTERM and SIGINT stop it gracefully (exit code 0). Called by `bootstrap.cli.run` and the container
 entrypoint.
 """
 
@@ -12,10 +14,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterator
 
 from stacks.certs.controller import CertsController, Options
 from stacks.kube.events import EventRecorder
-from stacks.program import ProgramOptions, configure_logging, connect, stop_on_signals
+from stacks.program import (
+    ProgramOptions,
+    Sample,
+    configure_logging,
+    connect,
+    leader_for,
+    serve_endpoints,
+    stop_on_signals,
+)
 
 log = logging.getLogger("stacks.certs")
 
@@ -31,7 +42,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     options.add("--watch-namespace", help="only this namespace (default: all)")
     options.add("--workers", type=int, default=4, help="parallel reconciles")
+    options.add_endpoints()
+    options.add_leader_election("platform-certs")
     return options.parse(argv)
+
+
+def samples(controller: CertsController) -> Iterator[Sample]:
+    """What /metrics shows, read when scraped."""
+    runtime = controller.runtime
+    yield Sample("platform_certs_issued", "certificates issued", controller.issued, True)
+    yield Sample("platform_certs_reconciles", "reconciles of any key", runtime.reconciles, True)
+    yield Sample("platform_certs_reconcile_errors", "failed reconciles", runtime.errors, True)
+    yield Sample("platform_certs_queue_depth", "keys waiting in the queue", runtime.queue.depth())
 
 
 def main(argv: list[str]) -> int:
@@ -50,7 +72,15 @@ def main(argv: list[str]) -> int:
         ),
         EventRecorder(client, "platform-certs"),
     )
+    endpoints = serve_endpoints(
+        args, "certs", controller.runtime.synced, lambda: samples(controller)
+    )
+    if endpoints is None:
+        return 2
     log.info("certs controller started (API %s)", client.description)
-    controller.runtime.run(stop)
+    try:
+        controller.runtime.run(stop, leader_for(args, client, "certs"))
+    finally:
+        endpoints.stop()
     log.info("certs controller stopped")
     return 0

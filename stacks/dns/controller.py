@@ -1,9 +1,12 @@
 """The DNS stub controller: sources -> the two owned keys of `kube-system/coredns-custom`.
 
 Every change of an Ingress, Service, DNSRecord or of `coredns-custom` queues the one key
-"sync" (the work queue collapses bursts). A sync lists every source fresh from the API;
-if ANY listing fails it raises and writes nothing, so the hosts file keeps its last good
-content (external-dns#1238). Otherwise it merges its entries into `platform.hosts`
+"sync" (the work queue collapses bursts). A sync reads every source from the runtime's
+informer caches (stacks/kube/controller.py), which list and watch them, so a sync costs
+no LIST; if ANY source is not listed, or its list/watch is failing or forbidden now, it
+raises and writes nothing, so the hosts file keeps its last good content
+(external-dns#1238), and the runtime retries with its backoff (and at once when the
+API server comes back). Otherwise it merges its entries into `platform.hosts`
 (foreign lines kept verbatim, see `stacks.dns.hosts`) and writes the two keys with a
 merge patch carrying the resourceVersion it read (a concurrent writer causes a conflict
 and a retry, never a lost update). Other keys of the ConfigMap are never sent.
@@ -21,8 +24,9 @@ from typing import Any
 from stacks.dns import hosts, sources
 from stacks.dns.release import CREATED_BY
 from stacks.errors import PlatformError, TransientError
+from stacks.kube.cache import KindCache
 from stacks.kube.client import KubeClient, WatchEvent
-from stacks.kube.controller import Controller, Key, Watch
+from stacks.kube.controller import QueueKey, Runtime, Watch
 from stacks.kube.errors import Conflict
 from stacks.kube.events import EventRecorder
 
@@ -30,7 +34,8 @@ log = logging.getLogger(__name__)
 
 CONFIGMAP_NAMESPACE = "kube-system"
 CONFIGMAP_NAME = "coredns-custom"
-SYNC: Key = "sync"
+SYNC: QueueKey = "sync"
+INGRESS_API = "networking.k8s.io/v1"
 
 
 @dataclass(frozen=True)
@@ -62,45 +67,66 @@ class DnsController:
         self.writes = 0
         self.last_error = ""
 
-        def to_sync(event: WatchEvent) -> list[Key]:
+        def to_sync(event: WatchEvent) -> list[QueueKey]:
             return [SYNC]
 
-        def cm_to_sync(event: WatchEvent) -> list[Key]:
+        def cm_to_sync(event: WatchEvent) -> list[QueueKey]:
             name = (event.object.get("metadata") or {}).get("name")
             return [SYNC] if name == options.configmap_name else []
 
-        self.runtime = Controller(
+        self.runtime = Runtime(
             name="dns",
             client=client,
             reconcile=self.reconcile,
             workers=1,
             watches=[
-                Watch("networking.k8s.io/v1", "Ingress", to_sync),
+                Watch(INGRESS_API, "Ingress", to_sync),
                 Watch("v1", "Service", to_sync),
                 Watch(sources.DNS_API_VERSION, "DNSRecord", to_sync),
                 Watch("v1", "ConfigMap", cm_to_sync, namespace=options.configmap_namespace),
             ],
         )
 
-    def reconcile(self, key: Key) -> float | None:
+    def reconcile(self, key: QueueKey) -> float | None:
+        starting = [
+            i
+            for i in self.runtime.informers.values()
+            if not i.listed.is_set() and not (i.denied or i.failing)
+        ]
+        if starting:
+            return 1.0  # a cache has not answered yet: look again soon, without a warning
         self.sync()
         return None
 
+    def _source(self, kind: str) -> KindCache:
+        """A source's cache; TransientError unless it holds the whole, current picture."""
+        informer = self.runtime.informers.get(kind)
+        if informer is None or not informer.listed.is_set():
+            why = (informer.denied or informer.failing) if informer is not None else ""
+            raise TransientError(f"{kind} not listed yet" + (f": {why}" if why else ""))
+        if informer.denied or informer.failing:
+            raise TransientError(f"{kind}: {informer.denied or informer.failing}")
+        return informer
+
     def list_endpoints(self) -> list[sources.Endpoint]:
-        """Every endpoint from every source; raises if any listing fails (no partial set)."""
+        """Every endpoint from every source's cache; raises if any source is not listed
+        or cannot be watched now (no partial set)."""
         default = self.options.default_target
         endpoints: list[sources.Endpoint] = []
         try:
-            for obj in self.client.list_objects("networking.k8s.io/v1", "Ingress"):
-                endpoints.extend(sources.ingress_endpoints(obj, default))
-            for obj in self.client.list_objects("v1", "Service"):
-                endpoints.extend(sources.service_endpoints(obj, default))
-            for obj in self.client.list_objects(sources.DNS_API_VERSION, "DNSRecord"):
-                endpoints.extend(sources.record_endpoints(obj))
+            ingresses, services, records = (
+                self._source(kind) for kind in ("Ingress", "Service", "DNSRecord")
+            )
         except PlatformError as error:
             self.last_error = str(error)
             log.warning("failed to list DNS sources, keeping the hosts file as it is: %s", error)
             raise TransientError(f"failed to list DNS sources: {error}") from error
+        for obj in ingresses.items():
+            endpoints.extend(sources.ingress_endpoints(obj, default))
+        for obj in services.items():
+            endpoints.extend(sources.service_endpoints(obj, default))
+        for obj in records.items():
+            endpoints.extend(sources.record_endpoints(obj))
         return endpoints
 
     def sync(self) -> SyncResult:

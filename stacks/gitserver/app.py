@@ -2,7 +2,8 @@
 
 `server.py` serves `AccessLog(GitServerApp(...))` with waitress. Routes:
 
-    GET  /healthz                                     no auth; 200 when the data dir is there
+    GET  /healthz, /readyz                            no auth; 200 when the data dir is there
+    GET  /metrics                                     no auth; Prometheus text (counts only)
     GET  /api/repos                                   any user; {"repos": [names]}
     POST /api/repos {"name": "gitops"}                write users; 201 created, 200 existed
     GET  /<repo>[.git]/info/refs?service=git-upload-pack    clone/fetch (any user)
@@ -68,16 +69,28 @@ class GitServerApp:
         gate: Gatekeeper,
         backend: HttpBackend,
         auto_create: bool = True,
+        metrics: Callable[[], bytes] | None = None,
     ) -> None:
         self.store = store
         self.gate = gate
         self.backend = backend
         self.auto_create = auto_create
+        self.metrics = metrics
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = str(environ.get("PATH_INFO") or "/")
         method = str(environ.get("REQUEST_METHOD", "GET"))
-        if path == "/healthz":
+        if path == "/metrics" and self.metrics is not None:
+            body = self.metrics()
+            start_response(
+                "200 OK",
+                [
+                    ("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                ],
+            )
+            return [body]
+        if path in ("/healthz", "/readyz"):
             if self.store.root.is_dir():
                 return _text(start_response, "200 OK", "ok\n")
             return _text(start_response, "503 Service Unavailable", "data directory missing\n")
@@ -224,6 +237,7 @@ class AccessLog:
         self.app = app
         self._lock = threading.Lock()
         self._in_flight = 0
+        self.requests = 0
 
     @property
     def in_flight(self) -> int:
@@ -252,6 +266,7 @@ class AccessLog:
     def _finish(self, environ: Mapping[str, Any], status: str, sent: int, started: float) -> None:
         with self._lock:
             self._in_flight -= 1
+            self.requests += 1
         query = urllib.parse.parse_qs(str(environ.get("QUERY_STRING", "")))
         service = query.get("service", [""])[0]
         # Every field a client chooses is escaped: a decoded %0d%0a in the path would

@@ -2,7 +2,8 @@
 
 The `platform run` dispatcher (bootstrap/cli/run.py) calls `main(argv)`; the container
 runs the same command from the manifests in `manifests/`. This module only reads flags
-(each has a PLATFORM_GIT_* environment variable), sets up logging and wires the parts:
+(through the shared program shell, stacks/program.py: each has a PLATFORM_GIT_*
+environment variable), sets up logging and wires the parts:
 credentials (auth.py), repositories (repos.py), `git http-backend` (backend.py),
 webhooks (webhooks.py), the WSGI app (app.py) and waitress (server.py).
 
@@ -14,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from stacks.errors import PermanentError, PlatformError
@@ -30,129 +31,105 @@ from stacks.gitserver.logsafe import EscapingFilter
 from stacks.gitserver.repos import RepoStore, git_environment
 from stacks.gitserver.throttle import Gatekeeper, LoginThrottle
 from stacks.gitserver.webhooks import WebhookDispatcher, redact_url
-from stacks.program import configure_logging
+from stacks.program import ProgramOptions, Sample, configure_logging, metrics_text, registry_for
 
 log = logging.getLogger("platform.gitserver")
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(f"PLATFORM_GIT_{name}", default)
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="platform run gitserver",
-        description="Git smart-HTTP server with basic auth and signed push webhooks.",
+    # The variables keep their PLATFORM_GIT_* names: manifests and the bootstrap set them.
+    options = ProgramOptions(
+        "gitserver",
+        "Git smart-HTTP server with basic auth and signed push webhooks.",
+        kube=False,
+        env_prefix="PLATFORM_GIT_",
+        log_level=False,
     )
-    parser.add_argument(
+    options.add(
         "--data-dir",
         type=Path,
-        default=Path(_env("DATA_DIR", "/var/lib/platform-git") or "."),
-        help="directory of the bare repositories [PLATFORM_GIT_DATA_DIR]",
+        default=Path("/var/lib/platform-git"),
+        help="directory of the bare repositories",
     )
-    parser.add_argument(
+    options.add(
         "--listen",
-        default=_env("LISTEN", "0.0.0.0:8080"),
-        help="host:port to listen on; port 0 picks a free one [PLATFORM_GIT_LISTEN]",
+        default="0.0.0.0:8080",
+        help="host:port to listen on (git, /healthz, /readyz, /metrics); port 0 picks a free one",
     )
-    parser.add_argument(
+    options.add(
         "--credentials",
         type=Path,
-        default=_env("CREDENTIALS"),
-        help="YAML/JSON file: users: {NAME: {password, access: read|write}} "
-        "[PLATFORM_GIT_CREDENTIALS]",
+        help="YAML/JSON file: users: {NAME: {password, access: read|write}}",
     )
-    env_urls = [u for u in (_env("WEBHOOK_URLS", "") or "").split(",") if u.strip()]
-    parser.add_argument(
-        "--webhook-url",
-        action="append",
-        default=None,
-        help="POST push events here; repeatable [PLATFORM_GIT_WEBHOOK_URLS, comma-separated]",
-    )
-    parser.add_argument(
+    options.add_list("--webhook-url", "POST push events here", env="WEBHOOK_URLS")
+    options.add(
         "--webhook-secret-file",
         type=Path,
-        default=_env("WEBHOOK_SECRET_FILE"),
-        help="file holding the HMAC secret that signs webhooks [PLATFORM_GIT_WEBHOOK_SECRET_FILE]",
+        help="file holding the HMAC secret that signs webhooks",
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=int(_env("THREADS", "8") or 8),
-        help="worker threads, i.e. requests served at once [PLATFORM_GIT_THREADS]",
+    options.add(
+        "--threads", type=int, default=8, help="worker threads, i.e. requests served at once"
     )
-    parser.add_argument(
+    options.parser.add_argument(
         "--create-repo",
         action="append",
         default=[],
         metavar="NAME",
         help="make sure this repository exists at start; repeatable",
     )
-    parser.add_argument(
-        "--no-auto-create",
-        action="store_true",
-        default=(_env("NO_AUTO_CREATE", "") or "").lower() in ("1", "true", "yes"),
-        help="do not create a repository on a first push [PLATFORM_GIT_NO_AUTO_CREATE]",
-    )
-    parser.add_argument(
+    options.add_flag("--no-auto-create", "do not create a repository on a first push")
+    options.add_flag(
         "--allow-force-push",
-        action="store_true",
-        default=(_env("ALLOW_FORCE_PUSH", "") or "").lower() in ("1", "true", "yes"),
-        help="let pushes rewrite (force-push) a repository's default branch; by default it "
-        "accepts fast-forwards only; deleting it is always refused "
-        "[PLATFORM_GIT_ALLOW_FORCE_PUSH]",
+        "let pushes rewrite (force-push) a repository's default branch; by default it "
+        "accepts fast-forwards only; deleting it is always refused",
     )
-    parser.add_argument(
+    options.add(
         "--max-body-size",
         type=_size,
-        default=_size(_env("MAX_BODY_SIZE") or str(DEFAULT_MAX_BODY)),
+        default=DEFAULT_MAX_BODY,
         metavar="SIZE",
         help="request bodies (pushes) buffered in TMPDIR at once, all together, e.g. 1792Mi; "
         f"keep it {SCRATCH_HEADROOM // 1024**2}Mi below the space of TMPDIR (default: 2Gi "
-        "less that, the Deployment's /tmp) [PLATFORM_GIT_MAX_BODY_SIZE]",
+        "less that, the Deployment's /tmp)",
     )
-    parser.add_argument(
+    options.add(
         "--max-connections",
         type=int,
-        default=int(_env("MAX_CONNECTIONS", "200") or 200),
-        help="open connections; at the limit, idle and slow ones are closed first "
-        "[PLATFORM_GIT_MAX_CONNECTIONS]",
+        default=200,
+        help="open connections; at the limit, idle and slow ones are closed first",
     )
-    parser.add_argument(
+    options.add(
         "--idle-timeout",
         type=float,
-        default=float(_env("IDLE_TIMEOUT", "60") or 60),
-        help="seconds a connection may sit without a request [PLATFORM_GIT_IDLE_TIMEOUT]",
+        default=60.0,
+        help="seconds a connection may sit without a request",
     )
-    parser.add_argument(
+    options.add(
         "--header-timeout",
         type=float,
-        default=float(_env("HEADER_TIMEOUT", "15") or 15),
-        help="seconds a client has to send a request's headers [PLATFORM_GIT_HEADER_TIMEOUT]",
+        default=15.0,
+        help="seconds a client has to send a request's headers",
     )
-    parser.add_argument(
+    options.add(
         "--max-failed-logins",
         type=int,
-        default=int(_env("MAX_FAILED_LOGINS", "10") or 10),
+        default=10,
         help="wrong passwords one client address may send per minute before it gets 429 "
-        "for a while; 0: no limit [PLATFORM_GIT_MAX_FAILED_LOGINS]",
+        "for a while; 0: no limit",
     )
-    parser.add_argument(
+    options.add(
         "--drain-timeout",
         type=float,
         default=25.0,
         help="seconds to let requests in flight finish on SIGTERM",
     )
-    parser.add_argument(
+    options.add(
         "--log-level",
-        default=_env("LOG_LEVEL", "INFO"),
+        default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="[PLATFORM_GIT_LOG_LEVEL]",
+        help="DEBUG, INFO, WARNING, ERROR",
     )
-    args = parser.parse_args(argv)
-    if args.webhook_url is None:
-        args.webhook_url = env_urls
-    return args
+    return options.parse(argv)
 
 
 def _size(text: str) -> int:
@@ -230,7 +207,16 @@ def run(args: argparse.Namespace) -> None:
     webhooks.start()
     backend = HttpBackend(store, on_push=push_events(webhooks.publish), git=git)
     gate = Gatekeeper(credentials, LoginThrottle(burst=args.max_failed_logins, window=60.0))
-    app = AccessLog(GitServerApp(store, gate, backend, auto_create=not args.no_auto_create))
+    inner = GitServerApp(store, gate, backend, auto_create=not args.no_auto_create)
+    app = AccessLog(inner)
+
+    def samples() -> Iterator[Sample]:
+        yield Sample("platform_gitserver_requests", "requests served", app.requests, True)
+        yield Sample("platform_gitserver_requests_in_flight", "requests in flight", app.in_flight)
+        yield Sample("platform_gitserver_repositories", "repositories", len(store.names()))
+
+    registry = registry_for(samples)
+    inner.metrics = lambda: metrics_text(registry)
     log.info(
         "serving %d repositories from %s; webhooks to %s",
         len(store.names()),

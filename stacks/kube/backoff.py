@@ -14,7 +14,8 @@ Called by the controller runtime (stacks/kube/controller.py); the reconciler's o
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+import time
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -29,21 +30,29 @@ def delay(attempt: int, cap: float) -> float:
 class Backoff(Generic[K]):
     """Failure counts per key; thread-safe."""
 
-    def __init__(self, cap: float) -> None:
+    def __init__(self, cap: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.cap = cap
-        self._failures: dict[K, int] = {}
+        self._clock = clock
+        self._failures: dict[K, tuple[int, float]] = {}  # attempts, retry not before
         self._lock = threading.Lock()
 
     def failed(self, key: K, cap: float | None = None) -> float:
         """Count a failure of `key`; the seconds to wait before trying it again."""
         with self._lock:
-            attempts = self._failures.get(key, 0) + 1
-            self._failures[key] = attempts
-        return delay(attempts, self.cap if cap is None else min(cap, self.cap))
+            attempts = self._failures.get(key, (0, 0.0))[0] + 1
+            wait = delay(attempts, self.cap if cap is None else max(1.0, min(cap, self.cap)))
+            self._failures[key] = (attempts, self._clock() + wait)
+        return wait
 
     def attempts(self, key: K) -> int:
         with self._lock:
-            return self._failures.get(key, 0)
+            return self._failures.get(key, (0, 0.0))[0]
+
+    def remaining(self, key: K) -> float:
+        """Seconds until `key`'s backoff is over (0 when it has none)."""
+        with self._lock:
+            entry = self._failures.get(key)
+        return max(0.0, entry[1] - self._clock()) if entry else 0.0
 
     def forget(self, key: K) -> None:
         """`key` succeeded (or is gone): its next failure starts at 1 s again."""

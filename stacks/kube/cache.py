@@ -38,7 +38,7 @@ from stacks.kube.objects import KubeObject, ObjectRef
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str, str, str]
+RefKey = tuple[str, str, str, str]  # ObjectRef.key
 CRD_API_VERSION = "apiextensions.k8s.io/v1"
 CRD_KIND = "CustomResourceDefinition"
 # How long a persistent cache waits between tries when it cannot watch CRDs (RBAC).
@@ -97,6 +97,9 @@ class KindCache:
         self.namespace = namespace  # None: the whole cluster
         self._on_recover = on_recover
         self.failing = ""  # why the last list/watch failed ("" = connected)
+        # Why the kind may not be listed or is not served right now ("" = it is): readers
+        # that must not act on a partial picture (the dns stub) check it with `failing`.
+        self.denied = ""
         self.api_version = api_version
         self._persistent = persistent  # keep retrying a kind that is not served yet
         self.kind = kind
@@ -105,7 +108,7 @@ class KindCache:
         self._manager = keep_manager
         self._on_event = on_event
         self._stop = stop
-        self._store: dict[Key, KubeObject] = {}
+        self._store: dict[RefKey, KubeObject] = {}
         self._lock = threading.Lock()
         self.synced = threading.Event()  # listed, or known to be unlistable for now
         self.listed = threading.Event()  # listed successfully at least once
@@ -123,7 +126,7 @@ class KindCache:
             meta["managedFields"] = [f for f in fields if f.get("manager") == self._manager]
         return obj
 
-    def get(self, key: Key) -> KubeObject | None:
+    def get(self, key: RefKey) -> KubeObject | None:
         with self._lock:
             return self._store.get(key)
 
@@ -153,7 +156,7 @@ class KindCache:
             with contextlib.suppress(OSError, RuntimeError):
                 cancel()
 
-    def all_keys(self) -> list[Key]:
+    def all_keys(self) -> list[RefKey]:
         with self._lock:
             return list(self._store)
 
@@ -169,7 +172,7 @@ class KindCache:
             if _rv(obj) >= _rv(self._store.get(key)):
                 self._store[key] = obj
 
-    def forget(self, key: Key) -> None:
+    def forget(self, key: RefKey) -> None:
         with self._lock:
             self._store.pop(key, None)
 
@@ -222,6 +225,7 @@ class KindCache:
                     self._emit("MODIFIED" if key in old else "ADDED", old.get(key), obj)
         self.synced.set()
         self.listed.set()
+        self.denied = ""
         self._recovered()
         return version
 
@@ -330,6 +334,7 @@ class KindCache:
                     waiting_logged = True
                 if not self._persistent:
                     self.unusable = str(error)
+                self.denied = str(error) or type(error).__name__
                 self.synced.set()
                 version = ""
                 if self._persistent and isinstance(error, NotFound):

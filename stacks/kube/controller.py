@@ -1,16 +1,41 @@
-"""A small controller runtime: list+watch caches, a work queue, workers.
+"""The one controller shape: list+watch caches, a work queue, workers, and Flux's reconcile.
 
-Used by the in-house controllers (secrets, certs, dns) so each one is only its reconcile
-function. It is assembled from the same pieces the reconciler uses: `KindCache`
-(stacks/kube/cache.py) lists, watches and caches each watched kind, and `WorkQueue`
-(stacks/kube/queue.py) de-duplicates keys. Watched kinds map events to keys, workers call
-`reconcile(key)`, and its result (or error kind) decides the requeue:
+Every in-house controller (secrets, certs, dns; the reconciler from phase 2 of issue 17)
+is built from two pieces of this module:
 
-    return None / 0          done until the next event or the resync period
-    return N (seconds)       come back after N seconds (e.g. a renewal time)
-    raise WaitingError       come back after error.retry_after
-    raise TransientError     exponential backoff per key (1s doubling to 5 min)
-    raise PermanentError     logged; retried slowly (the object may be fixed by a person)
+`Runtime` runs the loop. It is assembled from `KindCache` (stacks/kube/cache.py: list,
+watch and cache each watched kind) and `WorkQueue` (stacks/kube/queue.py: de-duplicated
+keys). Each `Watch` maps events to queue keys; workers call `reconcile(key)`; the
+outcome decides the requeue in one place, `Runtime.requeue`:
+
+    return None / Result()            done until the next event or the resync period
+    return N / Result(after=N)        come back after N seconds (e.g. a renewal time)
+    WaitingError                      come back after error.retry_after
+    TransientError (or any bug)       per-key backoff: 1 s doubling to `max_backoff`
+                                      (stacks/kube/backoff.py), capped further by
+                                      Result.max_backoff (e.g. a refresh interval)
+    PermanentError ("stalled")        logged; retried slowly (a person may fix the object),
+                                      or never when Result.retry_stalled is False
+
+A reconcile either raises or returns a `Result` carrying its error (after writing status).
+The backoff is reset for every key, and every object queued again, when a cache lists
+again after an API outage: a dependency came back, so nobody waits out a delay that grew
+while it was away. `run(stop, leader=...)` optionally waits for a Lease first
+(stacks/kube/leader.py), so any controller can run with replicas.
+
+`ObjectReconciler` is the shape of one reconcile, after Flux's controllers:
+
+    subject = load(key)                  None: the object is gone, nothing to do
+    try:
+        for name, step in steps(subject): step(subject) -> seconds | None | STOP
+    finally:
+        finish(subject, result)          status written once, from the result's error kind
+
+The steps share one signature (they read and fill the `subject`, a controller's own
+dataclass), stop at the first error, and never write status themselves. `finish` turns
+the result into conditions with `error_kind`, the one mapping of errors to kinds.
+
+Example to copy: stacks/certs/controller.py (docs/controllers.md walks through it).
 """
 
 from __future__ import annotations
@@ -19,20 +44,145 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
 from stacks.errors import PermanentError, PlatformError, WaitingError
+from stacks.kube.backoff import Backoff
 from stacks.kube.cache import EventHandler, KindCache
 from stacks.kube.client import KubeClient, WatchEvent
 from stacks.kube.objects import KubeObject
 from stacks.kube.queue import WorkQueue
 
+if TYPE_CHECKING:
+    from stacks.kube.leader import LeaderElector
+
 log = logging.getLogger(__name__)
 
-Key = Hashable
+QueueKey = Hashable
 MAX_BACKOFF = 300.0
 PERMANENT_RETRY = 60.0
+
+
+# ---- outcomes ----------------------------------------------------------------------------
+
+
+class ErrorKind(StrEnum):
+    """What an error means for the object (Flux: stalling, waiting, generic)."""
+
+    WAITING = "Waiting"  # still converging: look again after retry_after, no backoff
+    STALLED = "Stalled"  # a person must act (the error's hint says how)
+    TRANSIENT = "Transient"  # a hiccup or a bug: retry with backoff
+
+
+def error_kind(error: BaseException) -> ErrorKind:
+    """The one mapping of the error tree (stacks/errors.py) to what a controller does."""
+    if isinstance(error, WaitingError):
+        return ErrorKind.WAITING
+    if isinstance(error, PermanentError):
+        return ErrorKind.STALLED
+    return ErrorKind.TRANSIENT
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a reconcile asks of the runtime (controller-runtime's Result plus the error).
+
+    `after`: on success, come back after so many seconds (None: at the next event).
+    `error`: the reconcile failed (status already written); the runtime requeues by kind.
+    `max_backoff`: caps this key's transient backoff (a short refresh interval).
+    `retry_stalled`: False when a stalled object cannot heal without a change to it.
+    `step`: the sub-step that failed, for the log line.
+    `stopped`: the sub-step that ended the reconcile early with `Stop`.
+    `logged`: the controller already logged this failure (it logs on change only), so
+    the runtime logs it at DEBUG.
+    """
+
+    after: float | None = None
+    error: BaseException | None = None
+    max_backoff: float | None = None
+    retry_stalled: bool = True
+    step: str = ""
+    stopped: str = ""
+    logged: bool = False
+
+    @property
+    def kind(self) -> ErrorKind | None:
+        return error_kind(self.error) if self.error is not None else None
+
+    def sooner(self, after: float | None) -> Result:
+        """This result, coming back at the earlier of its own and `after`."""
+        if after is None or after <= 0:
+            return self
+        if self.after is None or after < self.after:
+            return replace(self, after=after)
+        return self
+
+
+# ---- one reconcile -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Returned by a step to end the reconcile early without an error: nothing (more)
+    to do now, come back after `after` seconds (None: at the next event)."""
+
+    after: float | None = None
+
+
+STOP: Final = Stop()
+S = TypeVar("S")
+StepResult = float | None | Stop
+Step = tuple[str, Callable[[S], StepResult]]
+
+
+class ObjectReconciler(ABC, Generic[S]):
+    """Load, named sub-steps, status in a `finally`: every controller's reconcile.
+
+    Subclasses implement `load`, `steps` and `finish`; `reconcile(key)` is what a
+    `Runtime` calls. `finish` runs whatever happened (success, an error, a bug) and is
+    the only place that writes status; an error it raises itself (the status write
+    failed) replaces the result's, so the runtime retries with backoff.
+    """
+
+    @abstractmethod
+    def load(self, key: QueueKey) -> S | None:
+        """The subject of this reconcile (the object and what the steps fill in)."""
+
+    @abstractmethod
+    def steps(self, subject: S) -> Sequence[Step[S]]:
+        """The named sub-steps, in order."""
+
+    @abstractmethod
+    def finish(self, subject: S, result: Result) -> Result:
+        """Summarize `result` into status (written once) and events; the final result."""
+
+    def reconcile(self, key: QueueKey) -> Result:
+        subject = self.load(key)
+        if subject is None:
+            return Result()
+        result = Result()
+        name = ""
+        try:
+            for name, step in self.steps(subject):
+                after = step(subject)
+                if isinstance(after, Stop):
+                    result = replace(result.sooner(after.after), stopped=name)
+                    break
+                result = result.sooner(after)
+        except Exception as error:  # every kind, and bugs: status must still be written
+            result = Result(error=error, step=name)
+        finally:
+            # `finally`, not after the loop: a KeyboardInterrupt or a stop in a step still
+            # leaves the object's status saying what happened.
+            result = self.finish(subject, result)
+        return result
+
+
+# ---- the loop ----------------------------------------------------------------------------
 
 
 @dataclass
@@ -41,10 +191,10 @@ class Watch:
 
     api_version: str
     kind: str
-    to_keys: Callable[[WatchEvent], list[Key]]
+    to_keys: Callable[[WatchEvent], list[QueueKey]]
     namespace: str | None = None
     label_selector: str | None = None
-    # The informer's name in Controller.informers; two watches of one kind (say, managed
+    # The informer's name in Runtime.informers; two watches of one kind (say, managed
     # Secrets everywhere and CA Secrets in one namespace) need different names.
     name: str = ""
 
@@ -54,29 +204,60 @@ class Watch:
 
 
 @dataclass
-class Controller:
+class Runtime:
+    """Caches, queue and workers of one controller; `reconcile` is its only logic."""
+
     name: str
     client: KubeClient
-    reconcile: Callable[[Key], float | None]
+    reconcile: Callable[[QueueKey], Result | float | None]
     watches: list[Watch]
     workers: int = 2
     resync_seconds: float = 300.0
-    queue: WorkQueue[Key] = field(default_factory=WorkQueue)
+    max_backoff: float = MAX_BACKOFF
+    queue: WorkQueue[QueueKey] = field(default_factory=WorkQueue)
     informers: dict[str, KindCache] = field(default_factory=dict)
     reconciles: int = 0
     errors: int = 0
-    _failures: dict[Key, int] = field(default_factory=dict)
+    recoveries: int = 0
+    backoff: Backoff[QueueKey] = field(init=False)
     # Set by run() once the informers exist, so wait_synced from another thread never
     # sees an empty informer table (and reports synced) before run() got going.
     _started: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.backoff = Backoff(self.max_backoff)
 
     def informer(self, name: str) -> KindCache:
         """The cache of a watch, by its informer name (the kind unless named)."""
         return self.informers[name]
 
-    def run(self, stop: threading.Event) -> None:
+    def synced(self) -> bool:
+        """Every watched kind listed at least once (what /readyz reports)."""
+        return bool(self.informers) and all(i.listed.is_set() for i in self.informers.values())
+
+    def run(self, stop: threading.Event, leader: LeaderElector | None = None) -> None:
         """Run until `stop` is set. Blocks; returns promptly after `stop` (the watches
-        are cancelled, not waited out)."""
+        are cancelled, not waited out). With `leader`, first wait to hold its Lease, and
+        stop (setting `stop`) when it is lost, so that only one replica ever acts."""
+        if leader is not None:
+            if not leader.acquire(stop):
+                return
+            threading.Thread(
+                target=self._lead, args=(leader, stop), name=f"{self.name}-lease", daemon=True
+            ).start()
+        try:
+            self._run(stop)
+        finally:
+            if leader is not None:
+                leader.release()
+
+    @staticmethod
+    def _lead(leader: LeaderElector, stop: threading.Event) -> None:
+        leader.renew_forever(stop)
+        if leader.lost.is_set():
+            stop.set()
+
+    def _run(self, stop: threading.Event) -> None:
         for watch in self.watches:
             self.informers[watch.informer_name] = KindCache(
                 self.client,
@@ -88,6 +269,7 @@ class Controller:
                 stop,
                 persistent=True,  # a CRD installed later is picked up
                 namespace=watch.namespace,
+                on_recover=self._recovered,
             )
         self._started.set()
         threads = [
@@ -116,7 +298,7 @@ class Controller:
         for informer in self.informers.values():
             informer.join(timeout=max(0.0, deadline - time.monotonic()))
 
-    def _handler(self, to_keys: Callable[[WatchEvent], list[Key]]) -> EventHandler:
+    def _handler(self, to_keys: Callable[[WatchEvent], list[QueueKey]]) -> EventHandler:
         def handle(event_type: str, old: KubeObject | None, new: KubeObject | None) -> None:
             obj = new if new is not None else old
             if obj is not None:
@@ -125,6 +307,21 @@ class Controller:
 
         return handle
 
+    def _queue_all(self, watches: Iterable[Watch], event_type: str) -> None:
+        for watch in watches:
+            informer = self.informers.get(watch.informer_name)
+            for obj in informer.items() if informer is not None else []:
+                for key in watch.to_keys(WatchEvent(event_type, obj)):
+                    self.queue.add(key)
+
+    def _recovered(self, cache: KindCache) -> None:
+        """The API server is back after an outage: forget every key's backoff (it grew
+        while the server was away) and look at everything again now."""
+        self.recoveries += 1
+        self.backoff.reset()
+        log.info("%s: the API server is back; reconciling everything again", self.name)
+        self._queue_all(self.watches, "MODIFIED")
+
     def _seed(self, stop: threading.Event) -> None:
         """Queue every object of each kind once its first list has arrived (the cache
         reports only changes after that)."""
@@ -132,10 +329,7 @@ class Controller:
         while pending and not stop.is_set():
             for name, informer in list(pending.items()):
                 if informer.listed.wait(0.2):
-                    watch = next(w for w in self.watches if w.informer_name == name)
-                    for obj in informer.items():
-                        for key in watch.to_keys(WatchEvent("ADDED", obj)):
-                            self.queue.add(key)
+                    self._queue_all([w for w in self.watches if w.informer_name == name], "ADDED")
                     del pending[name]
 
     def wait_synced(self, timeout: float = 30.0) -> bool:
@@ -149,11 +343,7 @@ class Controller:
 
     def _resync(self, stop: threading.Event) -> None:
         while not stop.wait(self.resync_seconds * random.uniform(0.9, 1.1)):  # noqa: S311 - jitter
-            for watch in self.watches:
-                informer = self.informers[watch.informer_name]
-                for obj in informer.items():
-                    for key in watch.to_keys(WatchEvent("MODIFIED", obj)):
-                        self.queue.add(key)
+            self._queue_all(self.watches, "MODIFIED")
 
     def _work(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -167,36 +357,62 @@ class Controller:
             finally:
                 self.queue.done(key)
 
-    def _reconcile_one(self, key: Key) -> float | None:
+    def _reconcile_one(self, key: QueueKey) -> float | None:
         self.reconciles += 1
         try:
-            after = self.reconcile(key)
-        except WaitingError as error:
-            log.info("%s %s: %s", self.name, key, error)
+            outcome = self.reconcile(key)
+        except Exception as error:
+            outcome = Result(error=error)
+        if not isinstance(outcome, Result):
+            outcome = Result(after=outcome)
+        return self.requeue(key, outcome)
+
+    def requeue(self, key: QueueKey, result: Result) -> float | None:
+        """The one place where a reconcile's outcome becomes a requeue delay."""
+        error = result.error
+        where = f"{self.name} {key}" + (f" ({result.step})" if result.step else "")
+        if error is None:
+            self.backoff.forget(key)
+            return result.after
+        kind = error_kind(error)
+        if kind is ErrorKind.WAITING:
+            assert isinstance(error, WaitingError)
+            log.info("%s: %s", where, error)
             return error.retry_after
-        except PermanentError as error:
-            self.errors += 1
-            log.warning("%s %s: %s", self.name, key, error)
-            return PERMANENT_RETRY
-        except Exception as error:  # transient or a bug: back off per key
-            self.errors += 1
-            failures = self._failures.get(key, 0) + 1
-            self._failures[key] = failures
-            delay = min(MAX_BACKOFF, 2.0 ** (failures - 1))
-            log.warning(
-                "%s %s failed (retry in %.0fs): %s",
-                self.name,
-                key,
-                delay,
-                error,
-                exc_info=not isinstance(error, PlatformError),
-            )
-            return delay
-        self._failures.pop(key, None)
-        return after
+        self.errors += 1
+        level = logging.DEBUG if result.logged else logging.WARNING
+        if kind is ErrorKind.STALLED:
+            log.log(level, "%s: %s", where, error)
+            return PERMANENT_RETRY if result.retry_stalled else None
+        delay = self.backoff.failed(key, result.max_backoff)
+        log.log(
+            level,
+            "%s failed (retry in %.0fs): %s",
+            where,
+            delay,
+            error,
+            exc_info=not isinstance(error, PlatformError),
+        )
+        return delay
 
 
-def object_key(event: WatchEvent) -> list[Key]:
+def object_key(event: WatchEvent) -> list[QueueKey]:
     """The common mapping: an event's own (namespace, name)."""
     meta = event.object.get("metadata") or {}
     return [(str(meta.get("namespace") or ""), str(meta.get("name", "")))]
+
+
+def kind_key(kind: str) -> Callable[[WatchEvent], list[QueueKey]]:
+    """The mapping for controllers of several kinds: (kind, namespace, name)."""
+
+    def to_keys(event: WatchEvent) -> list[QueueKey]:
+        meta = event.object.get("metadata") or {}
+        return [(kind, str(meta.get("namespace") or ""), str(meta.get("name", "")))]
+
+    return to_keys
+
+
+def split_key(key: QueueKey) -> tuple[str, str, str]:
+    """The (kind, namespace, name) of a `kind_key` key."""
+    assert isinstance(key, tuple) and len(key) == 3
+    return str(key[0]), str(key[1]), str(key[2])

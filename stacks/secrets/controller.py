@@ -1,17 +1,23 @@
 """The ExternalSecret reconciler: Vault -> Kubernetes Secret, with ESO's semantics.
 
-One `stacks.kube.controller.Controller` watches ExternalSecrets, SecretStores and
-ClusterSecretStores; keys are `(kind, namespace, name)`. For an ExternalSecret:
+One `stacks.kube.controller.Runtime` watches ExternalSecrets, SecretStores and
+ClusterSecretStores; keys are `(kind, namespace, name)`. An ExternalSecret is reconciled
+in the controller shape of stacks/kube/controller.py (`ObjectReconciler`), with the
+named steps:
 
-    1. parse the spec (bad spec: not Ready, nothing written)
-    2. is a sync due? (spec/labels/annotations changed -- which includes the
-       force-sync annotation --, refreshInterval elapsed, or a failure's backoff over)
-    3. read every remote key once; any provider failure keeps the last good Secret
-    4. resolve (pure): every key resolved, or not Ready and nothing changes
-    5. write per creationPolicy (Owner / Orphan / Merge / None), refusing a Secret that
-       something else owns, and only when the live Secret differs
-    6. always write status (Ready: SecretSynced / SecretSyncedError / SecretDeleted,
-       refreshTime, syncedResourceVersion) and emit Events on writes and new failures.
+    stores  wait until the stores are listed ("store not found" would be a lie)
+    parse   the spec (bad spec: not Ready, nothing written, no retry until it changes)
+    due     is a sync due? (spec/labels/annotations changed -- which includes the
+            force-sync annotation --, refreshInterval elapsed, or the runtime's backoff
+            of a failure over); if not, stop without touching status
+    sync    read every remote key once (any provider failure keeps the last good
+            Secret); resolve (pure): every key resolved, or not Ready and nothing
+            changes; write per creationPolicy (Owner / Orphan / Merge / None), refusing
+            a Secret that something else owns, and only when the live Secret differs
+    finish  (always, once) status (Ready: SecretSynced / SecretSyncedError /
+            SecretDeleted, refreshTime, syncedResourceVersion), Events on writes and new
+            failures; a failure goes back to the runtime, whose per-key backoff (capped
+            at 30 s and at the refresh interval) decides the retry.
 
 There is deliberately no watch on Secrets (least privilege: get, not list/watch, on
 Secrets); a Secret changed by hand is put back at the next refresh.
@@ -26,13 +32,23 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from stacks.errors import PermanentError, PlatformError, TransientError
 from stacks.kube.client import KubeClient, WatchEvent
-from stacks.kube.controller import Controller, Key, Watch
+from stacks.kube.controller import (
+    ObjectReconciler,
+    QueueKey,
+    Result,
+    Runtime,
+    Step,
+    Stop,
+    Watch,
+    kind_key,
+    split_key,
+)
 from stacks.kube.events import EventRecorder
 from stacks.kube.objects import KubeObject
 from stacks.secrets.api import (
@@ -48,7 +64,6 @@ from stacks.secrets.api import (
     DeletionPolicy,
     ExternalSecretSpec,
     Reason,
-    SpecError,
     parse_external_secret,
 )
 from stacks.secrets.resolve import DesiredSecret, data_hash, live_matches, resolve
@@ -63,13 +78,15 @@ from stacks.secrets.stores import Stores, store_label
 
 log = logging.getLogger(__name__)
 
-MAX_FAILURE_DELAY = 30.0
+MAX_FAILURE_DELAY = 30.0  # the runtime's backoff cap for this controller
 DRIFT_CHECK_SECONDS = 30.0  # re-read the live Secret at least this often
 REFRESH_TIME_MIN_WRITE = 60.0  # rewrite status.refreshTime at most this often when idle
 
 
 @dataclass(frozen=True)
-class Outcome:
+class SyncOutcome:
+    """What one sync of an ExternalSecret came to: the Ready condition and the write."""
+
     ready: bool
     reason: Reason
     message: str
@@ -78,18 +95,30 @@ class Outcome:
 
 
 @dataclass
-class _Failure:
-    version: str
-    attempts: int
-    next_at: float
+class SyncCounters:
+    """Totals since start, exported on /metrics by stacks.secrets.program."""
 
-
-@dataclass
-class Metrics:
     syncs: int = 0
     sync_errors: int = 0
     secrets_written: int = 0
     vault_reads: int = 0
+
+
+@dataclass
+class _Attempt:
+    """The subject of one ExternalSecret reconcile, filled in by its steps."""
+
+    key: QueueKey
+    es: KubeObject
+    version: str
+    spec: ExternalSecretSpec | None = None
+    outcome: SyncOutcome | None = None
+    status: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        meta = self.es.get("metadata") or {}
+        return f"'{meta.get('namespace') or ''}/{meta.get('name')}'"
 
 
 def synced_version(obj: KubeObject) -> str:
@@ -117,7 +146,9 @@ def owner_conflict(live: KubeObject, es: KubeObject) -> str:
     return ""
 
 
-class SecretsController:
+class SecretsController(ObjectReconciler[_Attempt]):
+    """ExternalSecrets in the controller shape; stores through `Stores` (stores.py)."""
+
     def __init__(
         self,
         client: KubeClient,
@@ -130,19 +161,22 @@ class SecretsController:
         self.namespace = namespace
         self.recorder = recorder or EventRecorder(client, FIELD_MANAGER)
         self.clock = clock
-        self.metrics = Metrics()
+        self.counters = SyncCounters()
         self._lock = threading.Lock()
-        self._failures: dict[tuple[str, str], _Failure] = {}
+        # The version (synced_version) that last failed, per key: a spec change retries
+        # at once instead of waiting out the runtime's backoff of the old spec.
+        self._failed_version: dict[QueueKey, str] = {}
         self._synced_at: dict[tuple[str, str], float] = {}
         self._applied: dict[tuple[str, str], tuple[str, float]] = {}
         self.stores = Stores(client, self._cached)
-        self.runtime = Controller(
+        self.runtime = Runtime(
             name="secrets",
             client=client,
-            reconcile=self.reconcile,
+            reconcile=self.dispatch,
             workers=workers,
+            max_backoff=MAX_FAILURE_DELAY,
             watches=[
-                Watch(API_VERSION, EXTERNAL_SECRET, self._es_keys, namespace),
+                Watch(API_VERSION, EXTERNAL_SECRET, kind_key(EXTERNAL_SECRET), namespace),
                 Watch(API_VERSION, SECRET_STORE, self._store_keys, namespace),
                 Watch(API_VERSION, CLUSTER_SECRET_STORE, self._store_keys),
             ],
@@ -150,19 +184,12 @@ class SecretsController:
 
     # ---- wiring -------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event, drain_seconds: float = 4.0) -> None:
-        """Run until `stop` is set; then give in-flight reconciles `drain_seconds`.
-
-        The runtime's watch threads may sit in a long poll; they are daemons, so the
-        process does not wait for them.
-        """
-        runtime = threading.Thread(
-            target=self.runtime.run, args=(stop,), name="secrets-runtime", daemon=True
-        )
-        runtime.start()
-        stop.wait()
-        runtime.join(timeout=drain_seconds)
-        self.stores.close()
+    def run(self, stop: threading.Event, leader: Any = None) -> None:
+        """Run until `stop` is set (optionally as the Lease holder); close the stores."""
+        try:
+            self.runtime.run(stop, leader)
+        finally:
+            self.stores.close()
 
     def _cached(self, kind: str, namespace: str, name: str) -> KubeObject | None:
         informer = self.runtime.informers.get(kind)
@@ -170,17 +197,12 @@ class SecretsController:
             return None
         return informer.get_named(namespace if kind != CLUSTER_SECRET_STORE else "", name)
 
-    @staticmethod
-    def _es_keys(event: WatchEvent) -> list[Key]:
-        meta = event.object.get("metadata") or {}
-        return [(EXTERNAL_SECRET, str(meta.get("namespace") or ""), str(meta.get("name")))]
-
-    def _store_keys(self, event: WatchEvent) -> list[Key]:
+    def _store_keys(self, event: WatchEvent) -> list[QueueKey]:
         meta = event.object.get("metadata") or {}
         kind = str(event.object.get("kind"))
         namespace = str(meta.get("namespace") or "")
         name = str(meta.get("name"))
-        keys: list[Key] = [(kind, namespace, name)]
+        keys: list[QueueKey] = [(kind, namespace, name)]
         informer = self.runtime.informers.get(EXTERNAL_SECRET)
         if informer is not None:
             for es in informer.items():
@@ -194,34 +216,76 @@ class SecretsController:
                     keys.append((EXTERNAL_SECRET, es_ns, str(es["metadata"]["name"])))
         return keys
 
-    def reconcile(self, key: Key) -> float | None:
+    def dispatch(self, key: QueueKey) -> Result | float | None:
         assert isinstance(key, tuple) and len(key) == 3
+        if key[0] == EXTERNAL_SECRET:
+            return self.reconcile(key)
         kind, namespace, name = (str(part) for part in key)
-        if kind == EXTERNAL_SECRET:
-            return self.reconcile_external_secret(namespace, name)
         return self.stores.reconcile(kind, namespace, name)
 
-    # ---- ExternalSecret -----------------------------------------------------------------
+    # ---- ExternalSecret: load, steps, finish --------------------------------------------
 
-    def _forget(self, key: tuple[str, str]) -> None:
+    def _forget(self, key: QueueKey) -> None:
+        _, namespace, name = split_key(key)
         with self._lock:
-            self._failures.pop(key, None)
-            self._synced_at.pop(key, None)
-            self._applied.pop(key, None)
+            self._failed_version.pop(key, None)
+            self._synced_at.pop((namespace, name), None)
+            self._applied.pop((namespace, name), None)
+        self.runtime.backoff.forget(key)
+
+    def load(self, key: QueueKey) -> _Attempt | None:
+        _, namespace, name = split_key(key)
+        es = self._cached(EXTERNAL_SECRET, str(namespace), str(name))
+        if es is None or (es.get("metadata") or {}).get("deletionTimestamp"):
+            self._forget(key)
+            return None
+        return _Attempt(key, es, synced_version(es))
+
+    def steps(self, subject: _Attempt) -> Sequence[Step[_Attempt]]:
+        return [
+            ("stores", self._stores_listed),
+            ("parse", self._parse),
+            ("due", self._due),
+            ("sync", self._sync_step),
+        ]
+
+    def _stores_listed(self, attempt: _Attempt) -> Stop | None:
+        if not self.runtime.synced():
+            return Stop(0.5)  # the stores are not listed yet: "store not found" would be a lie
+        return None
+
+    def _parse(self, attempt: _Attempt) -> None:
+        attempt.spec = parse_external_secret(attempt.es)  # SpecError: stalled, see finish
+
+    def _due(self, attempt: _Attempt) -> Stop | None:
+        assert attempt.spec is not None
+        due = self._due_in(attempt.key, attempt.es, attempt.spec, attempt.version)
+        if due < 0:
+            return Stop(None)
+        if due > 0:
+            return Stop(due)
+        return None
+
+    def _sync_step(self, attempt: _Attempt) -> None:
+        assert attempt.spec is not None
+        self.counters.syncs += 1
+        attempt.outcome = self._sync(attempt.es, attempt.spec)
 
     def _due_in(
-        self, key: tuple[str, str], es: KubeObject, spec: ExternalSecretSpec, version: str
+        self, key: QueueKey, es: KubeObject, spec: ExternalSecretSpec, version: str
     ) -> float:
-        """Seconds until the next sync is due (0: now)."""
+        """Seconds until the next sync is due (0: now; negative: never again)."""
         now = self.clock()
         status = es.get("status") or {}
+        _, namespace, name = split_key(key)
         with self._lock:
-            failure = self._failures.get(key)
-            synced_at = self._synced_at.get(key)
-        if failure is not None:
-            if failure.version != version:
+            failed_version = self._failed_version.get(key)
+            synced_at = self._synced_at.get((namespace, name))
+        if failed_version is not None:
+            if failed_version != version:
+                self.runtime.backoff.forget(key)
                 return 0.0
-            return max(0.0, failure.next_at - now)
+            return self.runtime.backoff.remaining(key)
         if status.get("syncedResourceVersion") != version:
             return 0.0
         condition = ready_condition(es)
@@ -235,40 +299,6 @@ class SecretsController:
             synced_at = parse_timestamp(status.get("refreshTime")) or 0.0
         return max(0.0, synced_at + spec.refresh_seconds - now)
 
-    def reconcile_external_secret(self, namespace: str, name: str) -> float | None:
-        key = (namespace, name)
-        if not all(informer.listed.is_set() for informer in self.runtime.informers.values()):
-            return 0.5  # the stores are not listed yet: "store not found" would be a lie
-        es = self._cached(EXTERNAL_SECRET, namespace, name)
-        if es is None or (es.get("metadata") or {}).get("deletionTimestamp"):
-            self._forget(key)
-            return None
-        version = synced_version(es)
-        try:
-            spec = parse_external_secret(es)
-        except SpecError as error:
-            self._finish(
-                es,
-                key,
-                version,
-                None,
-                Outcome(False, Reason.SYNC_ERROR, str(error), retryable=False),
-            )
-            return None
-        due = self._due_in(key, es, spec, version)
-        if due < 0:
-            return None
-        if due > 0:
-            return due
-        self.metrics.syncs += 1
-        try:
-            outcome = self._sync(es, spec)
-        except SpecError as error:
-            outcome = Outcome(False, Reason.SYNC_ERROR, str(error), retryable=True)
-        except (PermanentError, TransientError) as error:
-            outcome = Outcome(False, Reason.SYNC_ERROR, str(error))
-        return self._finish(es, key, version, spec, outcome)
-
     def _store_for(self, es: KubeObject, spec: ExternalSecretSpec) -> KubeObject:
         namespace = str(es["metadata"].get("namespace") or "")
         store = self._cached(spec.store_kind, namespace, spec.store_name)
@@ -278,7 +308,7 @@ class SecretsController:
             )
         return store
 
-    def _sync(self, es: KubeObject, spec: ExternalSecretSpec) -> Outcome:
+    def _sync(self, es: KubeObject, spec: ExternalSecretSpec) -> SyncOutcome:
         namespace = str(es["metadata"].get("namespace") or "")
         es_name = str(es["metadata"]["name"])
         store = self._store_for(es, spec)
@@ -286,28 +316,30 @@ class SecretsController:
         remote: dict[str, Any] = {}
         for remote_key in spec.remote_keys():
             remote[remote_key] = provider.read(remote_key)
-            self.metrics.vault_reads += 1
+            self.counters.vault_reads += 1
         resolution = resolve(spec, remote)
         if resolution.secret is None:
             if resolution.all_gone and spec.deletion is DeletionPolicy.DELETE:
                 return self._delete_target(es, spec, namespace)
-            return Outcome(
+            return SyncOutcome(
                 False,
                 Reason.SYNC_ERROR,
                 "; ".join(resolution.missing)
                 + f"; kept Secret '{namespace}/{spec.target_name}' as it was",
             )
         if spec.creation is CreationPolicy.NONE:
-            return Outcome(
+            return SyncOutcome(
                 True, Reason.SYNCED, "secret synced (creationPolicy None: nothing written)"
             )
         return self._write(es, es_name, namespace, spec, resolution.secret)
 
-    def _delete_target(self, es: KubeObject, spec: ExternalSecretSpec, namespace: str) -> Outcome:
+    def _delete_target(
+        self, es: KubeObject, spec: ExternalSecretSpec, namespace: str
+    ) -> SyncOutcome:
         live = self.client.get("v1", "Secret", spec.target_name, namespace)
         message = "every remote key is gone (deletionPolicy Delete)"
         if live is None:
-            return Outcome(
+            return SyncOutcome(
                 False,
                 Reason.DELETED,
                 f"{message}; Secret '{namespace}/{spec.target_name}' is absent",
@@ -315,7 +347,7 @@ class SecretsController:
         conflict = owner_conflict(live, es)
         managed = (live.get("metadata", {}).get("labels") or {}).get(MANAGED_LABEL) == "true"
         if conflict or not managed:
-            return Outcome(
+            return SyncOutcome(
                 False,
                 Reason.SYNC_ERROR,
                 f"{message}, but Secret '{namespace}/{spec.target_name}' is not ours to delete"
@@ -324,7 +356,7 @@ class SecretsController:
         self.client.delete("v1", "Secret", spec.target_name, namespace)
         with self._lock:
             self._applied.pop((namespace, str(es["metadata"]["name"])), None)
-        return Outcome(
+        return SyncOutcome(
             False,
             Reason.DELETED,
             f"{message}; deleted Secret '{namespace}/{spec.target_name}'",
@@ -338,24 +370,24 @@ class SecretsController:
         namespace: str,
         spec: ExternalSecretSpec,
         desired: DesiredSecret,
-    ) -> Outcome:
+    ) -> SyncOutcome:
         key = (namespace, es_name)
         wanted = data_hash(desired)
         now = self.clock()
         with self._lock:
             applied = self._applied.get(key)
         if applied is not None and applied[0] == wanted and now - applied[1] < DRIFT_CHECK_SECONDS:
-            return Outcome(True, Reason.SYNCED, "secret synced")
+            return SyncOutcome(True, Reason.SYNCED, "secret synced")
         target = f"'{namespace}/{spec.target_name}'"
         live = self.client.get("v1", "Secret", spec.target_name, namespace)
         if live is not None:
             conflict = owner_conflict(live, es)
             if conflict:
-                return Outcome(
+                return SyncOutcome(
                     False, Reason.SYNC_ERROR, f"refusing to write Secret {target}: {conflict}"
                 )
         if spec.creation is CreationPolicy.MERGE and live is None:
-            return Outcome(
+            return SyncOutcome(
                 False,
                 Reason.SYNC_ERROR,
                 f"Secret {target} does not exist; creationPolicy Merge only adds keys to an existing Secret",
@@ -366,7 +398,7 @@ class SecretsController:
             and desired.type
             and live.get("type", "Opaque") != desired.type
         ):
-            return Outcome(
+            return SyncOutcome(
                 False,
                 Reason.SYNC_ERROR,
                 f"Secret {target} has type {live.get('type')!r}, the template wants {desired.type!r} "
@@ -376,7 +408,7 @@ class SecretsController:
         if live_matches(live, desired, wanted) and not self._stray_keys(live, desired, spec):
             with self._lock:
                 self._applied[key] = (wanted, now)
-            return Outcome(True, Reason.SYNCED, "secret synced")
+            return SyncOutcome(True, Reason.SYNCED, "secret synced")
         body = self._secret_body(es, es_name, namespace, spec, desired, wanted)
         self.client.apply(body, FIELD_MANAGER, force=True)
         stray = self._stray_keys(live, desired, spec)
@@ -386,8 +418,8 @@ class SecretsController:
             )
         with self._lock:
             self._applied[key] = (wanted, now)
-        self.metrics.secrets_written += 1
-        return Outcome(
+        self.counters.secrets_written += 1
+        return SyncOutcome(
             True, Reason.SYNCED, "secret synced", written="Created" if live is None else "Updated"
         )
 
@@ -441,17 +473,24 @@ class SecretsController:
             body["type"] = desired.type
         return body
 
-    def _finish(
-        self,
-        es: KubeObject,
-        key: tuple[str, str],
-        version: str,
-        spec: ExternalSecretSpec | None,
-        outcome: Outcome,
-    ) -> float | None:
-        """Record the outcome: status (always), events, logs, and the next requeue."""
+    def finish(self, attempt: _Attempt, result: Result) -> Result:
+        """Record the outcome once: status, events, logs, and what the runtime does next."""
+        if result.stopped:
+            return result  # not due, or not ready to look: status stays as it is
+        es, key, version, spec = attempt.es, attempt.key, attempt.version, attempt.spec
+        error = result.error
+        if error is not None and result.step == "parse":
+            outcome = SyncOutcome(False, Reason.SYNC_ERROR, str(error), retryable=False)
+        elif isinstance(error, PlatformError):  # SpecError of a template, Vault, the API
+            outcome = SyncOutcome(False, Reason.SYNC_ERROR, str(error))
+        elif error is not None:
+            raise error  # a bug: the runtime logs it with its traceback and backs off
+        else:
+            assert attempt.outcome is not None
+            outcome = attempt.outcome
+        _, namespace, name = split_key(key)
         now = self.clock()
-        label = f"'{key[0]}/{key[1]}'"
+        label = attempt.label
         previous = ready_condition(es) or {}
         status: dict[str, Any] = dict(es.get("status") or {})
         status["conditions"] = set_condition(
@@ -464,11 +503,11 @@ class SecretsController:
         )
         if spec is not None:
             status["binding"] = {"name": spec.target_name}
-        after: float | None
+        final: Result
         if outcome.ready or outcome.reason is Reason.DELETED:
             with self._lock:
-                self._failures.pop(key, None)
-                self._synced_at[key] = now
+                self._failed_version.pop(key, None)
+                self._synced_at[(namespace, name)] = now
             last = parse_timestamp(status.get("refreshTime")) or 0.0
             if (
                 outcome.written
@@ -477,19 +516,26 @@ class SecretsController:
             ):
                 status["refreshTime"] = timestamp(now)
             status["syncedResourceVersion"] = version
-            after = spec.refresh_seconds if spec and spec.refresh_seconds > 0 else None
+            final = Result(
+                after=spec.refresh_seconds if spec and spec.refresh_seconds > 0 else None
+            )
         else:
-            self.metrics.sync_errors += 1
+            self.counters.sync_errors += 1
             with self._lock:
-                failure = self._failures.get(key)
-                attempts = failure.attempts + 1 if failure and failure.version == version else 1
-                delay = min(MAX_FAILURE_DELAY, 2.0 ** (attempts - 1))
-                if spec is not None and spec.refresh_seconds > 0:
-                    delay = min(delay, max(1.0, spec.refresh_seconds))
-                self._failures[key] = _Failure(version, attempts, now + delay)
-            after = delay if outcome.retryable else None
+                self._failed_version[key] = version
+            if outcome.retryable:
+                # Retried with the runtime's backoff, never slower than the refresh interval.
+                cap = (
+                    spec.refresh_seconds if spec is not None and spec.refresh_seconds > 0 else None
+                )
+                final = Result(error=TransientError(outcome.message), max_backoff=cap, logged=True)
+            else:
+                final = Result(
+                    error=PermanentError(outcome.message), retry_stalled=False, logged=True
+                )
             if previous.get("message") != outcome.message:
                 log.warning("failed to sync ExternalSecret %s: %s", label, outcome.message)
+        attempt.status = status
         try:
             write_status(self.client, es, status)
         except PlatformError as error:
@@ -501,7 +547,7 @@ class SecretsController:
             log.info(
                 "%s Secret '%s/%s' for ExternalSecret %s",
                 outcome.written.lower(),
-                key[0],
+                namespace,
                 target,
                 label,
             )
@@ -510,4 +556,4 @@ class SecretsController:
             self.recorder.record(es, "UpdateFailed", outcome.message, warning=True)
         elif outcome.ready and previous.get("status") != "True":
             self.recorder.record(es, "Synced", f"Secret '{target}' is in sync")
-        return after
+        return final

@@ -3,11 +3,12 @@
     platform run secrets [--kubeconfig PATH] [--context NAME]
                          [--server URL --token-file PATH [--ca-file PATH]]
                          [--namespace NS] [--listen HOST:PORT] [--workers N]
+                         [--leader-elect [--lease-namespace NS]]
 
-Every flag also reads an environment variable (PLATFORM_SECRETS_<FLAG>). GET /healthz
-answers 200 while the process serves; GET /readyz once every informer has listed (it
-stays 503 while the CRDs are missing); GET /metrics is Prometheus text. SIGTERM
-and SIGINT stop it gracefully (exit 0).
+Every flag also reads an environment variable (PLATFORM_SECRETS_<FLAG>). The shared
+program shell (stacks/program.py) serves GET /healthz (200 while the process serves),
+/readyz (200 once every informer has listed; 503 while the CRDs are missing) and
+/metrics (Prometheus text). SIGTERM and SIGINT stop it gracefully (exit 0).
 
 Called by `bootstrap.cli.run` (the dispatcher) and the container entrypoint.
 """
@@ -16,15 +17,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 from stacks.kube.events import EventRecorder
-from stacks.program import ProgramOptions, configure_logging, connect, stop_on_signals
+from stacks.program import (
+    ProgramOptions,
+    Sample,
+    configure_logging,
+    connect,
+    leader_for,
+    serve_endpoints,
+    stop_on_signals,
+)
 from stacks.secrets.api import FIELD_MANAGER
 from stacks.secrets.controller import SecretsController
+from stacks.secrets.install import NAMESPACE
 
 log = logging.getLogger("stacks.secrets")
 
@@ -36,91 +43,28 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         token_auth=True,
     )
     options.add("--namespace", help="watch only this namespace (default: all)")
-    options.add(
-        "--listen",
-        "--metrics",
-        "--healthz",
-        dest="listen",
-        default="0.0.0.0:8080",
-        help="HTTP address for /metrics, /healthz and /readyz",
-    )
+    options.add_endpoints(default="0.0.0.0:8080", aliases=("--metrics", "--healthz"))
     options.add("--workers", type=int, default=4, help="objects reconciled in parallel")
+    options.add_leader_election(NAMESPACE)
     return options.parse(argv)
 
 
-def _rss_bytes() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def render_metrics(controller: SecretsController) -> str:
-    m = controller.metrics
-    runtime = controller.runtime
-    lines = [
-        f"platform_secrets_syncs_total {m.syncs}",
-        f"platform_secrets_sync_errors_total {m.sync_errors}",
-        f"platform_secrets_secrets_written_total {m.secrets_written}",
-        f"platform_secrets_vault_reads_total {m.vault_reads}",
-        f"platform_secrets_reconciles_total {runtime.reconciles}",
-        f"platform_secrets_queue_depth {runtime.queue.depth()}",
-        f"process_resident_memory_bytes {_rss_bytes()}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-class _Server:
-    def __init__(self, address: str, controller: SecretsController) -> None:
-        host, _, port = address.rpartition(":")
-
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "platform-secrets"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("%s %s", self.address_string(), format % args)
-
-            def do_GET(self) -> None:
-                if self.path == "/healthz":
-                    code, body = 200, "ok\n"
-                elif self.path == "/readyz":
-                    synced = all(i.listed.is_set() for i in controller.runtime.informers.values())
-                    code, body = (
-                        (200, "ok\n")
-                        if synced and controller.runtime.informers
-                        else (503, "starting\n")
-                    )
-                elif self.path == "/metrics":
-                    code, body = 200, render_metrics(controller)
-                else:
-                    code, body = 404, "not found\n"
-                data = body.encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)  # noqa: S104
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, name="secrets-http", daemon=True
-        )
-
-    @property
-    def address(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"{host!s}:{port}"
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def samples(controller: SecretsController) -> Iterator[Sample]:
+    """What /metrics shows, read when scraped."""
+    counters, runtime = controller.counters, controller.runtime
+    yield Sample("platform_secrets_syncs", "ExternalSecret syncs", counters.syncs, True)
+    yield Sample(
+        "platform_secrets_sync_errors", "failed ExternalSecret syncs", counters.sync_errors, True
+    )
+    yield Sample(
+        "platform_secrets_secrets_written",
+        "Secrets created or updated",
+        counters.secrets_written,
+        True,
+    )
+    yield Sample("platform_secrets_vault_reads", "Vault reads", counters.vault_reads, True)
+    yield Sample("platform_secrets_reconciles", "reconciles of any key", runtime.reconciles, True)
+    yield Sample("platform_secrets_queue_depth", "keys waiting in the queue", runtime.queue.depth())
 
 
 def main(argv: list[str]) -> int:
@@ -137,22 +81,21 @@ def main(argv: list[str]) -> int:
         recorder=EventRecorder(client, FIELD_MANAGER),
         workers=max(1, args.workers),
     )
-    try:
-        server = _Server(args.listen, controller)
-    except OSError as error:
-        log.error("failed to listen on %s: %s", args.listen, error)
+    endpoints = serve_endpoints(
+        args, "secrets", controller.runtime.synced, lambda: samples(controller)
+    )
+    if endpoints is None:
         return 2
-    server.start()
     log.info(
         "secrets controller started (API %s, namespace %s, http %s)",
         client.description,
         args.namespace or "all",
-        server.address,
+        endpoints.address,
     )
     try:
-        controller.run(stop)
+        controller.run(stop, leader_for(args, client, "secrets"))
     finally:
-        server.stop()
+        endpoints.stop()
         client.close()
         log.info("secrets controller stopped")
     return 0

@@ -1,15 +1,30 @@
-"""The Vault/OpenBao HTTP adapter: the only module here that imports `hvac`.
+"""The Vault/OpenBao HTTP adapter: the only module of the project that imports `hvac`.
 
-Seal status, initialisation, unsealing, Kubernetes login and reads, with every library
-error wrapped into the `stacks.errors` tree at this boundary. Messages carry Vault's
-own error text (trimmed) and never a key or token: requests are not echoed.
+Seal status, initialisation, unsealing, Kubernetes login, KV reads and writes, with every
+library error wrapped into one error tree at this boundary:
 
-Called by the unsealer (unsealer.py), the `vault` and `terraform` stages and
-`platform vault ...`.
+    VaultUnavailable (TransientError)   Vault cannot answer now: down, sealed, 5xx
+    └── VaultUnreachable                no answer at all (refused, timeout, TLS)
+    VaultAuthError   (PermanentError)   Vault refused our identity (login, token, policy)
+    VaultError       (PermanentError)   any other refusal (bad request, bad path)
+    UnsealFailed     (PermanentError)   the keys given do not unseal this Vault
+
+Two audiences, two styles of call, one client: the operator's calls (`status`,
+`initialise`, `unseal`, `read`, `write`, `list_*`; the bootstrap and the unsealer) say
+"failed to <verb> at <address>" with a hint, and report a sealed Vault as WaitingError
+(come back in 2 s); a controller's calls (`kv_read`, `lookup_token`, the ones
+`stacks.secrets.vault_provider` makes) say "Vault at <address> ..." and report a sealed
+or uninitialised Vault as VaultUnavailable, naming which, so the last good Secret stays
+and the store's status tells the two fixes apart. Messages carry Vault's own error text
+(trimmed, redacted) and never a key or token: requests are not echoed.
+
+Called by the unsealer (unsealer.py), the `vault` and `terraform` stages,
+`platform vault ...` and the secrets controller's store glue (stacks/secrets/vault_provider.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,21 +59,66 @@ class SealStatus:
         return f"initialised, {state} (version {self.version})"
 
 
-class VaultUnreachable(TransientError):
+class VaultUnavailable(TransientError):
+    """Vault cannot answer now (down, sealed, overloaded)."""
+
+
+class VaultUnreachable(VaultUnavailable):
     """No answer from Vault (connection refused, timeout, 502/503 from a proxy)."""
+
+
+class VaultAuthError(PermanentError):
+    """Vault refused our identity (login refused, token or policy rejected)."""
+
+
+class VaultError(PermanentError):
+    """Vault refused a request for another reason."""
 
 
 class UnsealFailed(PermanentError):
     """The keys given do not unseal this Vault (wrong keys, or too few)."""
 
 
-class VaultApi:
-    """One Vault address, optionally with a token."""
+@dataclass(frozen=True)
+class Login:
+    """A Vault token from a login, and how long it lives (0: no TTL)."""
 
-    def __init__(self, address: str, token: str = "", timeout: float = 5.0) -> None:
+    token: str
+    lease_seconds: float
+
+
+class VaultApi:
+    """One Vault address, optionally with a token (and a namespace, a CA bundle file)."""
+
+    def __init__(
+        self,
+        address: str,
+        token: str = "",
+        timeout: float = 5.0,
+        namespace: str | None = None,
+        verify: bool | str = True,
+    ) -> None:
         self.address = address.rstrip("/")
         redact.register(token)
-        self._client = hvac.Client(url=self.address, token=token or None, timeout=timeout)
+        self._client = hvac.Client(
+            url=self.address,
+            token=token or None,
+            timeout=timeout,
+            namespace=namespace,
+            verify=verify,
+        )
+
+    @property
+    def has_token(self) -> bool:
+        return bool(self._client.token)
+
+    def use_token(self, token: str) -> None:
+        redact.register(token)
+        self._client.token = token
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._client.adapter.close()
 
     @contextmanager
     def _wrapped(self, what: str) -> Iterator[None]:
@@ -74,7 +134,7 @@ class VaultApi:
                 f"Vault at {self.address} is sealed or starting ({what})", retry_after=2.0
             ) from error
         except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized) as error:
-            raise PermanentError(
+            raise VaultAuthError(
                 f"failed to {what}: permission denied ({_cause(error)})",
                 hint="use a token with the needed policy (the root token from `platform vault credentials --show-root-token`)",
             ) from None
@@ -83,9 +143,9 @@ class VaultApi:
             hvac.exceptions.InternalServerError,
             hvac.exceptions.RateLimitExceeded,
         ) as error:
-            raise TransientError(f"failed to {what}: {_cause(error)}") from None
+            raise VaultUnavailable(f"failed to {what}: {_cause(error)}") from None
         except hvac.exceptions.VaultError as error:
-            raise PermanentError(f"failed to {what}: {_cause(error)}") from None
+            raise VaultError(f"failed to {what}: {_cause(error)}") from None
 
     def _call(self, what: str, work: Callable[[], T]) -> T:
         with self._wrapped(what):
@@ -153,16 +213,113 @@ class VaultApi:
             return False
         return True
 
-    def kubernetes_login(self, role: str, jwt: str, mount: str = "kubernetes") -> str:
-        """Log in with a ServiceAccount token; returns the Vault token."""
+    def kubernetes_login(
+        self, role: str, jwt: str, mount: str = "kubernetes", who: str = ""
+    ) -> str:
+        """Log in with a ServiceAccount token; returns the Vault token (also used from now)."""
+        return self.login_kubernetes(role, jwt, mount, who).token
+
+    def login_kubernetes(
+        self, role: str, jwt: str, mount: str = "kubernetes", who: str = ""
+    ) -> Login:
+        """The one Kubernetes login: the token and its lease; `who` names the identity
+        (e.g. "ServiceAccount 'ns/name'") in the refusal."""
         redact.register(jwt)
-        answer: dict[str, Any] = self._call(
-            f"log in to Vault with Kubernetes role {role!r}",
-            lambda: self._client.auth.kubernetes.login(role=role, jwt=jwt, mount_point=mount),
-        )
-        token = str(answer["auth"]["client_token"])
-        redact.register(token)
-        return token
+        try:
+            answer = self._client.auth.kubernetes.login(role=role, jwt=jwt, mount_point=mount)
+        except (
+            hvac.exceptions.VaultDown,
+            hvac.exceptions.InternalServerError,
+            hvac.exceptions.BadGateway,
+        ) as error:
+            raise VaultUnavailable(
+                f"Vault at {self.address} is unavailable: {_cause(error)}"
+            ) from error
+        except requests.exceptions.RequestException as error:
+            raise VaultUnreachable(
+                f"Vault at {self.address} is unreachable: {_cause(error)}"
+            ) from error
+        except hvac.exceptions.VaultError as error:
+            identity = f", {who}" if who else ""
+            raise VaultAuthError(
+                f"Vault refused the Kubernetes login (mount {mount!r}, role {role!r}"
+                f"{identity}): {_cause(error)}",
+                hint="check the role's bound service accounts and the auth method's kubernetes_host",
+            ) from error
+        auth = answer.get("auth") or {}
+        token = str(auth["client_token"])
+        self.use_token(token)
+        return Login(token, float(auth.get("lease_duration") or 0))
+
+    # ---- a controller's calls -------------------------------------------------------------
+
+    def _kv_call(self, what: str, call: Callable[[], T]) -> T | None:
+        """Run `call` with the controller's error mapping; None when the path is absent."""
+        try:
+            return call()
+        except hvac.exceptions.InvalidPath:
+            return None
+        except (hvac.exceptions.VaultDown, hvac.exceptions.VaultNotInitialized) as error:
+            raise VaultUnavailable(f"Vault at {self.address} {self._why_down(error)}") from error
+        except (
+            hvac.exceptions.InternalServerError,
+            hvac.exceptions.BadGateway,
+            hvac.exceptions.RateLimitExceeded,
+            hvac.exceptions.UnexpectedError,
+        ) as error:
+            raise VaultUnavailable(
+                f"Vault at {self.address} failed to {what}: {_cause(error)}"
+            ) from error
+        except requests.exceptions.RequestException as error:
+            raise VaultUnreachable(
+                f"Vault at {self.address} is unreachable: {_cause(error)}"
+            ) from error
+        except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized) as error:
+            raise VaultAuthError(
+                f"Vault refused to {what}: {_cause(error)}",
+                hint="check the Vault token or role and its policies",
+            ) from error
+        except hvac.exceptions.VaultError as error:
+            raise VaultError(f"Vault refused to {what}: {_cause(error)}") from error
+
+    def _why_down(self, error: hvac.exceptions.VaultError) -> str:
+        """Sealed and not initialised need different fixes (unseal, or initialise): Vault's
+        unauthenticated seal status tells them apart, where the 503 alone does not."""
+        if isinstance(error, hvac.exceptions.VaultNotInitialized):
+            return "is not initialised"
+        try:
+            status = self._client.sys.read_seal_status()
+        except (hvac.exceptions.VaultError, requests.exceptions.RequestException):
+            status = {}
+        if status.get("initialized") is False:
+            return "is not initialised"
+        if status.get("sealed"):
+            return "is sealed"
+        return f"is unavailable: {_cause(error)}"
+
+    def kv_read(self, mount: str, path: str, version: str = "v2") -> dict[str, Any] | None:
+        """The key/value map at `path` of the KV engine at `mount`; None if absent."""
+        what = f"read {mount}/{path}"
+        if version == "v2":
+            answer = self._kv_call(
+                what,
+                lambda: self._client.secrets.kv.v2.read_secret_version(
+                    path=path, mount_point=mount, raise_on_deleted_version=True
+                ),
+            )
+            data = ((answer or {}).get("data") or {}).get("data")
+        else:
+            answer = self._kv_call(
+                what, lambda: self._client.secrets.kv.v1.read_secret(path=path, mount_point=mount)
+            )
+            data = (answer or {}).get("data")
+        return dict(data) if isinstance(data, dict) else None
+
+    def lookup_token(self) -> None:
+        """Prove the token works: Vault answers, is unsealed and accepts it."""
+        self._kv_call("look up its own token", self._client.auth.token.lookup_self)
+
+    # ---- the operator's reads and writes ----------------------------------------------------
 
     def read(self, path: str) -> dict[str, Any] | None:
         """GET /v1/<path>; None when nothing is there."""
@@ -205,7 +362,7 @@ def _seal_status(data: dict[str, Any]) -> SealStatus:
     )
 
 
-def _cause(error: hvac.exceptions.VaultError) -> str:
+def _cause(error: Exception) -> str:
     errors = getattr(error, "errors", None)
     text = "; ".join(str(e) for e in errors) if errors else str(error).split(", on ")[0]
     return trim(redact.redact(text), 200) or type(error).__name__

@@ -8,7 +8,10 @@ stage's vault-init.json) or from the Kubernetes Secret `platform-vault/vault-ini
 so a rotated Secret is picked up, and are never logged.
 
 Called by the `platform run` dispatcher (bootstrap/cli/run.py) as `main(argv)`; the
-Deployment in manifests/ runs the same command. SIGTERM and SIGINT stop it between polls.
+Deployment in manifests/ runs the same command. Flags, environment variables
+(PLATFORM_UNSEALER_<FLAG>) and the /healthz, /readyz and /metrics endpoint (`--listen`)
+come from the shared program shell (stacks/program.py). SIGTERM and SIGINT stop it
+between polls.
 Exit codes: 0 after a graceful stop, 2 for a configuration a person must fix.
 """
 
@@ -16,15 +19,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
 from stacks.errors import PermanentError, PlatformError, WaitingError
-from stacks.program import configure_logging, stop_on_signals
+from stacks.program import (
+    ProgramOptions,
+    Sample,
+    configure_logging,
+    serve_endpoints,
+    stop_on_signals,
+)
 from stacks.vault.api import UnsealFailed, VaultApi
 from stacks.vault.keys import NAMESPACE, SECRET_NAME, InitKeys
 
@@ -85,6 +93,8 @@ class Unsealer:
     def __init__(self, api: VaultApi, keys: KeySource) -> None:
         self.api, self.keys = api, keys
         self.last = ""
+        self.checks = 0
+        self.unseals = 0
 
     def poll(self) -> str:
         """Returns what it saw or did: "unsealed", "unsealed now", "uninitialised", ..."""
@@ -98,6 +108,7 @@ class Unsealer:
         return "unsealed now"
 
     def step(self) -> str:
+        self.checks += 1
         try:
             outcome = self.poll()
         except UnsealFailed as error:
@@ -111,6 +122,7 @@ class Unsealer:
             if outcome != self.last:
                 log.warning("failed to check Vault %s: %s", self.api.address, error)
         if outcome == "unsealed now":
+            self.unseals += 1
             log.info("unsealed Vault %s with keys from %s", self.api.address, self.keys.describe())
         elif outcome != self.last and not outcome.startswith(("failed", "error")):
             log.info("Vault %s: %s", self.api.address, outcome)
@@ -132,50 +144,42 @@ def run_loop(
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    env = os.environ.get
-    parser = argparse.ArgumentParser(
-        prog="platform run unsealer",
-        description="Unseal Vault/OpenBao from stored keys whenever it is found sealed.",
+    # The shared program shell; the names the unsealer read before it (VAULT_ADDR,
+    # KUBECONFIG, PLATFORM_LOG_LEVEL) still work, after the PLATFORM_UNSEALER_* ones.
+    options = ProgramOptions(
+        "unsealer",
+        "Unseal Vault/OpenBao from stored keys whenever it is found sealed.",
+        kube=False,
+        log_level=False,
     )
-    parser.add_argument(
-        "--address",
-        default=env("VAULT_ADDR"),
-        help="Vault address, e.g. http://vault:8200 [VAULT_ADDR]",
+    options.add("--address", help="Vault address, e.g. http://vault:8200", legacy_env="VAULT_ADDR")
+    options.add("--keys-file", type=Path, help="JSON file with the unseal keys")
+    options.add("--secret", help=f"read the keys from this Secret (e.g. {SECRET_NAME})")
+    options.add("--namespace", default=NAMESPACE, help="namespace of --secret")
+    options.add(
+        "--kubeconfig", help="kubeconfig when run outside the cluster", legacy_env="KUBECONFIG"
     )
-    parser.add_argument(
-        "--keys-file",
-        type=Path,
-        default=env("PLATFORM_UNSEALER_KEYS_FILE"),
-        help="JSON file with the unseal keys [PLATFORM_UNSEALER_KEYS_FILE]",
+    options.add("--interval", type=float, default=2.0, help="seconds between seal checks")
+    options.parser.add_argument(
+        "--once", action="store_true", help="check (and unseal) once, then exit"
     )
-    parser.add_argument(
-        "--secret",
-        default=env("PLATFORM_UNSEALER_SECRET"),
-        help=f"read the keys from this Secret (e.g. {SECRET_NAME}) [PLATFORM_UNSEALER_SECRET]",
+    options.add_endpoints()
+    options.add(
+        "--log-level", default="INFO", help="logging level", legacy_env="PLATFORM_LOG_LEVEL"
     )
-    parser.add_argument(
-        "--namespace",
-        default=env("PLATFORM_UNSEALER_NAMESPACE", NAMESPACE),
-        help=f"namespace of --secret [PLATFORM_UNSEALER_NAMESPACE; default {NAMESPACE}]",
+    return options.parse(argv)
+
+
+def samples(unsealer: Unsealer) -> Iterator[Sample]:
+    """What /metrics shows, read when scraped."""
+    yield Sample("platform_unsealer_checks", "seal status checks", unsealer.checks, True)
+    yield Sample("platform_unsealer_unseals", "unseals done", unsealer.unseals, True)
+    reachable = unsealer.last in ("unsealed", "unsealed now")
+    yield Sample(
+        "platform_unsealer_vault_unsealed",
+        "1 when Vault was unsealed at the last check",
+        float(reachable),
     )
-    parser.add_argument(
-        "--kubeconfig",
-        default=env("KUBECONFIG") or None,
-        help="kubeconfig when run outside the cluster [KUBECONFIG]",
-    )
-    parser.add_argument(
-        "--interval",
-        type=float,
-        default=float(env("PLATFORM_UNSEALER_INTERVAL", "2")),
-        help="seconds between seal checks [PLATFORM_UNSEALER_INTERVAL; default 2]",
-    )
-    parser.add_argument("--once", action="store_true", help="check (and unseal) once, then exit")
-    parser.add_argument(
-        "--log-level",
-        default=env("PLATFORM_LOG_LEVEL", "INFO"),
-        help="logging level [PLATFORM_LOG_LEVEL; default INFO]",
-    )
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
@@ -198,11 +202,20 @@ def main(argv: list[str]) -> int:
         return 0 if outcome in ("unsealed", "unsealed now", "uninitialised") else 1
 
     stop = stop_on_signals()
+    # Ready once a check has run: the pod's job is to keep looking, sealed or not.
+    endpoints = serve_endpoints(
+        args, "unsealer", lambda: unsealer.checks > 0, lambda: samples(unsealer)
+    )
+    if endpoints is None:
+        return 2
     log.info(
         "watching Vault %s every %.1fs; keys from %s",
         args.address,
         args.interval,
         source.describe(),
     )
-    run_loop(unsealer, stop, args.interval)
+    try:
+        run_loop(unsealer, stop, args.interval)
+    finally:
+        endpoints.stop()
     return 0

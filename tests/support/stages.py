@@ -74,6 +74,11 @@ class NoCluster:
         raise PermanentError("no cluster in this test")
 
 
+# make(address, kubeconfig=None, name="vt", **env) -> a StageContext: the vault tests'
+# `make_context` fixture (tests/integration/vault/conftest.py).
+MakeContext = Callable[..., StageContext]
+
+
 def stage_context(environ: dict[str, str], kubeconfig: Path | None = None) -> StageContext:
     """A context for running stages directly, settings from `environ` (PLATFORM_*)."""
     environ = {

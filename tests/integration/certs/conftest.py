@@ -1,17 +1,15 @@
 """Fixtures for the certs controller's integration tests: CRDs on the real API server and
-`.venv/bin/platform run certs` as a real subprocess, watching only the test's namespace
+`.venv/bin/platform run certs` as a real subprocess (tests/support/components.py), watching only the test's namespace
 (which is also its cluster resource namespace, so ClusterIssuer CA Secrets live there)."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import processes
-from tests.support.cli import PLATFORM
+from tests.support.components import Component, launch
 from tests.support.kwok import KwokCluster
 
 MANIFESTS = Path(__file__).resolve().parents[3] / "stacks" / "certs" / "manifests"
@@ -27,15 +25,13 @@ def certs_crds(cluster: KwokCluster) -> None:
 @pytest.fixture
 def start_certs(
     cluster: KwokCluster, certs_crds: None, namespace: str, tmp_path: Path
-) -> Iterator[Callable[..., object]]:
-    started: list[subprocess.Popen[bytes]] = []
+) -> Iterator[Callable[..., Component]]:
+    started: list[Component] = []
 
-    def start(*extra: str) -> subprocess.Popen[bytes]:
-        process = processes.start(
+    def start(*extra: str) -> Component:
+        running = launch(
+            "certs",
             [
-                PLATFORM,
-                "run",
-                "certs",
                 "--kubeconfig",
                 str(cluster.kubeconfig),
                 "--watch-namespace",
@@ -46,17 +42,16 @@ def start_certs(
                 "DEBUG",
                 *extra,
             ],
-            log=tmp_path / f"certs-{len(started)}.log",
+            tmp_path / f"certs-{len(started)}.log",
         )
-        started.append(process)
-        return process
+        started.append(running)
+        return running
 
     yield start
-    for process in started:
-        processes.stop(process)
-        assert process.returncode == 0, (tmp_path / "certs-0.log").read_text()[-3000:]
+    for running in started:
+        assert running.stop() == 0, running.output()[-3000:]
 
 
 @pytest.fixture
-def certs_controller(start_certs: Callable[..., object]) -> object:
+def certs_controller(start_certs: Callable[..., Component]) -> Component:
     return start_certs()

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from stacks.certs import pki
 from stacks.kube.client import KubeClient
 from tests.support import processes
+from tests.support.components import Component
 from tests.support.kwok import KwokCluster
 
 pytestmark = pytest.mark.integration
@@ -102,7 +103,11 @@ def openssl_verify(files: dict[str, Path], where: Path) -> None:
 
 
 def test_ca_issuer_certificate_passes_openssl_verify(
-    cluster: KwokCluster, kube: KubeClient, namespace: str, certs_controller: object, tmp_path: Path
+    cluster: KwokCluster,
+    kube: KubeClient,
+    namespace: str,
+    certs_controller: Component,
+    tmp_path: Path,
 ) -> None:
     make_ca_secret(kube, namespace, "root-ca")
     apply(
@@ -163,7 +168,11 @@ def test_ca_issuer_certificate_passes_openssl_verify(
 
 
 def test_self_signed_cluster_issuer_and_rsa_key(
-    cluster: KwokCluster, kube: KubeClient, namespace: str, certs_controller: object, tmp_path: Path
+    cluster: KwokCluster,
+    kube: KubeClient,
+    namespace: str,
+    certs_controller: Component,
+    tmp_path: Path,
 ) -> None:
     issuer = f"self-{namespace}"
     apply(
@@ -196,7 +205,11 @@ def test_self_signed_cluster_issuer_and_rsa_key(
 
 
 def test_cluster_issuer_ca_from_cluster_resource_namespace(
-    cluster: KwokCluster, kube: KubeClient, namespace: str, certs_controller: object, tmp_path: Path
+    cluster: KwokCluster,
+    kube: KubeClient,
+    namespace: str,
+    certs_controller: Component,
+    tmp_path: Path,
 ) -> None:
     make_ca_secret(kube, namespace, "platform-ca")
     issuer = f"ca-{namespace}"
@@ -226,7 +239,7 @@ def _issuer_ready(kube: KubeClient, name: str) -> bool:
 
 
 def test_cluster_issuer_created_before_its_ca_is_ready_as_soon_as_the_ca_secret_exists(
-    cluster: KwokCluster, kube: KubeClient, namespace: str, certs_controller: object
+    cluster: KwokCluster, kube: KubeClient, namespace: str, certs_controller: Component
 ) -> None:
     """`platform up` creates the CA after the ClusterIssuer arrives from git: the
     controller watches CA Secrets, so the issuer does not wait for its 10 s retry."""
@@ -272,7 +285,7 @@ def _observe(
 
 
 def test_short_certificate_renews_on_time_and_once_per_period(
-    cluster: KwokCluster, kube: KubeClient, namespace: str, certs_controller: object
+    cluster: KwokCluster, kube: KubeClient, namespace: str, certs_controller: Component
 ) -> None:
     apply(
         cluster,
@@ -325,7 +338,11 @@ def test_short_certificate_renews_on_time_and_once_per_period(
 
 
 def test_annotated_ingress_gets_tls_secret_that_outlives_it(
-    cluster: KwokCluster, kube: KubeClient, namespace: str, certs_controller: object, tmp_path: Path
+    cluster: KwokCluster,
+    kube: KubeClient,
+    namespace: str,
+    certs_controller: Component,
+    tmp_path: Path,
 ) -> None:
     make_ca_secret(kube, namespace, "platform-ca")
     issuer = f"ing-{namespace}"

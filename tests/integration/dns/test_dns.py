@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,8 @@ import yaml
 
 from stacks.dns.hosts import HOSTS_KEY, SERVER_KEY
 from stacks.kube.client import KubeClient
-from tests.integration.dns.conftest import CoreDNS, settle, wait_until
+from tests.support.components import Component
+from tests.support.coredns import CoreDNS, wait_until
 from tests.support.kwok import KwokCluster
 from tests.support.manifests import cluster_role_for
 
@@ -224,35 +224,37 @@ def test_failed_listing_keeps_the_hosts_file(
     kube: KubeClient,
     namespace: str,
     domain: str,
-    start_dns: Callable[..., subprocess.Popen[bytes]],
+    start_dns: Callable[..., Component],
     tmp_path: Path,
 ) -> None:
-    """With least-privilege RBAC like the manifests'; then `list ingresses` is revoked."""
+    """With least-privilege RBAC like the manifests'; then `list ingresses` is revoked and
+    the stub restarted, so its Ingress cache cannot list (a watch already open would
+    outlive the revocation): its syncs must write nothing until the right is back."""
     seed_configmap(kube, namespace)
     apply(cluster, *_rbac(namespace, with_ingresses=True))
     kubeconfig = cluster.service_account_kubeconfig(namespace, "dns", tmp_path / "dns.kubeconfig")
     try:
-        start_dns(kubeconfig)
+        first = start_dns(kubeconfig)
         apply(cluster, ingress(namespace, "keep", [f"keep.{domain}"]))
         wait_until(hosts_has(kube, namespace, f"10.43.0.80 keep.{domain} "), 30, "the entry")
         before = configmap(kube, namespace)[HOSTS_KEY]
+        first.stop()
 
         apply(cluster, *_rbac(namespace, with_ingresses=False))  # revoke list/watch ingresses
-        settle(2)
         cluster.kubectl("delete", "ingress", "keep", "-n", namespace)
+        second = start_dns(kubeconfig, ready=False)  # its Ingress cache cannot list
         # poke a sync through the ConfigMap watch, which is still allowed
         kube.merge_patch(
             "v1", "ConfigMap", "coredns-custom", {"data": {"poke.override": "# poke\n"}}, namespace
         )
-        log = tmp_path / "dns-0.log"
-        wait_until(lambda: "failed to list DNS sources" in log.read_text(), 30, "a failed listing")
-        settle(4)
+        # A sync happened (and refused); only then is "unchanged" a finding.
+        wait_until(lambda: "failed to list DNS sources" in second.output(), 30, "a failed listing")
         assert configmap(kube, namespace)[HOSTS_KEY] == before  # not emptied, not touched
 
         apply(cluster, *_rbac(namespace, with_ingresses=True))  # restored: the deletion lands
         wait_until(
             lambda: f"keep.{domain}" not in configmap(kube, namespace)[HOSTS_KEY],
-            60,
+            90,
             "the entry to go after recovery",
         )
         assert FOREIGN_LINE in configmap(kube, namespace)[HOSTS_KEY]

@@ -50,12 +50,8 @@ def test_push_delivers_a_signed_webhook(
         {"repo": "gitops", "ref": "refs/heads/feature", "before": "0" * 40, "after": second},
     ]
     for delivery in deliveries:
-        assert verify(
-            server.webhook_secret, delivery.body, delivery.headers[SIGNATURE_HEADER]
-        )
-        assert not verify(
-            b"other secret", delivery.body, delivery.headers[SIGNATURE_HEADER]
-        )
+        assert verify(server.webhook_secret, delivery.body, delivery.headers[SIGNATURE_HEADER])
+        assert not verify(b"other secret", delivery.body, delivery.headers[SIGNATURE_HEADER])
         assert delivery.headers["X-Platform-Event"] == "push"
     assert server.webhook_secret.decode() not in server.log_text()
 
@@ -105,7 +101,5 @@ def test_receiver_down_gets_it_later_and_the_push_is_not_delayed(
     finally:
         receiver.stop()
     assert delivery.json()["after"] == head
-    assert verify(
-        server.webhook_secret, delivery.body, delivery.headers[SIGNATURE_HEADER]
-    )
+    assert verify(server.webhook_secret, delivery.body, delivery.headers[SIGNATURE_HEADER])
     assert len(receiver.deliveries) == 1

@@ -9,7 +9,8 @@ from collections.abc import Hashable
 import pytest
 
 from stacks.kube.client import KubeClient
-from stacks.kube.controller import Controller, Watch, object_key
+from stacks.kube.controller import Runtime, Watch, object_key
+from stacks.kube.leader import LeaderElector
 from tests.support.kwok import KwokCluster
 from tests.support.manifests import schemaless_crd
 from tests.support.processes import wait_for
@@ -28,7 +29,7 @@ def test_configmap_events_are_reconciled_and_requeued(cluster: KwokCluster, name
         # Ask to come back once, shortly: the requeue path.
         return 0.2 if calls[key] == 1 and key == (namespace, "requeue-me") else None
 
-    controller = Controller(
+    controller = Runtime(
         name="test",
         client=client,
         reconcile=reconcile,
@@ -86,7 +87,7 @@ def test_a_kind_whose_crd_arrives_later_is_reconciled_as_soon_as_it_is_establish
     def reconcile(key: Hashable) -> None:
         seen.append(key)
 
-    controller = Controller(
+    controller = Runtime(
         name="late-crd",
         client=client,
         reconcile=reconcile,
@@ -119,3 +120,46 @@ def test_a_kind_whose_crd_arrives_later_is_reconciled_as_soon_as_it_is_establish
         stop.set()
         thread.join(timeout=10)
         client.delete("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"latewidgets.{group}")
+
+
+def test_with_leader_election_only_the_lease_holder_reconciles(
+    cluster: KwokCluster, namespace: str
+) -> None:
+    """Two replicas of one controller: the second waits for the Lease and takes over
+    when the first stops (its graceful stop releases the Lease)."""
+    client = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
+    seen: dict[str, list[Hashable]] = {"a": [], "b": []}
+    stops = {"a": threading.Event(), "b": threading.Event()}
+    threads = []
+    for name in ("a", "b"):
+        runtime = Runtime(
+            name=f"replica-{name}",
+            client=client,
+            reconcile=lambda key, name=name: seen[name].append(key),  # type: ignore[misc]
+            watches=[Watch("v1", "ConfigMap", object_key, namespace=namespace)],
+        )
+        leader = LeaderElector(client, namespace, "replicas", name, lease_seconds=5)
+        thread = threading.Thread(target=runtime.run, args=(stops[name], leader), daemon=True)
+        thread.start()
+        threads.append(thread)
+        if name == "a":
+            wait_for(leader.leading.is_set, timeout=10, what="a to lead")
+    try:
+        client.create(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "one", "namespace": namespace},
+            }
+        )
+        wait_for(lambda: (namespace, "one") in seen["a"], timeout=10, what="a's reconcile")
+        assert seen["b"] == []  # b waits for the Lease
+        stops["a"].set()
+        threads[0].join(timeout=10)
+        wait_for(lambda: (namespace, "one") in seen["b"], timeout=20, what="b to take over")
+    finally:
+        for stop in stops.values():
+            stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+        client.close()

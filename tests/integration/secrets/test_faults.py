@@ -4,13 +4,12 @@ deletionPolicy."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from tests.integration.secrets.conftest import Bao, Controller, Secrets, decode
 from tests.support import processes
+from tests.support.components import Component
 from tests.support.openbao import unseal
+from tests.support.secrets import Bao, Secrets, decode
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +26,7 @@ def _es(key: str = "app/cfg", refresh: str = "1s", **target: str) -> dict[str, o
 
 
 def test_missing_key_is_not_ready_and_changes_nothing(
-    controller: Controller, secrets: Secrets, bao: Bao
+    controller: Component, secrets: Secrets, bao: Bao
 ) -> None:
     bao.put("app/cfg", {"a": "1", "b": "2"})
     secrets.token_store()
@@ -42,7 +41,10 @@ def test_missing_key_is_not_ready_and_changes_nothing(
         "cfg", status="False", reason="SecretSyncedError", contains="'b'"
     )
     assert "kept Secret" in condition["message"]
-    time.sleep(2)
+    # The failing sync is retried (1 s refresh caps the backoff): see one more failure
+    # happen, then the Secret must still be the one from before.
+    errors = controller.metrics()["platform_secrets_sync_errors_total"]
+    controller.wait_metric("platform_secrets_sync_errors_total", above=errors, timeout=15)
     after = secrets.secret("cfg")
     assert after is not None
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
@@ -61,7 +63,7 @@ def test_missing_key_is_not_ready_and_changes_nothing(
 
 
 def test_vault_stopped_then_sealed_keeps_secret_and_recovers(
-    controller: Controller, secrets: Secrets, bao: Bao
+    controller: Component, secrets: Secrets, bao: Bao
 ) -> None:
     bao.put("app/cfg", {"a": "1", "b": "2"})
     secrets.token_store()
@@ -86,7 +88,7 @@ def test_vault_stopped_then_sealed_keeps_secret_and_recovers(
 
 
 def test_owner_refuses_a_secret_owned_by_something_else(
-    controller: Controller, secrets: Secrets, bao: Bao
+    controller: Component, secrets: Secrets, bao: Bao
 ) -> None:
     bao.put("app/cfg", {"a": "1", "b": "2"})
     secrets.token_store()
@@ -133,7 +135,7 @@ def test_owner_refuses_a_secret_owned_by_something_else(
 
 
 def test_owner_orphan_merge_and_deletion_policy(
-    controller: Controller, secrets: Secrets, bao: Bao
+    controller: Component, secrets: Secrets, bao: Bao
 ) -> None:
     bao.put("app/cfg", {"a": "1", "b": "2"})
     secrets.token_store()

@@ -13,16 +13,10 @@ import yaml
 
 from stacks.kube.client import KubeClient
 from stacks.secrets.install import manifests
-from tests.integration.secrets.conftest import (
-    MANIFESTS,
-    Bao,
-    Controller,
-    Secrets,
-    configure_kubernetes_auth,
-    kubeconfig_ca,
-)
 from tests.support import processes
+from tests.support.components import Component
 from tests.support.kwok import KwokCluster
+from tests.support.secrets import MANIFESTS, Bao, Secrets, configure_kubernetes_auth, kubeconfig_ca
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +28,7 @@ def test_runs_with_the_shipped_rbac(
     namespace: str,
     bao: Bao,
     tmp_path: Path,
-    controller_factory: Callable[[list[str]], Controller],
+    controller_factory: Callable[[list[str]], Component],
 ) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "00-namespace.yaml"))
     cluster.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "20-rbac.yaml"))

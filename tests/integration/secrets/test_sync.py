@@ -9,20 +9,15 @@ import uuid
 import pytest
 
 from stacks.kube.client import KubeClient
-from tests.integration.secrets.conftest import (
-    Bao,
-    Controller,
-    Secrets,
-    configure_kubernetes_auth,
-    decode,
-)
+from tests.support.components import Component
 from tests.support.kwok import KwokCluster
+from tests.support.secrets import Bao, Secrets, configure_kubernetes_auth, decode
 
 pytestmark = pytest.mark.integration
 
 
 def test_secret_appears_follows_changes_and_force_sync(
-    controller: Controller, secrets: Secrets, bao: Bao
+    controller: Component, secrets: Secrets, bao: Bao
 ) -> None:
     bao.put("app/db", {"username": "app", "password": "s3cret", "nested": {"port": 5432}})
     secrets.token_store()
@@ -70,7 +65,10 @@ def test_secret_appears_follows_changes_and_force_sync(
     )
     secrets.wait_data("slow", {"username": "app", "password": "rotated", "nested": '{"port":5432}'})
     bao.put("app/db", {"username": "app2", "password": "rotated"})
-    time.sleep(2)
+    # Two more syncs ("db" refreshes every 2 s) show the controller at work since the
+    # change; only then does "slow" still holding the old value mean it waits.
+    syncs = controller.metrics()["platform_secrets_syncs_total"]
+    controller.wait_metric("platform_secrets_syncs_total", above=syncs + 1, timeout=15)
     assert decode(secrets.secret("slow"))["username"] == "app"
     secrets.cluster.kubectl(
         "annotate",
@@ -93,7 +91,7 @@ def test_secret_appears_follows_changes_and_force_sync(
         assert value not in text
 
 
-def test_kv_v1_and_templates(controller: Controller, secrets: Secrets, bao: Bao) -> None:
+def test_kv_v1_and_templates(controller: Component, secrets: Secrets, bao: Bao) -> None:
     bao.put("legacy", {"api-key": "k1", "host": "db.local"}, mount="kv1")
     secrets.token_store("v1store", path="kv1", version="v1")
     secrets.external_secret(
@@ -139,7 +137,7 @@ def test_kv_v1_and_templates(controller: Controller, secrets: Secrets, bao: Bao)
 
 
 def test_kubernetes_auth_end_to_end(
-    controller: Controller, secrets: Secrets, bao: Bao, cluster: KwokCluster, namespace: str
+    controller: Component, secrets: Secrets, bao: Bao, cluster: KwokCluster, namespace: str
 ) -> None:
     # Vault tokens from this role live 3 s: the controller must log in again before expiry.
     configure_kubernetes_auth(bao, cluster, namespace, account="app-reader", role="app", ttl="3s")
@@ -182,7 +180,7 @@ def test_kubernetes_auth_end_to_end(
     assert "Kubernetes login" in condition["message"]
 
 
-def test_store_status_reasons(controller: Controller, secrets: Secrets, bao: Bao) -> None:
+def test_store_status_reasons(controller: Component, secrets: Secrets, bao: Bao) -> None:
     secrets.token_store("bad-token", token="not-a-token")
     condition = secrets.wait_ready(
         "bad-token", kind="SecretStore", status="False", reason="ValidationFailed"
@@ -221,7 +219,7 @@ def test_cluster_secret_store(
     kube: KubeClient,
     namespace: str,
     bao: Bao,
-    controller: Controller,
+    controller: Component,
 ) -> None:
     name = f"css-{uuid.uuid4().hex[:6]}"
     secrets = Secrets(cluster, kube, namespace, bao)

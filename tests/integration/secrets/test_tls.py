@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from stacks.kube.client import KubeClient
-from tests.integration.secrets.conftest import Bao, Controller, Secrets
 from tests.support.binaries import require_binary
+from tests.support.components import Component
 from tests.support.kwok import KwokCluster
 from tests.support.openbao import OpenBaoServer, initialise_and_unseal
+from tests.support.secrets import Bao, Secrets
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ def test_ca_bundle(
     kube: KubeClient,
     namespace: str,
     tls_bao: Bao,
-    controller: Controller,
+    controller: Component,
 ) -> None:
     secrets = Secrets(cluster, kube, namespace, tls_bao)
     assert tls_bao.server.ca_file is not None and tls_bao.server.address.startswith("https://")

@@ -3,7 +3,7 @@ kube-apiserver when a test asks for `cluster`), with debug logging captured to a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,17 +12,14 @@ from bootstrap.stages.base import StageContext
 from testenv import locate
 from testenv.provide import terraform_plugin_dir
 from tests.support.binaries import require_binary
+from tests.support.stages import MakeContext, stage_context
 from tests.support.stages import debug_log as capture_debug_log
-from tests.support.stages import stage_context
 
 
 @pytest.fixture
 def debug_log(tmp_path: Path) -> Iterator[Path]:
     with capture_debug_log(tmp_path / "debug.log") as path:
         yield path
-
-
-MakeContext = Callable[..., StageContext]
 
 
 @pytest.fixture

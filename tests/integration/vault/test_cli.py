@@ -10,9 +10,9 @@ import pytest
 
 from bootstrap.stages.vault import VaultStage
 from stacks.vault.keys import FILE_NAME
-from tests.integration.vault.conftest import MakeContext
 from tests.support.cli import PLATFORM
 from tests.support.openbao import OpenBaoServer
+from tests.support.stages import MakeContext
 
 pytestmark = pytest.mark.integration
 

@@ -17,10 +17,9 @@ from stacks.errors import PermanentError
 from stacks.kube.client import KubeClient
 from stacks.vault.api import VaultApi
 from stacks.vault.keys import FILE_NAME
-from tests.integration.vault.conftest import MakeContext
 from tests.support.kwok import KwokCluster
 from tests.support.openbao import OpenBaoServer
-from tests.support.stages import progress_lines, watching_argv
+from tests.support.stages import MakeContext, progress_lines, watching_argv
 
 pytestmark = pytest.mark.integration
 

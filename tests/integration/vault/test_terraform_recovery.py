@@ -20,10 +20,10 @@ from bootstrap.stages.base import StageContext
 from bootstrap.stages.terraform import PLAN_FILE, TerraformStage
 from bootstrap.stages.vault import VaultStage
 from stacks.errors import PermanentError, TransientError
-from tests.integration.vault.conftest import MakeContext
 from tests.integration.vault.tofu_processes import alive, applying_with_provider, in_workdir
 from tests.support.kwok import KwokCluster
 from tests.support.openbao import OpenBaoServer
+from tests.support.stages import MakeContext
 
 pytestmark = pytest.mark.integration
 

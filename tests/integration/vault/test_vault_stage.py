@@ -20,11 +20,12 @@ from bootstrap.stages.vault import VaultStage
 from stacks.errors import PermanentError
 from stacks.vault.api import UnsealFailed, VaultApi
 from stacks.vault.keys import FILE_NAME
-from tests.integration.vault.conftest import MakeContext
 from tests.support import processes
 from tests.support.cli import PLATFORM
+from tests.support.components import launch
 from tests.support.kwok import KwokCluster
 from tests.support.openbao import InitResult, OpenBaoServer
+from tests.support.stages import MakeContext
 
 pytestmark = pytest.mark.integration
 
@@ -165,10 +166,6 @@ def test_keys_are_also_stored_in_the_cluster_secret(
     assert vault.health()["sealed"] is False
 
 
-def _unsealer(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    return processes.start([PLATFORM, "run", "unsealer", *args], log)
-
-
 def test_unsealer_process_unseals_after_restart_and_stops_on_sigterm(
     vault: OpenBaoServer, make_context: MakeContext, tmp_path: Path
 ) -> None:
@@ -176,7 +173,7 @@ def test_unsealer_process_unseals_after_restart_and_stops_on_sigterm(
     VaultStage().run(ctx)
     keys_file = ctx.state.secrets_dir / FILE_NAME
     log = tmp_path / "unsealer.log"
-    process = _unsealer(["--address", vault.address, "--keys-file", str(keys_file)], log)
+    unsealer = launch("unsealer", ["--address", vault.address, "--keys-file", str(keys_file)], log)
     try:
         vault.restart()
         restarted = time.monotonic()
@@ -188,9 +185,10 @@ def test_unsealer_process_unseals_after_restart_and_stops_on_sigterm(
         # And again: a second restart is handled the same way.
         vault.restart()
         processes.wait_for(lambda: vault.health().get("sealed") is False, timeout=15, what="again")
+        # What it did is on its /metrics too (the shared program shell).
+        assert unsealer.metrics()["platform_unsealer_unseals_total"] >= 2
     finally:
-        process.terminate()
-        code = process.wait(timeout=10)
+        code = unsealer.stop()
     assert code == 0
     text = log.read_text()
     assert "unsealed Vault" in text and "stopping" in text
