@@ -97,9 +97,12 @@ def kind_rank(kind: str) -> int:
     return _KIND_RANK.get(kind, len(KIND_ORDER))
 
 
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
 def content_hash(obj: KubeObject) -> str:
-    data = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(data.encode()).hexdigest()[:16]
+    return hashlib.sha256(_canonical(obj)).hexdigest()[:16]
 
 
 def fields_hash(live: KubeObject, manager: str = FIELD_MANAGER) -> str:
@@ -119,11 +122,25 @@ def fields_hash(live: KubeObject, manager: str = FIELD_MANAGER) -> str:
 
 @dataclass(frozen=True)
 class Desired:
+    """One object as git wants it. Kept as compact JSON, not as a dict: the controller
+    keeps an app's render between reconciles, and for 10,000 objects dicts take about
+    five times the memory (issue 14); it is decoded only to be applied."""
+
     ref: ObjectRef
-    obj: KubeObject
+    body: bytes  # the object as JSON, keys sorted (what `hash` is the hash of)
     wave: int
     hash: str
     where: str = ""
+
+    @classmethod
+    def of(cls, obj: KubeObject, wave: int = 0, where: str = "") -> Desired:
+        body = _canonical(obj)
+        return cls(ObjectRef.of(obj), body, wave, hashlib.sha256(body).hexdigest()[:16], where)
+
+    @property
+    def obj(self) -> KubeObject:
+        value: KubeObject = json.loads(self.body)
+        return value
 
 
 @dataclass(frozen=True)
@@ -307,7 +324,7 @@ def normalize(
         labels = dict(meta.get("labels") or {})
         labels[MANAGED_LABEL] = "true"
         meta["labels"] = labels
-        result.append(Desired(ref, obj, wave, content_hash(obj), manifest.where))
+        result.append(Desired.of(obj, wave, manifest.where))
     if problems:
         raise RenderError(problems)
     return result

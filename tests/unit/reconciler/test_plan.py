@@ -52,7 +52,7 @@ def cm(name: str, data: str = "x", wave: int = 0) -> Desired:
         "metadata": {"name": name, "namespace": "team"},
         "data": {"k": data},
     }
-    return Desired(ObjectRef.of(obj), obj, wave, content_hash(obj))
+    return Desired.of(obj, wave)
 
 
 def live_for(d: Desired, fields: str = "f1") -> Live:
