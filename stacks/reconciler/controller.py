@@ -41,7 +41,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from stacks.errors import PermanentError, PlatformError, TransientError
 from stacks.kube.cache import KindCache, LiveCache
@@ -110,7 +110,7 @@ RECONNECT_DEBOUNCE = 0.3
 class Options:
     cache_dir: Path
     watch_namespace: str | None = None
-    workers: int = 4
+    workers: int = 8  # see program.py
     apply_workers: int = 8
     credentials_file: Path | None = None
     dependency_retry: float = 5.0
@@ -158,6 +158,10 @@ class Memory:
     heals: list[float] = field(default_factory=list)
 
 
+class Recorder(Protocol):
+    def record(self, obj: KubeObject, reason: str, message: str, warning: bool = False) -> None: ...
+
+
 class AsyncEvents:
     """Events posted by one background thread, in order, so a reconcile never waits for
     one (a sync of 100 Applications would otherwise spend a third of its API round
@@ -167,7 +171,7 @@ class AsyncEvents:
 
     MAX_PENDING = 1000
 
-    def __init__(self, recorder: EventRecorder) -> None:
+    def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events")
         self._pending = 0
@@ -193,8 +197,9 @@ class AsyncEvents:
                 self._pending -= 1
 
     def close(self) -> None:
-        """Post what is waiting (the pool's thread finishes it) and take no more."""
-        self._pool.shutdown(wait=False)
+        """Take no more and drop what waits: exit must not wait for a thousand posts to
+        an API server that may be gone (the one in flight ends with its timeout)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class ReconcileFailed(PlatformError):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
 from stacks.kube.health import Health, HealthStatus
 from stacks.kube.queue import WorkQueue
+from stacks.reconciler.controller import AsyncEvents
 from stacks.reconciler.server import sign, verify
 from stacks.reconciler.status import Report, SyncStatus, to_status
 
@@ -85,3 +88,27 @@ def test_webhook_signature() -> None:
     assert not verify(b"other", body, header)
     assert not verify(b"", body, header)
     assert not verify(b"s3cret", body, None)
+
+
+def test_events_are_posted_in_order_off_the_caller_and_dropped_beyond_a_bound() -> None:
+    gate = threading.Event()
+    posted: list[str] = []
+
+    class Slow:
+        def record(self, obj: Any, reason: str, message: str, warning: bool = False) -> None:
+            gate.wait(10)
+            posted.append(message)
+
+    events = AsyncEvents(Slow())
+    app = {"metadata": {"name": "a", "namespace": "n"}}
+    started = time.monotonic()
+    for i in range(AsyncEvents.MAX_PENDING + 5):  # the API server does not answer
+        events.record(app, "Synced", str(i))
+    assert time.monotonic() - started < 2.0  # the reconcile never waited for one
+    gate.set()
+    deadline = time.monotonic() + 10
+    while len(posted) < AsyncEvents.MAX_PENDING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert posted == [str(i) for i in range(AsyncEvents.MAX_PENDING)]  # in order; 5 dropped
+    events.close()
