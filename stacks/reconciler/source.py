@@ -55,6 +55,7 @@ _SHA = re.compile(r"^[0-9a-f]{40}$")
 FETCH_TIMEOUT = 60.0
 # What prefetch() may hold for reads not yet asked for (a push's files, not a clone).
 PREFETCH_BYTES = 16 * 1024 * 1024
+PREFETCH_PATHS = 500  # paths per `git ls-tree` run
 MAX_PATH = 1024  # bytes; git itself has no bound, argv and status fields do
 _SYMLINK = b"120000"
 _PATH_HINT = (
@@ -480,25 +481,42 @@ class GitCache:
         if len(jobs) < 2:
             return
         repo = self.repo_dir(url)
-        listing = self._run(
-            ["ls-tree", "-r", "-z", "-l", "--full-tree", sha, "--", *{p for p, _, _ in jobs}],
-            repo,
-            None,
-            timeout=30,
-        )
-        records = [r.split(b"\t", 1) for r in listing.split(b"\0") if r]
-        named = [(info, name.decode(errors="replace")) for info, name in records]
+        prefixes = sorted({p for p, _, _ in jobs})
+        named: list[tuple[bytes, str]] = []
+        for start in range(0, len(prefixes), PREFETCH_PATHS):  # argv stays short
+            listing = self._run(
+                [
+                    "ls-tree",
+                    "-r",
+                    "-z",
+                    "-l",
+                    "--full-tree",
+                    sha,
+                    "--",
+                    *prefixes[start : start + PREFETCH_PATHS],
+                ],
+                repo,
+                None,
+                timeout=30,
+            )
+            for record in listing.split(b"\0"):
+                if record:
+                    info, raw_name = record.split(b"\t", 1)
+                    named.append((info, raw_name.decode(errors="replace")))
+        # Each file under every wanted directory that holds it, walking up its parents
+        # (one dict look-up per level, not one comparison per wanted path).
+        under: dict[str, list[tuple[bytes, str]]] = {p: [] for p in prefixes}
+        for info, name in named:
+            parent = name
+            while "/" in parent:
+                parent = parent.rsplit("/", 1)[0]
+                if parent in under:
+                    under[parent].append((info, name[len(parent) + 1 :]))
         planned: list[tuple[tuple[str, str, bool, Limits], list[tuple[str, str]]]] = []
         blobs: set[str] = set()
         size = 0  # counted per path, as files() gives it back
         for prefix, tree, recurse in jobs:
-            below = []
-            for info, name in named:
-                if not name.startswith(prefix + "/"):
-                    continue
-                rel = name[len(prefix) + 1 :]
-                if recurse or "/" not in rel:
-                    below.append((info, rel))
+            below = [(info, rel) for info, rel in under[prefix] if recurse or "/" not in rel]
             try:
                 entries = _entries(below, prefix, limits)
             except RenderError:

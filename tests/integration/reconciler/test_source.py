@@ -144,7 +144,7 @@ def test_prefetch_reads_many_paths_in_two_git_runs_with_the_same_answers(
     ahead = GitCache(tmp_path / "ahead")
     for cache in (plain, ahead):
         cache.fetch(repo.url, "main")
-    paths = ["apps/a", "apps/b", "apps/c", "apps/big"]
+    paths = ["apps/a", "apps/a/deep", "apps/b", "apps/c", "apps/big"]  # one inside another
     trees = plain.tree_ids(repo.url, sha, paths)
     ahead.tree_ids(repo.url, sha, paths)
     wanted = [(p, str(trees[p]), p != "apps/a") for p in paths]
