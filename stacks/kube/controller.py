@@ -27,7 +27,7 @@ while it was away. `run(stop, leader=...)` optionally waits for a Lease first
 
     subject = load(key)                  None: the object is gone, nothing to do
     try:
-        for name, step in steps(subject): step(subject) -> seconds | None | STOP
+        for name, step in steps(subject): step(subject) -> seconds | None | Stop(after)
     finally:
         finish(subject, result)          status written once, from the result's error kind
 
@@ -36,6 +36,13 @@ dataclass), stop at the first error, and never write status themselves. `finish`
 the result into conditions with `error_kind`, the one mapping of errors to kinds.
 
 Example to copy: stacks/certs/controller.py (docs/controllers.md walks through it).
+
+For the reconciler (phase 2 of issue 17): `workers` sets its parallelism; a sync wave
+that is not healthy yet is a step returning `Stop(after)`; the self-heal gate is a
+`Watch.to_keys` that maps a managed object's drift to its Application only when
+selfHeal is on; a finalizer is a step taken while `deletionTimestamp` is set (`load`
+returns the subject either way); its status merge-patch is its `finish`. Still to add
+then: letting a Runtime use caches built elsewhere (its shared LiveCache).
 """
 
 from __future__ import annotations

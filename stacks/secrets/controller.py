@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stacks.errors import PermanentError, PlatformError, TransientError
 from stacks.kube.client import KubeClient, WatchEvent
@@ -75,6 +75,9 @@ from stacks.secrets.status import (
     write_status,
 )
 from stacks.secrets.stores import Stores, store_label
+
+if TYPE_CHECKING:
+    from stacks.kube.leader import LeaderElector
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +187,7 @@ class SecretsController(ObjectReconciler[_Attempt]):
 
     # ---- wiring -------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event, leader: Any = None) -> None:
+    def run(self, stop: threading.Event, leader: LeaderElector | None = None) -> None:
         """Run until `stop` is set (optionally as the Lease holder); close the stores."""
         try:
             self.runtime.run(stop, leader)
