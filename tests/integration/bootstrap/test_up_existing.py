@@ -51,7 +51,7 @@ def test_up_status_down_leaves_the_cluster_as_found(
     events = json_events(up.stdout)
     summary = events[-1]
     assert summary["event"] == "summary" and summary["ok"] is True
-    assert [s["stage"] for s in summary["stages"]][:2] == ["preflight", "cluster"]
+    assert [s["stage"] for s in summary["stages"]][:3] == ["preflight", "tools", "cluster"]
     assert {e["event"] for e in events} >= {"begin", "stage_started", "stage_finished", "summary"}
 
     status = run_platform("status", "-o", "json")
