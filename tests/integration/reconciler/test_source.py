@@ -161,7 +161,7 @@ def test_prefetch_reads_many_paths_in_two_git_runs_with_the_same_answers(
     assert [r[0] for r in runs] == ["ls-tree", "cat-file"]
     for path, tree, recurse in wanted:
         if path == "apps/big":  # over the bound: not read ahead, and refused as before
-            with pytest.raises(RenderError, match="huge.yaml"):
+            with pytest.raises(RenderError, match=r"huge\.yaml"):
                 ahead.files(repo.url, sha, path, recurse, limits, tree=tree)
             continue
         got = ahead.files(repo.url, sha, path, recurse, limits, tree=tree)
