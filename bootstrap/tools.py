@@ -25,6 +25,7 @@ import json
 import os
 import platform as python_platform
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -37,9 +38,13 @@ from stacks.errors import PermanentError
 
 DOWNLOAD_TIMEOUT = 15.0
 CHUNK = 256 * 1024
+# A partial file this old belongs to no running download (each chunk rewrites its mtime):
+# it is what a killed run left, and the next install removes it.
+STALE_PARTIAL_SECONDS = 600
 TEST_OVERRIDE = "PLATFORM_TEST_DOWNLOADS"
 
-# (bytes so far, total bytes or None) -> None; the terminal draws a bar from it.
+# (bytes so far, total bytes or None) -> None; the terminal draws a bar from it. It may
+# raise (the stage's Ctrl-C checkpoint): the partial file is removed on the way out.
 ProgressCallback = Callable[[int, int | None], None]
 
 
@@ -209,6 +214,15 @@ def _fetch(
         raise
 
 
+def _remove_stale_partials(tool: Tool, directory: Path) -> None:
+    """Partial downloads a killed run (kill -9, or Ctrl-C racing the exit) left behind."""
+    now = time.time()
+    for partial in directory.glob(f".{tool.name}.*.partial"):
+        with contextlib.suppress(OSError):
+            if now - partial.stat().st_mtime > STALE_PARTIAL_SECONDS:
+                partial.unlink()
+
+
 def install(tool: Tool, progress: ProgressCallback | None = None) -> Path:
     """Download, verify and install `tool` at ~/.platform/bin/<name> (0755, atomically)."""
     source = source_for(tool)
@@ -220,6 +234,7 @@ def install(tool: Tool, progress: ProgressCallback | None = None) -> Path:
         raise PermanentError(
             f"cannot create {directory}: {error}", hint="check the permissions of ~/.platform"
         ) from error
+    _remove_stale_partials(tool, directory)
     verified = _fetch(tool, source, directory, target, progress)
     try:
         if tool.member is not None:

@@ -100,6 +100,7 @@ class _Throttled:
         self.shown = -1
 
     def __call__(self, received: int, total: int | None) -> None:
+        self.ctx.checkpoint()  # Ctrl-C stops the download here, and its partial file goes
         if total:
             percent = min(100, received * 100 // total)
             if percent // 5 == self.shown // 5 and percent != 100:

@@ -115,3 +115,20 @@ def test_offline_the_error_names_the_file_and_where_to_put_it(bare_path: str) ->
         in text
     )
     assert f"put it at {bin_dir() / 'k3d'} (chmod +x)" in text
+
+
+def test_partial_files_a_killed_run_left_are_removed_by_the_next_install(
+    releases: ReleaseServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bootstrap.tools import K3D, install
+
+    bin_dir().mkdir(parents=True)
+    left = bin_dir() / ".k3d.abc123.partial"  # a kill -9 during an earlier download
+    left.write_bytes(b"half a k3d")
+    os.utime(left, (1_000_000_000, 1_000_000_000))
+    running = bin_dir() / ".k3d.def456.partial"  # another platform's download, under way
+    running.write_bytes(b"a quarter")
+    for key, value in releases.env().items():
+        monkeypatch.setenv(key, value)
+    assert install(K3D) == bin_dir() / "k3d"
+    assert not left.exists() and running.exists()
