@@ -13,7 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bootstrap import __version__
-from bootstrap.pins import K3D_VERSION, K3S_VERSION, OPENBAO_VERSION
+
+# Re-exported: code that names an image's version imports it from here or from pins.
+from bootstrap.pins import K3D_VERSION as K3D_VERSION
+from bootstrap.pins import K3S_VERSION as K3S_VERSION
+from bootstrap.pins import OPENBAO_VERSION as OPENBAO_VERSION
 
 K3S_IMAGE = f"rancher/k3s:{K3S_VERSION}"
 # The tests run this same version (testenv reads it from bootstrap/pins.py), and the
