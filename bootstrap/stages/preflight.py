@@ -333,6 +333,19 @@ def run_checks(settings: Settings, cluster_exists: bool = False) -> list[Finding
         findings.extend(check_ports(settings, cluster_exists))
         if not cluster_exists:
             findings.extend(check_images(settings))
+    else:
+        step = image_step(settings)  # only with image.build: yes
+        if step is not None:
+            findings.append(
+                Finding(
+                    "component image",
+                    False,
+                    f"will {step.text} ({step.reason})",
+                    "nothing to do: the `tools` stage builds it",
+                    blocking=False,
+                    planned=True,
+                )
+            )
     findings.append(check_disk(settings))
     return findings
 

@@ -93,10 +93,10 @@ def test_the_readme_two_commands_in_a_fresh_clone_and_virtualenv(
     # It fetched what this machine lacked ...
     assert "will download k3d v5.9.0 into" in output, output
     assert "[tools] done" in output, output
-    for tool in ("k3d", "tofu"):
-        path = home / "bin" / tool
-        assert os.access(path, os.X_OK), tool
-        assert path.read_bytes() == releases.files[tool].read_bytes() or tool == "tofu"
+    k3d, tofu = home / "bin" / "k3d", home / "bin" / "tofu"
+    assert os.access(k3d, os.X_OK) and os.access(tofu, os.X_OK)
+    assert k3d.read_bytes() == releases.files["k3d"].read_bytes()
+    assert "OpenTofu v1.6.2" in run([str(tofu), "version"], tmp_path, env, timeout=60).stdout
     assert sorted(releases.requests) == ["k3d-linux-amd64", "tofu_1.6.2_linux_amd64.zip"]
     # ... the component image in Docker is the clone's build ...
     clone_hash = run(
