@@ -14,7 +14,9 @@ with one Application's credentials never stands in for another's. `fetches` coun
 the `git fetch` runs (the reconciler's metrics export it). Reads by commit SHA take no
 lock: a fetch only adds objects (gc.auto=0), so a read never sees one half-written.
 `tree_ids()` gives the tree object id of paths at commits in one `git cat-file` run: an
-unchanged id means the files under that path are byte for byte the same.
+unchanged id means the files under that path are byte for byte the same. `prefetch()`
+reads the files of many paths in one `ls-tree` and one `cat-file --batch` (a push that
+changes 100 Applications' paths), and `files()` hands each its part.
 
 Credentials come from a Secret (keys `username`, `password`) or from a git-credentials
 file (`https://user:password@host/` per line). They reach git through the environment
