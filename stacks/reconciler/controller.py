@@ -4,7 +4,8 @@ Triggers put an Application's key on the queue:
 - the Application watch (created, spec changed, refresh annotation, being deleted),
 - its interval (default 3 minutes; errors back off exponentially up to the interval),
 - the git server's push webhook (`on_push`): one fetch of the repository serves every
-  Application following it (none when the cache already has the announced commit);
+  Application following it (none when the cache already has the announced commit),
+  and the changed paths' files are read for all of them in two git runs;
   the Applications whose path's tree changed are queued first, the others after them
   for a cheap revision bump (their render is reused because it is keyed by the path's
   tree id, and an unchanged plan applies nothing), so one changed app never waits
