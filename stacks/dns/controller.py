@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 CONFIGMAP_NAMESPACE = "kube-system"
 CONFIGMAP_NAME = "coredns-custom"
 SYNC: QueueKey = "sync"
+MIN_SYNC_INTERVAL = 0.25  # seconds between the starts of two syncs
 INGRESS_API = "networking.k8s.io/v1"
 
 
@@ -66,6 +68,7 @@ class DnsController:
         self.syncs = 0
         self.writes = 0
         self.last_error = ""
+        self._last_sync = 0.0
 
         def to_sync(event: WatchEvent) -> list[QueueKey]:
             return [SYNC]
@@ -88,6 +91,13 @@ class DnsController:
         )
 
     def reconcile(self, key: QueueKey) -> float | None:
+        # A sync reads memory, not the API, so a burst of events (500 Ingresses applied
+        # at once) would rewrite the ConfigMap once per event; like external-dns's
+        # --min-event-sync-interval, syncs start at most every MIN_SYNC_INTERVAL, and a
+        # lone change still syncs at once.
+        wait = self._last_sync + MIN_SYNC_INTERVAL - time.monotonic()
+        if wait > 0:
+            return wait
         starting = [
             i
             for i in self.runtime.informers.values()
@@ -95,6 +105,7 @@ class DnsController:
         ]
         if starting:
             return 1.0  # a cache has not answered yet: look again soon, without a warning
+        self._last_sync = time.monotonic()
         self.sync()
         return None
 

@@ -230,6 +230,8 @@ class Runtime:
     # Set by run() once the informers exist, so wait_synced from another thread never
     # sees an empty informer table (and reports synced) before run() got going.
     _started: threading.Event = field(default_factory=threading.Event)
+    # The caches whose objects _seed has queued: only their relists are comebacks.
+    _seeded: list[KindCache] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.backoff = Backoff(self.max_backoff)
@@ -323,7 +325,11 @@ class Runtime:
 
     def _recovered(self, cache: KindCache) -> None:
         """The API server is back after an outage: forget every key's backoff (it grew
-        while the server was away) and look at everything again now."""
+        while the server was away) and look at everything again now. A cache's first
+        list after a failed start is no comeback: `_seed` queues its objects then, and
+        queueing everything besides would only repeat the start-up's work."""
+        if not any(informer is cache for informer in self._seeded):
+            return
         self.recoveries += 1
         self.backoff.reset()
         log.info("%s: the API server is back; reconciling everything again", self.name)
@@ -337,6 +343,7 @@ class Runtime:
             for name, informer in list(pending.items()):
                 if informer.listed.wait(0.2):
                     self._queue_all([w for w in self.watches if w.informer_name == name], "ADDED")
+                    self._seeded.append(informer)
                     del pending[name]
 
     def wait_synced(self, timeout: float = 30.0) -> bool:

@@ -10,6 +10,7 @@ from typing import cast
 import pytest
 
 from stacks.errors import PermanentError, TransientError, WaitingError
+from stacks.kube.cache import KindCache
 from stacks.kube.client import KubeClient
 from stacks.kube.controller import (
     PERMANENT_RETRY,
@@ -96,3 +97,15 @@ def test_requeue_in_one_place() -> None:
 )
 def test_error_kinds(error: Exception, kind: ErrorKind) -> None:
     assert Result(error=error).kind is kind
+
+
+def test_a_comeback_resets_every_backoff_but_a_first_list_does_not() -> None:
+    runtime = Runtime("demo", cast(KubeClient, None), lambda key: None, [], max_backoff=60)
+    for _ in range(5):
+        runtime.requeue("k", Result(error=TransientError("t")))
+    cache = cast(KindCache, object())
+    runtime._recovered(cache)  # its first list, after a failed start: seeding handles it
+    assert runtime.backoff.attempts("k") == 5 and runtime.recoveries == 0
+    runtime._seeded.append(cache)
+    runtime._recovered(cache)  # listed again after an outage: a dependency came back
+    assert runtime.backoff.attempts("k") == 0 and runtime.recoveries == 1
