@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bootstrap.images import COMPONENT_IMAGE
@@ -25,7 +26,7 @@ from stacks.errors import PlatformError
 from stacks.kube.objects import ObjectRef
 from stacks.reconciler import install
 from stacks.reconciler.api import API_VERSION, FINALIZER, KIND
-from stacks.reconciler.plan import InventoryEntry
+from stacks.reconciler.status import InventoryUnreadable, read_inventory
 
 ROOT_APP = "root"
 WEBHOOK_SECRET_FILE = "reconciler-webhook-secret"  # noqa: S105 - a file name
@@ -105,10 +106,7 @@ class ReconcilerStage:
             apps = []  # the CRD is gone already: nothing is managed
         # Stop the in-cluster reconciler first, or it would put back what we delete.
         client.delete("apps/v1", "Deployment", install.NAME, install.NAMESPACE)
-        managed: list[ObjectRef] = []
-        for app in apps:
-            for entry in (app.get("status") or {}).get("inventory") or []:
-                managed.append(InventoryEntry.from_json(entry).ref)
+        managed = managed_objects(apps, lambda problem: ctx.progress.warn(self.name, problem))
         # Namespaced objects first, cluster-scoped ones (namespaces, CRDs) last.
         for ref in sorted(managed, key=lambda r: r.namespace == ""):
             if ref.kind == KIND:
@@ -132,6 +130,22 @@ class ReconcilerStage:
             ctx, [r.name for r in managed + installed if r.kind == "Namespace" and r.group == ""]
         )
         return f"deleted {len(managed)} objects managed by {len(apps)} Applications, and the reconciler"
+
+
+def managed_objects(apps: list[dict[str, Any]], warn: Callable[[str], None]) -> list[ObjectRef]:
+    """Every object the Applications' inventories list, in either form the reconciler
+    writes (the plain list, or gzip'd beyond 200 objects). An inventory that cannot be
+    read is warned about and skipped: down goes on, and the namespaces it deletes take
+    most objects with them."""
+    managed: list[ObjectRef] = []
+    for app in apps:
+        try:
+            entries = read_inventory(app.get("status") or {})
+        except InventoryUnreadable as error:
+            warn(f"Application {app['metadata']['name']}: {error}")
+            continue
+        managed.extend(entry.ref for entry in entries)
+    return managed
 
 
 def _delete_quietly(client: Any, ref: ObjectRef) -> None:
