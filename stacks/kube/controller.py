@@ -172,16 +172,24 @@ class ObjectReconciler(ABC, Generic[S]):
         if subject is None:
             return Result()
         result = Result()
-        name = ""
+        current = ""
+        soonest: float | None = None
+        stopped = False
         try:
             for name, step in self.steps(subject):
+                current = name
                 after = step(subject)
+                stopped = isinstance(after, Stop)
                 if isinstance(after, Stop):
-                    result = replace(result.sooner(after.after), stopped=name)
+                    after = after.after
+                if after is not None and after > 0 and (soonest is None or after < soonest):
+                    soonest = after
+                if stopped:
                     break
-                result = result.sooner(after)
+            # Built once (not per step): this runs for every key at every refresh.
+            result = Result(after=soonest, stopped=current if stopped else "")
         except Exception as error:  # every kind, and bugs: status must still be written
-            result = Result(error=error, step=name)
+            result = Result(error=error, step=current)
         finally:
             # `finally`, not after the loop: a KeyboardInterrupt or a stop in a step still
             # leaves the object's status saying what happened.
