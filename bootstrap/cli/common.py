@@ -178,7 +178,7 @@ def stage_context(
 ) -> StageContext:
     """The context stages run in for this command: the platform's engine, the terminal as
     progress (or nothing, for commands that print their own result), a named logger."""
-    from bootstrap.engines.base import engine_for
+    from bootstrap.engines.choose import engine_for
     from bootstrap.stages.base import NullProgress, StageContext
 
     return StageContext(

@@ -30,7 +30,7 @@ def status(
 ) -> None:
     """Show each stage's outcome, the cluster's health and the platform's addresses."""
     session = open_session(common)
-    from bootstrap.engines.base import engine_for
+    from bootstrap.engines.choose import engine_for
     from bootstrap.stages.registry import all_stages
 
     settings, state, terminal = session.settings, session.state, session.terminal

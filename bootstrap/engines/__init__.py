@@ -1,5 +1,5 @@
 """Where the cluster comes from: k3d (default) or an existing cluster (kubeconfig/context).
 
-`engine_for(settings, state)` picks one; stages call its methods and never branch on the
-engine's type.
+base.py is the seam both engines implement; `choose.engine_for(settings, state)` picks
+one. Stages call its methods and never branch on the engine's type.
 """

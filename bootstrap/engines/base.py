@@ -1,15 +1,12 @@
 """The engine seam: what every source of clusters provides to the stages.
 
-Implemented by `k3d.K3dEngine` and `existing.ExistingEngine`; chosen by `engine_for`.
+Implemented by `k3d.K3dEngine` and `existing.ExistingEngine`; chosen by
+`choose.engine_for`. Imports neither, so the engines import this and nothing imports back.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
-
-from bootstrap.config import Settings
-from bootstrap.state import PlatformState
-from stacks.errors import PermanentError
 
 if TYPE_CHECKING:
     from stacks.kube.client import KubeClient
@@ -44,17 +41,3 @@ class Engine(Protocol):
 
 class StepReporter(Protocol):
     def __call__(self, message: str) -> None: ...
-
-
-def engine_for(settings: Settings, state: PlatformState) -> Engine:
-    if settings.engine == "k3d":
-        from bootstrap.engines.k3d import K3dEngine
-
-        return K3dEngine(settings, state)
-    if settings.engine == "existing":
-        from bootstrap.engines.existing import ExistingEngine
-
-        return ExistingEngine(settings, state)
-    raise PermanentError(
-        f"unknown engine {settings.engine!r}", hint="use --engine k3d or --engine existing"
-    )
