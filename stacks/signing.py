@@ -4,9 +4,8 @@ The one home of the rule both ends share, like GitHub's `X-Hub-Signature-256`:
     sign(secret, body)            the header value a sender puts on `body`
     verify(secret, body, header)  constant-time check; False without a secret or header
 
-Called by the git server's webhook sender (stacks.gitserver.webhooks) and the tests.
-The reconciler's receiver (stacks/reconciler/server.py) still has its own copy of the
-same two functions; it switches to this module in phase 2 of issue 17.
+Called by the git server's webhook sender (stacks.gitserver.webhooks), the reconciler's
+receiver (stacks/reconciler/server.py) and the tests.
 """
 
 from __future__ import annotations

@@ -6,11 +6,11 @@ errors named by field). Pure, no I/O. Used by every reconciler module and the CL
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from stacks.errors import PermanentError
+from stacks.kube.durations import parse_seconds
 from stacks.kube.objects import KubeObject
 from stacks.reconciler.source import clean_path
 
@@ -34,29 +34,14 @@ FINALIZER = f"resources-finalizer.{GROUP}"
 DEFAULT_INTERVAL = 180.0
 DEFAULT_WAVE_TIMEOUT = 300.0
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-
 
 def parse_duration(text: str, default: float) -> float:
-    """Go-style durations: "90s", "3m", "1h30m", "500ms"; a bare number is seconds."""
+    """A spec field's Go duration ("90s", "3m", "1h30m", "500ms"; a bare number is
+    seconds), `default` when empty; ValueError otherwise (stacks/kube/durations.py)."""
     text = (text or "").strip()
     if not text:
         return default
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    total = 0.0
-    pos = 0
-    for match in _DURATION.finditer(text):
-        if match.start() != pos:
-            raise ValueError(f"bad duration {text!r}")
-        number, unit = float(match.group(1)), match.group(2)
-        total += number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
-        pos = match.end()
-    if pos != len(text) or pos == 0:
-        raise ValueError(f"bad duration {text!r}")
-    return total
+    return parse_seconds(text, bare_seconds=True)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Apply: server-side apply of a plan's steps, one field manager, in kind order.
 
 `Applier.apply_group(steps)` applies the steps of one kind group in parallel threads
-(skipping unchanged ones) and returns one `Outcome` per step; the live answers go into
+(skipping unchanged ones) and returns one `ApplyOutcome` per step; the live answers go into
 the live cache so health checks see them at once. After CRDs it waits for them to be
 Established so custom resources of the same wave can follow. `wave_health` reports
 whether a wave may be considered done (every object with a health check Healthy).
@@ -12,16 +12,16 @@ Called by the controller, which walks the waves and decides when to wait.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from stacks.errors import PermanentError, PlatformError
+from stacks.errors import PermanentError, PlatformError, WaitingError
 from stacks.kube.errors import ApiError
 from stacks.kube.health import Health, HealthStatus, health_of, worst
-from stacks.kube.objects import KubeObject, ObjectRef, annotations_of, condition_of
+from stacks.kube.objects import KubeObject, ObjectRef, annotations_of
+from stacks.kube.waits import wait_crds_established
 from stacks.reconciler.api import FIELD_MANAGER, IGNORE_HEALTH
 from stacks.reconciler.plan import Action, Step, fields_hash
 
@@ -41,7 +41,7 @@ class ApplyClient(Protocol):
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ApplyOutcome:
     step: Step
     # fields_hash of the object the apply returned. Only the hash is kept: the object
     # itself is in the live cache, and a second copy per object of a 10,000-object sync
@@ -66,22 +66,22 @@ class Applier:
         self._remember = remember
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply")
 
-    def _apply_one(self, step: Step) -> Outcome:
+    def _apply_one(self, step: Step) -> ApplyOutcome:
         try:
             live = self._client.apply(step.desired.obj, FIELD_MANAGER, force=True)
         except ApiError as error:
             # DEBUG: the controller logs one line per Application (the first failures
             # are in it); a line per object would repeat on every retry of an outage.
             log.debug("failed to apply %s '%s': %s", step.ref.kind, _where(step.ref), error.message)
-            return Outcome(step, "", error.message, isinstance(error, PermanentError))
+            return ApplyOutcome(step, "", error.message, isinstance(error, PermanentError))
         except PlatformError as error:
             log.debug("failed to apply %s '%s': %s", step.ref.kind, _where(step.ref), error)
-            return Outcome(step, "", str(error), isinstance(error, PermanentError))
+            return ApplyOutcome(step, "", str(error), isinstance(error, PermanentError))
         fields = fields_hash(live)
         self._remember(live)
-        return Outcome(step, fields)
+        return ApplyOutcome(step, fields)
 
-    def apply_group(self, steps: Sequence[Step]) -> list[Outcome]:
+    def apply_group(self, steps: Sequence[Step]) -> list[ApplyOutcome]:
         todo = [s for s in steps if s.action is not Action.UNCHANGED]
         if not todo:
             return []
@@ -95,15 +95,11 @@ class Applier:
         return outcomes
 
     def _wait_established(self, refs: Sequence[ObjectRef], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        for ref in refs:
-            while time.monotonic() < deadline:
-                live = self._client.get(ref.api_version, ref.kind, ref.name)
-                cond = condition_of(live or {}, "Established")
-                if cond is not None and cond.get("status") == "True":
-                    break
-                time.sleep(0.2)
-        self._client.forget_discovery()
+        try:
+            wait_crds_established(self._client, [r.name for r in refs], timeout)
+        except WaitingError as error:
+            # The wave goes on: its custom resources fail to apply and say why.
+            log.warning("%s", error)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -45,7 +45,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from stacks.errors import PermanentError, PlatformError, TransientError
-from stacks.kube.cache import KindCache, LiveCache
+from stacks.kube import backoff
+from stacks.kube.cache import KindCache, LiveCache, RefKey
 from stacks.kube.client import KubeClient
 from stacks.kube.errors import ApiError, Forbidden, Invalid, NotFound
 from stacks.kube.events import EventRecorder
@@ -64,13 +65,12 @@ from stacks.reconciler.api import (
     AppSpec,
     owner_of_tracking,
 )
-from stacks.reconciler.apply import Applier, Outcome, object_health, wave_health
-from stacks.reconciler.metrics import Metrics
+from stacks.reconciler.apply import Applier, ApplyOutcome, object_health, wave_health
+from stacks.reconciler.metrics import ReconcilerMetrics
 from stacks.reconciler.plan import (
     Action,
     Desired,
     InventoryEntry,
-    Key,
     Live,
     Plan,
     fields_hash,
@@ -151,7 +151,7 @@ class Memory:
     # the syncs that failed before it.
     deletion_failures: int = 0
     inventory: list[InventoryEntry] | None = None
-    expected: dict[Key, str] = field(default_factory=dict)  # our fields hash per object
+    expected: dict[RefKey, str] = field(default_factory=dict)  # our fields hash per object
     status_hash: str = ""
     status_failing: bool = False  # the last status write failed (logged once)
     last_warning: str = ""
@@ -213,10 +213,6 @@ class ReconcileFailed(PlatformError):
         self.retry = retry
 
 
-def _backoff(failures: int, cap: float) -> float:
-    return float(min(cap, 2.0 ** min(failures, 10)))
-
-
 def _same_repo(url: str, repo: str) -> bool:
     def norm(text: str) -> str:
         text = redact_url(text).rstrip("/")
@@ -226,17 +222,17 @@ def _same_repo(url: str, repo: str) -> bool:
     return a == b or a.endswith("/" + b.lstrip("/"))
 
 
-class Controller:
+class AppController:
     def __init__(
         self,
         client: KubeClient,
         options: Options,
-        metrics: Metrics | None = None,
+        metrics: ReconcilerMetrics | None = None,
         recorder: EventRecorder | None = None,
     ) -> None:
         self.client = client
         self.options = options
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or ReconcilerMetrics()
         self.recorder = recorder or EventRecorder(client, "platform-reconciler")
         self.events = AsyncEvents(self.recorder)
         self.git = GitCache(options.cache_dir / "git")
@@ -584,7 +580,9 @@ class Controller:
             result = error.reason
             report.fail(error.reason, str(error), stalled=error.stalled)
             retry = (
-                error.retry if error.retry is not None else _backoff(memory.failures, spec.interval)
+                error.retry
+                if error.retry is not None
+                else backoff.delay(memory.failures + 1, spec.interval)
             )
             requeue = min(requeue, retry)
         except RenderError as error:
@@ -592,7 +590,7 @@ class Controller:
             result = "RenderFailed"
             report.sync = SyncStatus.UNKNOWN
             report.fail("RenderFailed", str(error), stalled=True)
-            requeue = min(requeue, _backoff(memory.failures, spec.interval))
+            requeue = min(requeue, backoff.delay(memory.failures + 1, spec.interval))
         except FetchError as error:
             memory.failures += 1
             memory.fetch = True
@@ -600,19 +598,19 @@ class Controller:
             report.fail(
                 "FetchFailed", f"failed to fetch {redact_url(spec.source.repo_url)}: {error}"
             )
-            requeue = min(requeue, _backoff(memory.failures, spec.interval))
+            requeue = min(requeue, backoff.delay(memory.failures + 1, spec.interval))
         except TransientError as error:
             memory.failures += 1
             result = "TransientError"
             report.fail("ReconcileFailed", str(error))
-            requeue = min(requeue, _backoff(memory.failures, spec.interval))
+            requeue = min(requeue, backoff.delay(memory.failures + 1, spec.interval))
         except PermanentError as error:
             memory.failures += 1
             result = "Stalled"
             report.fail(
                 "Stalled", f"{error}" + (f" ({error.hint})" if error.hint else ""), stalled=True
             )
-            requeue = min(requeue, _backoff(memory.failures, spec.interval))
+            requeue = min(requeue, backoff.delay(memory.failures + 1, spec.interval))
         finally:
             if spec.refresh and spec.refresh != previous.get("lastHandledRefresh"):
                 report.handled_refresh = spec.refresh
@@ -726,7 +724,7 @@ class Controller:
 
     def _live_state(
         self, refs: Iterable[ObjectRef]
-    ) -> tuple[dict[Key, Live | None], dict[Key, KubeObject | None]]:
+    ) -> tuple[dict[RefKey, Live | None], dict[RefKey, KubeObject | None]]:
         refs = list(refs)
         caches: dict[tuple[str, str], KindCache] = {}
         for ref in refs:
@@ -734,8 +732,8 @@ class Controller:
                 caches[(ref.group, ref.kind)] = self.live.kind(ref.api_version, ref.kind)
         if not self.live.wait_synced(list(caches.values()), timeout=15.0):
             raise TransientError("the watches of managed kinds have not listed yet")
-        live: dict[Key, Live | None] = {}
-        objects: dict[Key, KubeObject | None] = {}
+        live: dict[RefKey, Live | None] = {}
+        objects: dict[RefKey, KubeObject | None] = {}
         for ref in refs:
             cache = caches.get((ref.group, ref.kind))
             if cache is not None and not cache.unusable:
@@ -836,8 +834,8 @@ class Controller:
             operation is not None or manual or (spec.automated and (spec.self_heal or git_changes))
         )
         requeue = 3600.0
-        outcomes: list[Outcome] = []
-        failed: list[Outcome] = []
+        outcomes: list[ApplyOutcome] = []
+        failed: list[ApplyOutcome] = []
         pruned = pruning.PruneResult((), (), ())
         finished = not plan.changes and not plan.prunes
         if allowed and (plan.changes or plan.prunes or operation is not None):
@@ -967,7 +965,7 @@ class Controller:
         memory: Memory,
         report: Report,
         plan: Plan,
-        outcomes: list[Outcome],
+        outcomes: list[ApplyOutcome],
         pruned: pruning.PruneResult,
     ) -> None:
         old = {e.ref.key: e for e in memory.inventory or []}
@@ -997,8 +995,8 @@ class Controller:
         self,
         report: Report,
         plan: Plan,
-        outcomes: list[Outcome],
-        objects: dict[Key, KubeObject | None],
+        outcomes: list[ApplyOutcome],
+        objects: dict[RefKey, KubeObject | None],
         applied: bool,
         pruned: pruning.PruneResult | None = None,
     ) -> bool:
@@ -1034,7 +1032,7 @@ class Controller:
                 if health.status is not HealthStatus.MISSING:
                     healths.append(health)
             resources.append(entry)
-        done: set[Key] = set()
+        done: set[RefKey] = set()
         if pruned is not None:
             done = {r.key for r in pruned.deleted} | {r.key for r in pruned.gone}
         for item in [*plan.pending_prunes, *plan.prunes]:
@@ -1167,7 +1165,7 @@ class Controller:
                 subresource="/status",
             )
         memory.deletion_failures += 1
-        self.queue.add(spec.key, delay=_backoff(memory.deletion_failures - 1, 30.0))
+        self.queue.add(spec.key, delay=backoff.delay(memory.deletion_failures, 30.0))
 
     # ---- status ------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ from typing import Any, Protocol
 from stacks.errors import WaitingError
 from stacks.kube.diagnose import with_cause
 from stacks.kube.health import health_of
-from stacks.kube.objects import KubeObject, ObjectReader, ObjectRef, condition_of
+from stacks.kube.objects import KubeObject, ObjectReader, ObjectRef
+from stacks.kube.waits import wait_crds_established
 from stacks.manifests import component_manifests
 from stacks.reconciler.api import API_VERSION, FINALIZER, KIND
 from stacks.reconciler.apply import ApplyClient
@@ -85,20 +86,8 @@ def install(
         client.apply(obj, field_manager, force=True)
         applied.append(ObjectRef.of(obj))
         if obj["kind"] == "CustomResourceDefinition":
-            _wait_established(client, str(obj["metadata"]["name"]), 60.0)
+            wait_crds_established(client, [str(obj["metadata"]["name"])], 60.0)
     return applied
-
-
-def _wait_established(client: InstallClient, name: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        crd = client.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
-        cond = condition_of(crd or {}, "Established")
-        if cond is not None and cond.get("status") == "True":
-            client.forget_discovery()
-            return
-        time.sleep(0.2)
-    raise WaitingError(f"the CRD {name} is not Established after {timeout:.0f}s", retry_after=5)
 
 
 def wait_ready(client: InstallClient, timeout: float = 180.0) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-class Metrics:
+class ReconcilerMetrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.syncs: dict[str, int] = {}

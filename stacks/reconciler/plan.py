@@ -26,7 +26,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stacks.kube.objects import KubeObject, ObjectRef, annotations_of
 from stacks.reconciler.api import (
@@ -40,6 +40,9 @@ from stacks.reconciler.api import (
     tracking_id,
 )
 from stacks.reconciler.render import Manifest, RenderError, RenderProblem
+
+if TYPE_CHECKING:
+    from stacks.kube.cache import RefKey
 
 # Helm / gitops-engine install order; kinds not listed (custom resources) come last.
 KIND_ORDER: tuple[str, ...] = (
@@ -89,8 +92,6 @@ PROTECTED_KINDS = frozenset(
         ("apiextensions.k8s.io", "CustomResourceDefinition"),
     }
 )
-
-Key = tuple[str, str, str, str]  # ObjectRef.key
 
 
 def kind_rank(kind: str) -> int:
@@ -354,7 +355,7 @@ def mass_prune_allowed(annotation: str, revision: str) -> bool:
 def make_plan(
     app: AppKey,
     desired: Sequence[Desired],
-    live: Mapping[Key, Live | None],
+    live: Mapping[RefKey, Live | None],
     inventory: Sequence[InventoryEntry],
     *,
     prune: bool,

@@ -28,8 +28,8 @@ from stacks.kube.client import KubeClient
 from stacks.kube.events import EventRecorder
 from stacks.kube.leader import LeaderElector
 from stacks.program import ProgramOptions, configure_logging, connect, stop_on_signals
-from stacks.reconciler.controller import Controller, Options
-from stacks.reconciler.metrics import Metrics
+from stacks.reconciler.controller import AppController, Options
+from stacks.reconciler.metrics import ReconcilerMetrics
 from stacks.reconciler.server import Server
 
 log = logging.getLogger("stacks.reconciler")
@@ -110,14 +110,14 @@ def main(argv: list[str]) -> int:
 
     stop = stop_on_signals()
 
-    metrics = Metrics()
+    metrics = ReconcilerMetrics()
     options = Options(
         cache_dir=Path(args.cache_dir),
         watch_namespace=args.watch_namespace,
         workers=max(1, args.workers),
         credentials_file=Path(args.git_credentials_file) if args.git_credentials_file else None,
     )
-    controller: Controller | None = None
+    controller: AppController | None = None
     leading = threading.Event()
     host, _, port = str(args.listen).rpartition(":")
     server = Server(
@@ -145,7 +145,7 @@ def main(argv: list[str]) -> int:
             ).start()
             _label_leader_pod(client, args.namespace, leader=True)
         leading.set()
-        controller = Controller(
+        controller = AppController(
             client, options, metrics, EventRecorder(client, "platform-reconciler")
         )
         controller.start()

@@ -22,8 +22,6 @@ Called by program.py; the push handler is the controller's `on_push`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import socket
@@ -34,28 +32,15 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
+from stacks.signing import SIGNATURE_HEADER, verify
+
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Platform-Signature"
 MAX_BODY = 64 * 1024
 REQUEST_DEADLINE = 10.0  # seconds for a whole request, headers and body
 MAX_CONNECTIONS = 32  # requests served at once; each holds a thread
 
 PushHandler = Callable[[str, str, str], list[Any]]
-
-
-def sign(secret: bytes, body: bytes) -> str:
-    """The header value a sender puts on `body`."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
-def verify(secret: bytes, body: bytes, header: str | None) -> bool:
-    if not secret or not header:
-        return False
-    # Headers arrive decoded as latin-1, so a hostile one may hold any character below
-    # 256; compare_digest refuses non-ASCII str, so compare bytes.
-    given = header.strip().encode("latin-1", errors="replace")
-    return hmac.compare_digest(sign(secret, body).encode(), given)
 
 
 class _BoundedServer(ThreadingHTTPServer):

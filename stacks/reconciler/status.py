@@ -32,7 +32,6 @@ Called by the controller; read by the CLI (`platform apps`, `platform status`).
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import gzip
 import json
 import zlib
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from stacks.kube.conditions import condition, timestamp
 from stacks.kube.health import Health, HealthStatus
 from stacks.reconciler.plan import InventoryEntry
 
@@ -64,10 +64,6 @@ class SyncStatus(StrEnum):
     SYNCED = "Synced"
     OUT_OF_SYNC = "OutOfSync"
     UNKNOWN = "Unknown"
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -95,26 +91,6 @@ class Report:
         self.ready = ("False", reason, message)
         if stalled:
             self.stalled = (reason, message)
-
-
-def _condition(
-    type_: str,
-    status: str,
-    reason: str,
-    message: str,
-    generation: int,
-    previous: list[dict[str, Any]],
-) -> dict[str, Any]:
-    old = next((c for c in previous if c.get("type") == type_), None)
-    changed = old is None or old.get("status") != status
-    return {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message[:2000],
-        "observedGeneration": generation,
-        "lastTransitionTime": now() if changed else old.get("lastTransitionTime", now()),  # type: ignore[union-attr]
-    }
 
 
 def _needs_attention(entry: dict[str, Any]) -> bool:
@@ -190,44 +166,40 @@ def read_inventory(status: Mapping[str, Any]) -> list[InventoryEntry]:
 def to_status(report: Report, previous: dict[str, Any]) -> dict[str, Any]:
     """The full status object for `report`, carrying forward what this run did not learn."""
     old_conditions = list(previous.get("conditions") or [])
+    now = timestamp()
+    generation = report.generation
+
+    def built(type_: str, status: str, reason: str, message: str) -> dict[str, Any]:
+        return condition(type_, status, reason, message, now, old_conditions, generation)
+
     ready_status, ready_reason, ready_message = report.ready
-    conditions = [
-        _condition(
-            "Ready", ready_status, ready_reason, ready_message, report.generation, old_conditions
-        )
-    ]
+    conditions = [built("Ready", ready_status, ready_reason, ready_message)]
     conditions.append(
-        _condition(
+        built(
             "Reconciling",
             "True" if report.reconciling else "False",
             "Progressing" if report.reconciling else "Idle",
             report.reconciling,
-            report.generation,
-            old_conditions,
         )
     )
     stalled_reason, stalled_message = report.stalled or ("", "")
     conditions.append(
-        _condition(
+        built(
             "Stalled",
             "True" if report.stalled else "False",
             stalled_reason or "NotStalled",
             stalled_message,
-            report.generation,
-            old_conditions,
         )
     )
     for type_, status, reason, message in report.extra_conditions:
-        conditions.append(
-            _condition(type_, status, reason, message, report.generation, old_conditions)
-        )
+        conditions.append(built(type_, status, reason, message))
     old_health = previous.get("health") or {}
     health = {
         "status": str(report.health.status),
         "message": report.health.message[:1000],
-        "lastTransitionTime": old_health.get("lastTransitionTime", now())
+        "lastTransitionTime": old_health.get("lastTransitionTime", now)
         if old_health.get("status") == str(report.health.status)
-        else now(),
+        else now,
     }
     learned = bool(report.resources) or report.inventory is not None
     if learned:

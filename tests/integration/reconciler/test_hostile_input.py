@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from stacks.kube.client import KubeClient
-from stacks.reconciler.server import MAX_CONNECTIONS, REQUEST_DEADLINE, sign
+from stacks.reconciler.server import MAX_CONNECTIONS, REQUEST_DEADLINE
+from stacks.signing import sign
 from tests.integration.reconciler.conftest import (
     WEBHOOK_SECRET,
     Apps,

@@ -16,7 +16,7 @@ import pytest
 
 from stacks.kube.client import KubeClient
 from stacks.kube.errors import Forbidden
-from stacks.reconciler.server import sign
+from stacks.signing import sign
 from tests.integration.reconciler.conftest import (
     MANIFESTS,
     WEBHOOK_SECRET,

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import pytest
 
 from stacks.kube.client import KubeClient
-from stacks.reconciler.server import SIGNATURE_HEADER, sign
+from stacks.signing import SIGNATURE_HEADER, sign
 from tests.integration.reconciler.conftest import (
     MANIFESTS,
     WEBHOOK_SECRET,

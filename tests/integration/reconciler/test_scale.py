@@ -18,7 +18,7 @@ import pytest
 
 from stacks.kube.client import KubeClient
 from stacks.reconciler.api import API_VERSION, KIND
-from stacks.reconciler.server import SIGNATURE_HEADER, sign
+from stacks.signing import SIGNATURE_HEADER, sign
 from tests.integration.reconciler.conftest import (
     WEBHOOK_SECRET,
     configmap,

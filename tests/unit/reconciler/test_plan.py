@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from stacks.kube.cache import RefKey
 from stacks.kube.objects import ObjectRef
 from stacks.reconciler.api import AppKey, tracking_id
 from stacks.reconciler.plan import (
     Action,
     Desired,
     InventoryEntry,
-    Key,
     Live,
     Plan,
     content_hash,
@@ -68,7 +68,7 @@ def entry(d: Desired, fields: str = "f1") -> InventoryEntry:
 
 def plan_of(
     desired: list[Desired],
-    live: Mapping[Key, Live | None],
+    live: Mapping[RefKey, Live | None],
     inventory: list[InventoryEntry],
     prune: bool = True,
     allow_empty: bool = False,

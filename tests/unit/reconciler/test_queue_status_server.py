@@ -9,8 +9,8 @@ from typing import Any
 from stacks.kube.health import Health, HealthStatus
 from stacks.kube.queue import WorkQueue
 from stacks.reconciler.controller import AsyncEvents
-from stacks.reconciler.server import sign, verify
 from stacks.reconciler.status import Report, SyncStatus, to_status
+from stacks.signing import sign, verify
 
 
 def test_queue_dedupes_and_never_runs_a_key_twice_at_once() -> None:
