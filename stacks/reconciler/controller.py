@@ -32,8 +32,6 @@ Called by program.py (the process) and by tests.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import random
 import threading
@@ -48,9 +46,9 @@ from stacks.errors import PermanentError, PlatformError, TransientError
 from stacks.kube import backoff
 from stacks.kube.cache import KindCache, LiveCache, RefKey
 from stacks.kube.client import KubeClient
-from stacks.kube.errors import ApiError, Forbidden, Invalid, NotFound
+from stacks.kube.errors import ApiError, Invalid, NotFound
 from stacks.kube.events import EventRecorder
-from stacks.kube.health import Health, HealthStatus, health_of, worst
+from stacks.kube.health import Health, HealthStatus, health_of
 from stacks.kube.objects import KubeObject, ObjectRef, annotations_of, condition_of
 from stacks.kube.queue import WorkQueue
 from stacks.reconciler import prune as pruning
@@ -65,7 +63,8 @@ from stacks.reconciler.api import (
     AppSpec,
     owner_of_tracking,
 )
-from stacks.reconciler.apply import Applier, ApplyOutcome, object_health, wave_health
+from stacks.reconciler.apply import Applier, ApplyOutcome, wave_health
+from stacks.reconciler.desired import Loader, ReconcileFailed, refs_of
 from stacks.reconciler.metrics import ReconcilerMetrics
 from stacks.reconciler.plan import (
     Action,
@@ -76,22 +75,21 @@ from stacks.reconciler.plan import (
     fields_hash,
     make_plan,
     mass_prune_allowed,
-    normalize,
 )
-from stacks.reconciler.render import RenderError, render
+from stacks.reconciler.render import RenderError
 from stacks.reconciler.source import (
     Credentials,
     FetchError,
     GitCache,
-    read_credentials_file,
     redact_url,
-    secret_credentials,
 )
 from stacks.reconciler.status import (
-    InventoryUnreadable,
     Report,
     SyncStatus,
-    read_inventory,
+    app_state,
+    describe,
+    new_inventory,
+    status_digest,
     to_status,
 )
 
@@ -203,16 +201,6 @@ class AsyncEvents:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-class ReconcileFailed(PlatformError):
-    def __init__(
-        self, reason: str, message: str, stalled: bool, retry: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.stalled = stalled
-        self.retry = retry
-
-
 def _same_repo(url: str, repo: str) -> bool:
     def norm(text: str) -> str:
         text = redact_url(text).rstrip("/")
@@ -253,6 +241,7 @@ class AppController:
             on_recover=self._on_reconnect,
         )
         self.live.register(self.apps)
+        self.loader = Loader(client, self.git, options.credentials_file)
         self.applier = Applier(client, self._remember, options.apply_workers)
         self._memory: dict[AppKey, Memory] = {}
         self._memory_lock = threading.Lock()
@@ -381,7 +370,7 @@ class AppController:
                     else ("", spec.source.repo_url)
                 )
                 if who not in identities:
-                    identities[who] = self._credentials(spec)
+                    identities[who] = self.loader.credentials(spec)
                 creds = identities[who]
             except PlatformError:
                 fallback.append(key)
@@ -467,7 +456,7 @@ class AppController:
             )
             if spec_changed or refresh_changed or lifecycle:
                 self.enqueue(key, fetch=spec_changed or refresh_changed)
-        if _app_state(old) != _app_state(new):
+        if app_state(old) != app_state(new):
             self._notify_related(key, obj)
         self._on_managed_event(kind, old, new)  # a child Application is also a managed object
 
@@ -650,20 +639,6 @@ class AppController:
                 return f"waiting for dependency '{dep}' to be Ready: {why}"
         return ""
 
-    def _credentials(self, spec: AppSpec) -> Credentials | None:
-        if spec.source.secret_name:
-            secret = self.client.get("v1", "Secret", spec.source.secret_name, spec.key.namespace)
-            if secret is None:
-                raise ReconcileFailed(
-                    "CredentialsMissing",
-                    f"the git credentials Secret '{spec.key.namespace}/{spec.source.secret_name}' does not exist",
-                    stalled=True,
-                )
-            return secret_credentials(secret.get("data") or {})
-        if self.options.credentials_file is not None:
-            return read_credentials_file(self.options.credentials_file, spec.source.repo_url)
-        return None
-
     def _revision(self, spec: AppSpec, memory: Memory) -> str:
         now = time.monotonic()
         due = now - memory.fetched_at >= spec.interval * 0.9
@@ -676,12 +651,7 @@ class AppController:
                 else now - min(POLL_SHARE, spec.interval * 0.1)
             )
             memory.fetch = True  # cleared only when the fetch succeeds
-            revision = self.git.fetch(
-                spec.source.repo_url,
-                spec.source.target_revision,
-                self._credentials(spec),
-                since=since,
-            )
+            revision = self.loader.fetch(spec, since=since)
             memory.revision = revision
             memory.fetched_at = time.monotonic()
             memory.fetch = False
@@ -692,35 +662,13 @@ class AppController:
 
         Keyed by the path's tree id, not the commit: a commit elsewhere in the
         repository leaves the files, and so the render, exactly as they were."""
-        tree = self.git.tree_ids(spec.source.repo_url, revision, [spec.source.path]).get(
-            spec.source.path
-        )
+        tree = self.loader.tree(spec, revision)
         key = (tree or revision, spec.source.path, spec.source.recurse, spec.namespace)
         if memory.render_key == key:
             return memory.desired
-        files = self.git.files(
-            spec.source.repo_url, revision, spec.source.path, spec.source.recurse, tree=tree
-        )
-        if files is None:
-            why = self.git.explain_missing(spec.source.repo_url, revision, spec.source.path)
-            raise ReconcileFailed(
-                "PathNotFound",
-                f"path '{spec.source.path}' does not exist in {redact_url(spec.source.repo_url)} at {revision[:12]}"
-                + (f" ({why})" if why else "")
-                + "; nothing was applied or pruned",
-                stalled=True,
-            )
-        desired = normalize(
-            render((f.path, f.content) for f in files), spec.key, spec.namespace, self._scope
-        )
+        desired = self.loader.render(spec, self.loader.files(spec, revision, tree=tree))
         memory.render_key, memory.desired, memory.tree = key, desired, tree or ""
         return desired
-
-    def _scope(self, api_version: str, kind: str) -> bool | None:
-        try:
-            return self.client.resource(api_version, kind).namespaced
-        except NotFound:
-            return None
 
     def _live_state(
         self, refs: Iterable[ObjectRef]
@@ -732,22 +680,14 @@ class AppController:
                 caches[(ref.group, ref.kind)] = self.live.kind(ref.api_version, ref.kind)
         if not self.live.wait_synced(list(caches.values()), timeout=15.0):
             raise TransientError("the watches of managed kinds have not listed yet")
-        live: dict[RefKey, Live | None] = {}
-        objects: dict[RefKey, KubeObject | None] = {}
-        for ref in refs:
+
+        def get(ref: ObjectRef) -> KubeObject | None:
             cache = caches.get((ref.group, ref.kind))
             if cache is not None and not cache.unusable:
-                found = cache.get(ref.key)
-            else:
-                try:
-                    found = self.client.get_ref(ref) if ref.version else None
-                except (NotFound, Forbidden) as error:
-                    if isinstance(error, Forbidden):  # unknown: apply says why; never prune it
-                        continue
-                    found = None
-            objects[ref.key] = found
-            live[ref.key] = Live.of(found) if found is not None else None
-        return live, objects
+                return cache.get(ref.key)
+            return self.client.get_ref(ref) if ref.version else None
+
+        return self.loader.live(refs, get)
 
     def _lookup(self, ref: ObjectRef) -> KubeObject | None:
         cache = self.live.kind(ref.api_version, ref.kind)
@@ -789,11 +729,10 @@ class AppController:
             )
         inventory = memory.inventory
         if inventory is None:
-            inventory = self._recorded_inventory(previous)
+            inventory = Loader.inventory(previous)
             memory.inventory = inventory
             memory.expected = {e.ref.key: e.fields for e in inventory if e.fields}
-        refs = [d.ref for d in desired] + [e.ref for e in inventory]
-        live, objects = self._live_state(refs)
+        live, objects = self._live_state(refs_of(desired, inventory))
         manual = bool(spec.refresh) and spec.refresh != previous.get("lastHandledRefresh")
         plan = make_plan(
             spec.key,
@@ -945,21 +884,6 @@ class AppController:
             ) from error
         self._namespaces.add(name)
 
-    @staticmethod
-    def _recorded_inventory(status: dict[str, Any]) -> list[InventoryEntry]:
-        try:
-            return read_inventory(status)
-        except InventoryUnreadable as error:
-            # Never guess: an empty inventory would silently stop pruning what it held.
-            raise ReconcileFailed(
-                "InventoryUnreadable",
-                f"{error}; nothing was applied or pruned. To start a new inventory (objects "
-                "removed from git before now are then left in place), remove the field: "
-                "kubectl patch application NAME --subresource=status --type=json "
-                '-p \'[{"op":"remove","path":"/status/inventoryCompressed"}]\'',
-                stalled=True,
-            ) from error
-
     def _record_inventory(
         self,
         memory: Memory,
@@ -968,25 +892,7 @@ class AppController:
         outcomes: list[ApplyOutcome],
         pruned: pruning.PruneResult,
     ) -> None:
-        old = {e.ref.key: e for e in memory.inventory or []}
-        applied = {o.step.ref.key: o for o in outcomes if o.ok}
-        entries: list[InventoryEntry] = []
-        wanted = set()
-        for step in plan.steps:
-            key = step.ref.key
-            wanted.add(key)
-            if key in applied:
-                entries.append(InventoryEntry(step.ref, step.desired.hash, applied[key].fields))
-            elif key in old:
-                entries.append(old[key])
-        dropped = (
-            {r.key for r in pruned.deleted}
-            | {r.key for r in pruned.gone}
-            | {p.ref.key for p in plan.orphans}
-        )
-        for key, entry in old.items():
-            if key not in wanted and key not in dropped:
-                entries.append(entry)
+        entries = new_inventory(memory.inventory or [], plan, outcomes, pruned)
         memory.inventory = entries
         memory.expected = {e.ref.key: e.fields for e in entries if e.fields}
         report.inventory = entries
@@ -1000,95 +906,7 @@ class AppController:
         applied: bool,
         pruned: pruning.PruneResult | None = None,
     ) -> bool:
-        """Fill resources, sync and health; True when everything is in sync now.
-
-        Objects that still need pruning (held back, not reached, or whose delete failed)
-        are listed with requiresPruning and make the app OutOfSync, as in Argo CD."""
-        ok = {o.step.ref.key for o in outcomes if o.ok}
-        resources = []
-        healths: list[Health] = []
-        live_count = 0
-        out_of_sync: list[str] = []
-        for step in plan.steps:
-            ref = step.ref
-            current = self._lookup(ref) if ref.key in ok else objects.get(ref.key)
-            synced = step.action is Action.UNCHANGED or ref.key in ok
-            if not synced:
-                out_of_sync.append(f"{ref} {step.reason}")
-            entry: dict[str, Any] = {
-                "group": ref.group,
-                "version": ref.version,
-                "kind": ref.kind,
-                "namespace": ref.namespace,
-                "name": ref.name,
-                "status": "Synced" if synced else "OutOfSync",
-                "syncWave": step.desired.wave,
-            }
-            health = object_health(current)
-            if current is not None:
-                live_count += 1
-            if health is not None:
-                entry["health"] = {"status": str(health.status), "message": health.message[:300]}
-                if health.status is not HealthStatus.MISSING:
-                    healths.append(health)
-            resources.append(entry)
-        done: set[RefKey] = set()
-        if pruned is not None:
-            done = {r.key for r in pruned.deleted} | {r.key for r in pruned.gone}
-        for item in [*plan.pending_prunes, *plan.prunes]:
-            ref = item.ref
-            if ref.key in done:
-                continue
-            resources.append(
-                {
-                    "group": ref.group,
-                    "version": ref.version,
-                    "kind": ref.kind,
-                    "namespace": ref.namespace,
-                    "name": ref.name,
-                    "status": "OutOfSync",
-                    "requiresPruning": True,
-                }
-            )
-            out_of_sync.append(f"{ref} requires pruning")
-        report.resources = resources
-        in_sync = not out_of_sync
-        report.sync = SyncStatus.SYNCED if in_sync else SyncStatus.OUT_OF_SYNC
-        if plan.steps and live_count == 0:
-            report.health = Health(
-                HealthStatus.MISSING, "none of the application's objects exists yet"
-            )
-        else:
-            overall = worst(healths)
-            if overall.healthy:
-                overall = Health(HealthStatus.HEALTHY, f"{len(plan.steps)} objects healthy")
-            report.health = overall
-        if report.reconciling:
-            report.ready = ("Unknown", "Progressing", report.reconciling)
-        elif not in_sync:
-            reason = "OutOfSync"
-            hint = "" if applied else " (selfHeal is off: `platform sync` applies it)"
-            report.ready = (
-                "False",
-                reason,
-                f"{len(out_of_sync)} object(s) differ from git{hint}: "
-                + "; ".join(out_of_sync[:3]),
-            )
-        elif report.health.status is HealthStatus.HEALTHY:
-            report.ready = (
-                "True",
-                "Succeeded",
-                f"applied revision {report.revision[:12]}: {report.health.message}",
-            )
-        elif report.health.status in (
-            HealthStatus.PROGRESSING,
-            HealthStatus.MISSING,
-            HealthStatus.SUSPENDED,
-        ):
-            report.ready = ("Unknown", "Progressing", report.health.message)
-        else:
-            report.ready = ("False", "HealthCheckFailed", report.health.message)
-        return in_sync
+        return describe(report, plan, outcomes, objects, self._lookup, applied, pruned)
 
     # ---- deletion ----------------------------------------------------------------------
 
@@ -1100,7 +918,7 @@ class AppController:
             inventory = (
                 memory.inventory
                 if memory.inventory is not None
-                else self._recorded_inventory(obj.get("status") or {})
+                else Loader.inventory(obj.get("status") or {})
             )
             # Under load a watch may not have listed yet (TransientError): that is a retry
             # soon, with the reason in the status, never a silent 10 s "unexpected error".
@@ -1173,8 +991,7 @@ class AppController:
         self, obj: KubeObject, report: Report, previous: dict[str, Any], memory: Memory
     ) -> None:
         status = to_status(report, previous)
-        comparable = json.dumps(_without_times(status), sort_keys=True, default=str)
-        digest = hashlib.sha256(comparable.encode()).hexdigest()
+        digest = status_digest(status)
         if digest == memory.status_hash:
             return
         key = AppKey.of(obj)
@@ -1190,7 +1007,7 @@ class AppController:
             memory.status_hash = digest
             memory.status_failing = False
             self.apps.put(live)
-            if _app_state(obj) != _app_state(live):  # the watch will see no change: tell now
+            if app_state(obj) != app_state(live):  # the watch will see no change: tell now
                 self._notify_related(key, live)
                 self._on_managed_event("MODIFIED", obj, live)
         except NotFound:
@@ -1201,24 +1018,3 @@ class AppController:
             level = logging.DEBUG if memory.status_failing else logging.WARNING
             memory.status_failing = True
             log.log(level, "failed to update status of Application '%s': %s", key, error)
-
-
-def _without_times(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_times(v) for k, v in value.items() if k != "lastTransitionTime"}
-    if isinstance(value, list):
-        return [_without_times(v) for v in value]
-    return value
-
-
-def _app_state(obj: KubeObject | None) -> tuple[Any, ...]:
-    if obj is None:
-        return ()
-    status = obj.get("status") or {}
-    ready = condition_of(obj, "Ready") or {}
-    return (
-        (status.get("health") or {}).get("status"),
-        (status.get("sync") or {}).get("status"),
-        ready.get("status"),
-        status.get("observedGeneration"),
-    )

@@ -3,7 +3,10 @@
     list_apps(client, namespace)          one AppRow per Application (name, sync, health ...)
     request_sync(client, key)             set the refresh annotation; returns its token
     wait_handled(client, key, token)      block until the reconciler has handled it
-    diff_app(client, key, cache_dir)      what a sync would change, via server-side dry run
+    diff_app(client, app, cache_dir)      what a sync would change, via server-side dry run;
+                                          desired and live state from the controller's loader
+                                          (stacks/reconciler/desired.py): an error reading live
+                                          state is reported, never taken for "absent"
 
 Used by `platform apps`, `platform sync` and `platform diff` (bootstrap/cli) and by the
 bootstrap stages. No click, no printing: values in, values out.
@@ -22,13 +25,11 @@ from typing import Any, Protocol
 import yaml
 
 from stacks.errors import PermanentError, PlatformError, WaitingError
-from stacks.kube.errors import ApiError, NotFound
 from stacks.kube.objects import KubeObject, ObjectReader, ObjectRef, condition_of
 from stacks.reconciler.api import API_VERSION, FIELD_MANAGER, KIND, REFRESH, AppKey, AppSpec
-from stacks.reconciler.plan import Desired, Live, make_plan, normalize
-from stacks.reconciler.render import render
-from stacks.reconciler.source import GitCache, secret_credentials
-from stacks.reconciler.status import InventoryUnreadable, read_inventory
+from stacks.reconciler.desired import Loader, ReconcileFailed
+from stacks.reconciler.plan import make_plan
+from stacks.reconciler.source import GitCache
 
 
 class Client(ObjectReader, Protocol):
@@ -160,43 +161,13 @@ def _yaml(obj: KubeObject) -> list[str]:
 def diff_app(client: Client, app: KubeObject, cache_dir: Path) -> list[ObjectDiff]:
     """What a sync of `app` would change now, by server-side dry run against live state."""
     spec = AppSpec.parse(app)
-    creds = None
-    if spec.source.secret_name:
-        secret = client.get("v1", "Secret", spec.source.secret_name, spec.key.namespace)
-        if secret is None:
-            raise PermanentError(
-                f"the git credentials Secret '{spec.key.namespace}/{spec.source.secret_name}' does not exist"
-            )
-        creds = secret_credentials(secret.get("data") or {})
-    git = GitCache(cache_dir)
-    revision = git.fetch(spec.source.repo_url, spec.source.target_revision, creds)
-    files = git.files(spec.source.repo_url, revision, spec.source.path, spec.source.recurse)
-    if files is None:
-        raise PermanentError(f"path '{spec.source.path}' does not exist at {revision[:12]}")
-
-    def scope(api_version: str, kind: str) -> bool | None:
-        try:
-            return bool(client.resource(api_version, kind).namespaced)
-        except NotFound:
-            return None
-
-    desired: list[Desired] = normalize(
-        render((f.path, f.content) for f in files), spec.key, spec.namespace, scope
-    )
+    loader = Loader(client, GitCache(cache_dir))
     try:
-        inventory = read_inventory(app.get("status") or {})
-    except InventoryUnreadable as error:
-        raise PermanentError(
-            f"cannot diff Application '{spec.key}': {error}",
-            hint="see the Application's Ready condition for how to start a new inventory",
-        ) from error
-    live_objects: dict[tuple[str, str, str, str], KubeObject | None] = {}
-    for ref in [d.ref for d in desired] + [e.ref for e in inventory]:
-        try:
-            live_objects[ref.key] = client.get_ref(ref)
-        except (NotFound, ApiError):
-            live_objects[ref.key] = None
-    live = {k: (Live.of(v) if v is not None else None) for k, v in live_objects.items()}
+        state = loader.load(spec, app.get("status") or {})
+    except ReconcileFailed as error:
+        raise PermanentError(f"cannot diff Application '{spec.key}': {error}") from error
+    revision, desired, inventory = state.revision, state.desired, state.inventory
+    live_objects, live = state.objects, state.live
     plan = make_plan(
         spec.key,
         desired,

@@ -5,7 +5,14 @@ The controller fills a `Report` as it goes and, in a `finally`, always writes
 `to_status(report, previous)`, so a failure anywhere still leaves a truthful status:
 conditions Ready / Reconciling / Stalled (Flux), sync and health (Argo CD), resources,
 inventory, observedGeneration, lastAppliedRevision, lastAttemptedRevision.
-`lastTransitionTime` only moves when a condition's status changes.
+`lastTransitionTime` only moves when a condition's status changes (conditions are
+built by stacks/kube/conditions.py).
+
+The rest of status building is here too, all pure: `describe` (resources, sync, health
+and Ready from a plan and what was applied; live objects through a lookup the caller
+passes), `new_inventory` (the inventory after a sync), `status_digest` (a status equal
+but for transition times is not written again) and `app_state` (the part of an
+Application's status its dependants and parents react to).
 
 The status is bounded so an Application stays far below etcd's object size limit
 (1.5 MiB) however many objects it manages: `resourceCounts` counts every object (sync,
@@ -33,16 +40,23 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import json
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stacks.kube.conditions import condition, timestamp
-from stacks.kube.health import Health, HealthStatus
-from stacks.reconciler.plan import InventoryEntry
+from stacks.kube.health import Health, HealthStatus, worst
+from stacks.kube.objects import KubeObject, ObjectRef, condition_of
+from stacks.reconciler.apply import ApplyOutcome, object_health
+from stacks.reconciler.plan import Action, InventoryEntry, Plan
+from stacks.reconciler.prune import PruneResult
+
+if TYPE_CHECKING:
+    from stacks.kube.cache import RefKey
 
 # Up to this many objects every one is listed, as Argo CD does (small apps read fully).
 FULL_RESOURCES = 200
@@ -241,3 +255,157 @@ def to_status(report: Report, previous: dict[str, Any]) -> dict[str, Any]:
     if report.summary:
         result["summary"] = dict(report.summary)
     return result
+
+
+def new_inventory(
+    old_entries: Iterable[InventoryEntry],
+    plan: Plan,
+    outcomes: Sequence[ApplyOutcome],
+    pruned: PruneResult,
+) -> list[InventoryEntry]:
+    """The inventory after a sync: every planned object (applied now, or as recorded),
+    then recorded ones not planned that were neither pruned, gone nor orphaned."""
+    old = {e.ref.key: e for e in old_entries}
+    applied = {o.step.ref.key: o for o in outcomes if o.ok}
+    entries: list[InventoryEntry] = []
+    wanted = set()
+    for step in plan.steps:
+        key = step.ref.key
+        wanted.add(key)
+        if key in applied:
+            entries.append(InventoryEntry(step.ref, step.desired.hash, applied[key].fields))
+        elif key in old:
+            entries.append(old[key])
+    dropped = (
+        {r.key for r in pruned.deleted}
+        | {r.key for r in pruned.gone}
+        | {p.ref.key for p in plan.orphans}
+    )
+    for key, entry in old.items():
+        if key not in wanted and key not in dropped:
+            entries.append(entry)
+    return entries
+
+
+def describe(
+    report: Report,
+    plan: Plan,
+    outcomes: Sequence[ApplyOutcome],
+    objects: Mapping[RefKey, KubeObject | None],
+    lookup: Callable[[ObjectRef], KubeObject | None],
+    applied: bool,
+    pruned: PruneResult | None = None,
+) -> bool:
+    """Fill resources, sync and health; True when everything is in sync now.
+
+    Objects that still need pruning (held back, not reached, or whose delete failed)
+    are listed with requiresPruning and make the app OutOfSync, as in Argo CD."""
+    ok = {o.step.ref.key for o in outcomes if o.ok}
+    resources = []
+    healths: list[Health] = []
+    live_count = 0
+    out_of_sync: list[str] = []
+    for step in plan.steps:
+        ref = step.ref
+        current = lookup(ref) if ref.key in ok else objects.get(ref.key)
+        synced = step.action is Action.UNCHANGED or ref.key in ok
+        if not synced:
+            out_of_sync.append(f"{ref} {step.reason}")
+        entry: dict[str, Any] = {
+            "group": ref.group,
+            "version": ref.version,
+            "kind": ref.kind,
+            "namespace": ref.namespace,
+            "name": ref.name,
+            "status": "Synced" if synced else "OutOfSync",
+            "syncWave": step.desired.wave,
+        }
+        health = object_health(current)
+        if current is not None:
+            live_count += 1
+        if health is not None:
+            entry["health"] = {"status": str(health.status), "message": health.message[:300]}
+            if health.status is not HealthStatus.MISSING:
+                healths.append(health)
+        resources.append(entry)
+    done: set[RefKey] = set()
+    if pruned is not None:
+        done = {r.key for r in pruned.deleted} | {r.key for r in pruned.gone}
+    for item in [*plan.pending_prunes, *plan.prunes]:
+        ref = item.ref
+        if ref.key in done:
+            continue
+        resources.append(
+            {
+                "group": ref.group,
+                "version": ref.version,
+                "kind": ref.kind,
+                "namespace": ref.namespace,
+                "name": ref.name,
+                "status": "OutOfSync",
+                "requiresPruning": True,
+            }
+        )
+        out_of_sync.append(f"{ref} requires pruning")
+    report.resources = resources
+    in_sync = not out_of_sync
+    report.sync = SyncStatus.SYNCED if in_sync else SyncStatus.OUT_OF_SYNC
+    if plan.steps and live_count == 0:
+        report.health = Health(HealthStatus.MISSING, "none of the application's objects exists yet")
+    else:
+        overall = worst(healths)
+        if overall.healthy:
+            overall = Health(HealthStatus.HEALTHY, f"{len(plan.steps)} objects healthy")
+        report.health = overall
+    if report.reconciling:
+        report.ready = ("Unknown", "Progressing", report.reconciling)
+    elif not in_sync:
+        reason = "OutOfSync"
+        hint = "" if applied else " (selfHeal is off: `platform sync` applies it)"
+        report.ready = (
+            "False",
+            reason,
+            f"{len(out_of_sync)} object(s) differ from git{hint}: " + "; ".join(out_of_sync[:3]),
+        )
+    elif report.health.status is HealthStatus.HEALTHY:
+        report.ready = (
+            "True",
+            "Succeeded",
+            f"applied revision {report.revision[:12]}: {report.health.message}",
+        )
+    elif report.health.status in (
+        HealthStatus.PROGRESSING,
+        HealthStatus.MISSING,
+        HealthStatus.SUSPENDED,
+    ):
+        report.ready = ("Unknown", "Progressing", report.health.message)
+    else:
+        report.ready = ("False", "HealthCheckFailed", report.health.message)
+    return in_sync
+
+
+def status_digest(status: Mapping[str, Any]) -> str:
+    """A digest of `status` apart from transition times: equal digests, nothing to write."""
+    comparable = json.dumps(_without_times(status), sort_keys=True, default=str)
+    return hashlib.sha256(comparable.encode()).hexdigest()
+
+
+def _without_times(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_times(v) for k, v in value.items() if k != "lastTransitionTime"}
+    if isinstance(value, list):
+        return [_without_times(v) for v in value]
+    return value
+
+
+def app_state(obj: KubeObject | None) -> tuple[Any, ...]:
+    if obj is None:
+        return ()
+    status = obj.get("status") or {}
+    ready = condition_of(obj, "Ready") or {}
+    return (
+        (status.get("health") or {}).get("status"),
+        (status.get("sync") or {}).get("status"),
+        ready.get("status"),
+        status.get("observedGeneration"),
+    )
