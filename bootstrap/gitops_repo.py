@@ -39,7 +39,7 @@ from bootstrap.gitops_source import (
     REPO,
 )
 from bootstrap.images import COMPONENT_IMAGE, OPENBAO_IMAGE
-from bootstrap.stages.vault_access import in_cluster_address
+from bootstrap.vault_access import in_cluster_address
 from stacks.errors import PermanentError
 from stacks.manifests import PLACEHOLDER, component_files, fill
 

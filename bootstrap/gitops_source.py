@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bootstrap.stages.base import StageContext
+from bootstrap.config import Settings
+from bootstrap.state import PlatformState
 from stacks import redact
 from stacks.errors import PermanentError
 
@@ -48,8 +49,8 @@ def _read_password(path: str, what: str) -> str:
     return value
 
 
-def cluster_git_source(ctx: StageContext) -> GitSource:
-    git = ctx.settings.git
+def cluster_git_source(settings: Settings, state: PlatformState) -> GitSource:
+    git = settings.git
     if git.url:
         if not git.readonly_password_file:
             raise PermanentError(
@@ -58,7 +59,7 @@ def cluster_git_source(ctx: StageContext) -> GitSource:
             )
         password = _read_password(git.readonly_password_file, "read-only git password")
         return GitSource(git.url.rstrip("/"), git.readonly_username, password)
-    password = (ctx.state.read_secret(READONLY_PASSWORD_SECRET) or "").strip()
+    password = (state.read_secret(READONLY_PASSWORD_SECRET) or "").strip()
     if not password:
         raise PermanentError(
             "the read-only git password of the platform's git server is missing",

@@ -2,5 +2,5 @@
 
 `main.py` is the entry point (the console script). Commands parse flags, build settings,
 and hand off to `bootstrap.stages` or `stacks.*`; all output goes through
-`bootstrap.terminal`.
+`bootstrap.cli.terminal`.
 """

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
+from bootstrap.cli.terminal import Terminal
 from bootstrap.config import ConfigError, Settings, load_settings, platform_home
 from bootstrap.state import PlatformState
-from bootstrap.terminal import Terminal
 from stacks.errors import PlatformError
 from stacks.redact import RedactingFilter
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from bootstrap.cli.common import EXIT_USAGE
+from bootstrap.cli.terminal import Terminal
 from bootstrap.config import ConfigError, check_home, platform_home
 from bootstrap.state import list_platforms
-from bootstrap.terminal import Terminal
 
 
 @click.command(name="list")

@@ -1,7 +1,7 @@
 """`platform vault status|unseal|credentials|ui`: the platform's Vault by hand.
 
-Thin: the work is in bootstrap.stages.vault (stored keys, tokens), bootstrap.stages.
-vault_access (the address) and stacks.vault.api (the HTTP calls). `credentials` prints
+Thin: the work is in bootstrap.stages.vault (stored keys, tokens), bootstrap.vault_access
+(the address) and stacks.vault.api (the HTTP calls). `credentials` prints
 the people's login; the root token only with --show-root-token, after a warning.
 """
 
@@ -129,7 +129,7 @@ def ui(
     """Print the address of Vault's web UI. When Vault is reached through a port-forward
     (an existing cluster), keep forwarding until Ctrl-C."""
     session = open_session(common)
-    from bootstrap.stages.vault_access import access_mode
+    from bootstrap.vault_access import access_mode
 
     with reported_errors(session):
         url = f"{_address(session)}/ui/"
@@ -145,6 +145,6 @@ def ui(
 
 def _address(session: Session) -> str:
     """Vault's address for this platform (opening a port-forward when that is the way)."""
-    from bootstrap.stages.vault_access import vault_address
+    from bootstrap.vault_access import vault_address
 
     return vault_address(session.settings, stage_context(session, "vault", quiet=True).kube)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 class Progress(Protocol):
-    """Where stages report. Implemented by bootstrap.terminal.Terminal."""
+    """Where stages report. Implemented by bootstrap.cli.terminal.Terminal."""
 
     def step(self, stage: str, message: str) -> None:
         """The current step inside a stage ("waiting for Deployment x: 0/1 ready")."""

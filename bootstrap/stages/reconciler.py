@@ -74,7 +74,7 @@ class ReconcilerStage:
         from bootstrap.gitops_source import cluster_git_source
 
         client = ctx.kube()
-        source = cluster_git_source(ctx)
+        source = cluster_git_source(ctx.settings, ctx.state)
         ctx.progress.step(self.name, "applying the reconciler")
         install.install(
             client,

@@ -38,8 +38,8 @@ from bootstrap.stages import tfstate
 from bootstrap.stages.base import CheckResult, StageContext
 from bootstrap.stages.tofu import Tofu, find_or_install
 from bootstrap.stages.vault import FIELD_MANAGER, vault_token
-from bootstrap.stages.vault_access import deploys_vault, vault_address
 from bootstrap.state import write_atomic
+from bootstrap.vault_access import deploys_vault, vault_address
 from stacks import redact
 from stacks.errors import PlatformError, WaitingError
 from stacks.vault.api import VaultApi

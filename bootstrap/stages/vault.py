@@ -24,7 +24,7 @@ from typing import Any
 
 from bootstrap.images import COMPONENT_IMAGE, OPENBAO_IMAGE
 from bootstrap.stages.base import CheckResult, StageContext
-from bootstrap.stages.vault_access import (
+from bootstrap.vault_access import (
     access_problem,
     deploys_vault,
     people_vault_address,

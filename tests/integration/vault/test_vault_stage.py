@@ -260,7 +260,7 @@ def test_platform_vault_is_deployed_then_initialised_through_a_port_forward(
     port 8200 is forwarded by kwok to the real OpenBao of this test: the apply, the wait
     for the StatefulSet, the tunnel, init, unseal and the keys Secret are all real."""
     from bootstrap.forwards import close_port_forwards
-    from bootstrap.stages.vault_access import access_mode
+    from bootstrap.vault_access import access_mode
     from tests.support.stages import run_until_done
 
     ctx = make_context("", kubeconfig=cluster.kubeconfig, name="vt-forward")
