@@ -33,7 +33,8 @@ base64 -d | gunzip`. Exactly one of the two fields is set; `read_inventory` read
 either (and the plain list of older versions), so every reader of the inventory
 (controller, prune on delete, `platform diff`, `platform down`) goes through it.
 
-Called by the controller; read by the CLI (`platform apps`, `platform status`).
+Called by the controller (parts.py, controller.py); read by the CLI (`platform apps`,
+`platform status`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from typing import Any
 
 from stacks.kube.health import Health, HealthStatus
 from stacks.kube.queue import WorkQueue
-from stacks.reconciler.controller import AsyncEvents
+from stacks.reconciler.events import AsyncEvents
 from stacks.reconciler.status import Report, SyncStatus, to_status
 from stacks.signing import sign, verify
 
