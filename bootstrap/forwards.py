@@ -7,7 +7,7 @@ on 127.0.0.1 and returns its address. The forwards serve the stages, the subproc
 they start (tofu, git) and `platform vault|git ...` while the command runs, and close at
 exit.
 
-Called by bootstrap/vault_access.py and bootstrap/gitops_repo.py.
+Called by bootstrap/vault_access.py and bootstrap/gitops/repo.py.
 """
 
 from __future__ import annotations

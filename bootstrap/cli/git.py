@@ -1,8 +1,8 @@
 """`platform git url|credentials|clone [DIR]`: the platform's GitOps repository by hand.
 
-Thin: the URL comes from bootstrap.gitops_repo, the read-write login from the
+Thin: the URL comes from bootstrap.gitops.repo, the read-write login from the
 `gitserver` stage (git.password_file, or the password it generated), the clone from
-bootstrap.git_client. `credentials` prints the password only to stdout (text) or in the
+bootstrap.gitops.git_client. `credentials` prints the password only to stdout (text) or in the
 JSON summary, never to the log; `clone` passes the login to git in its environment, so
 the clone's .git/config holds the plain URL and no password.
 """
@@ -33,7 +33,7 @@ def url(common: CommonArgs) -> None:
     """Print the repository's URL as this machine reaches it (on a cluster reached through
     a port-forward: the kubectl command that opens one, and the URL then)."""
     session = open_session(common)
-    from bootstrap.gitops_repo import people_repo_url
+    from bootstrap.gitops.repo import people_repo_url
 
     with reported_errors(session):
         repo_url = people_repo_url(session.settings)
@@ -47,7 +47,7 @@ def url(common: CommonArgs) -> None:
 def credentials(common: CommonArgs) -> None:
     """Print the read-write git user and its password."""
     session = open_session(common)
-    from bootstrap.gitops_repo import people_repo_url
+    from bootstrap.gitops.repo import people_repo_url
     from bootstrap.stages.gitserver import git_login
 
     with reported_errors(session):
@@ -73,8 +73,8 @@ def clone(common: CommonArgs, directory: Path | None) -> None:
     To push, git asks for the user and password: see `platform git credentials`."""
     session = open_session(common)
     from bootstrap.forwards import git_through_port_forward
-    from bootstrap.git_client import clone_for_person, set_origin
-    from bootstrap.gitops_repo import laptop_repo_url, people_repo_url
+    from bootstrap.gitops.git_client import clone_for_person, set_origin
+    from bootstrap.gitops.repo import laptop_repo_url, people_repo_url
     from bootstrap.stages.gitserver import git_login
 
     with reported_errors(session):

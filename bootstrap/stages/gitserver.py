@@ -36,13 +36,13 @@ from typing import Any
 
 from bootstrap.config import Settings
 from bootstrap.forwards import forward_problem, git_through_port_forward
-from bootstrap.git_client import GitLogin, RepoNotFound, remote_heads
-from bootstrap.gitops_repo import (
+from bootstrap.gitops.git_client import GitLogin, RepoNotFound, remote_heads
+from bootstrap.gitops.repo import (
     laptop_base_url,
     laptop_repo_url,
     people_repo_url,
 )
-from bootstrap.gitops_source import (
+from bootstrap.gitops.source import (
     GIT_NAMESPACE,
     GIT_SERVICE,
     GIT_SERVICE_PORT,

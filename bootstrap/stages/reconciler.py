@@ -71,7 +71,7 @@ class ReconcilerStage:
         ]
 
     def run(self, ctx: StageContext) -> str:
-        from bootstrap.gitops_source import cluster_git_source
+        from bootstrap.gitops.source import cluster_git_source
 
         client = ctx.kube()
         source = cluster_git_source(ctx.settings, ctx.state)

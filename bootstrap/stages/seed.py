@@ -1,7 +1,7 @@
 """Stage 4, `seed`: render gitops-template/ and push it as the repository's first commit.
 
-The rendered tree (bootstrap.gitops_repo) is committed by "platform bootstrap" and
-pushed with GitPython through bootstrap.git_client, the login in the git process's
+The rendered tree (bootstrap.gitops.repo) is committed by "platform bootstrap" and
+pushed with GitPython through bootstrap.gitops.git_client, the login in the git process's
 environment only (never in a URL or argv). History is never rewritten:
 
 - an empty repository gets one commit, the rendered template;
@@ -22,14 +22,14 @@ import tempfile
 from pathlib import Path
 
 from bootstrap import __version__
-from bootstrap.git_client import (
+from bootstrap.gitops.git_client import (
     DEFAULT_BRANCH,
     Checkout,
     RepoNotFound,
     remote_heads,
     seeded_revision,
 )
-from bootstrap.gitops_repo import (
+from bootstrap.gitops.repo import (
     generated_dirs,
     laptop_repo_url,
     omitted_components,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bootstrap.gitops_source import READONLY_PASSWORD_SECRET
+from bootstrap.gitops.source import READONLY_PASSWORD_SECRET
 from bootstrap.images import COMPONENT_IMAGE
 from bootstrap.stages.gitserver import (
     CREDENTIALS_SECRET,

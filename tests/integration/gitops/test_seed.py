@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import bootstrap.gitops_repo as gitops_repo
-from bootstrap.gitops_repo import omitted_components, platform_values, render
+import bootstrap.gitops.repo as gitops_repo
+from bootstrap.gitops.repo import omitted_components, platform_values, render
 from bootstrap.stages.base import StageContext
 from bootstrap.stages.gitserver import GitServerStage
 from bootstrap.stages.seed import UPGRADE_FACT, SeedStage

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bootstrap.config import load_settings
-from bootstrap.gitops_repo import omitted_components, platform_values, render
+from bootstrap.gitops.repo import omitted_components, platform_values, render
 from tests.integration.gitops.conftest import external_git_env, watching_argv
 from tests.support.cli import json_events, run_platform
 from tests.support.gitserver import ADMIN, GitServer

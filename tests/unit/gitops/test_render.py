@@ -1,4 +1,4 @@
-"""The GitOps repository renderer (bootstrap.gitops_repo): the shipped template renders
+"""The GitOps repository renderer (bootstrap.gitops.repo): the shipped template renders
 into a consistent tree for every kind of platform, and a bad template fails with the
 file and line."""
 
@@ -12,7 +12,7 @@ import yaml
 
 from bootstrap.assets import asset_dir
 from bootstrap.config import load_settings
-from bootstrap.gitops_repo import (
+from bootstrap.gitops.repo import (
     STACK_COMPONENTS,
     applications,
     documents,

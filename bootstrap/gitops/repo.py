@@ -1,4 +1,4 @@
-"""Render gitops-template/ into the files of the platform's GitOps repository (pure).
+"""The platform's GitOps repository: its files, rendered from gitops-template/, and its URLs.
 
     values = platform_values(settings)                 every ${NAME} the template may use
     files = render(values, omit=omitted_components(settings))   {"registry/local/demo.yaml": b"...", ...}
@@ -13,10 +13,11 @@ Application and no platform/ directory for it.
 Every file is checked before anything is pushed: no `${` left, every YAML document
 parses, every Application names a path that exists in the rendered tree. A failure names
 the template file and line ("gitops-template/apps/demo/x.yaml:12 uses ${FOO}, which has
-no value"). Rendering is pure (no network, no cluster); the URL helpers are not quite:
-`laptop_base_url`/`laptop_repo_url`, given a `kube`, may open a port-forward to the git
-server through the Kubernetes API (bootstrap/forwards.py). Called by the `seed` and
-`gitserver` stages, `platform git ...` and the unit tests.
+no value"). Rendering reads only the packaged template and manifests (no network, no
+cluster). The URL helpers are not all pure: `laptop_base_url`/`laptop_repo_url`, given a
+`kube`, may open a port-forward to the git server through the Kubernetes API
+(bootstrap/forwards.py). Called by the `seed` and `gitserver` stages, `platform git ...`
+and the unit tests.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from bootstrap import __version__
 from bootstrap.assets import asset_dir
 from bootstrap.config import Settings
 from bootstrap.forwards import forwarded_address, git_through_port_forward
-from bootstrap.gitops_source import (
+from bootstrap.gitops.source import (
     GIT_NAMESPACE,
     GIT_SERVICE,
     GIT_SERVICE_PORT,
