@@ -1,7 +1,7 @@
 # One image for every in-house component: `platform run <component>` is the entrypoint
 # (gitserver, reconciler, secrets, certs, dns, unsealer).
 #
-# Built by `platform image build` (bootstrap/engines/imagebuild.py), which puts wheels
+# Built by `platform image build` (bootstrap/docker/build.py), which puts wheels
 # into the build context (`pip wheel` on the host), so nothing inside the build reaches a
 # package registry:
 #   wheels/deps/     every dependency, and pip itself (run from its wheel, never installed)

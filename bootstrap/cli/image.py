@@ -1,8 +1,8 @@
 """`platform image build` and `platform images list|save`: the component image and the
 offline image bundle.
 
-Thin: the work is in bootstrap/engines/imagebuild.py (wheels + Docker build) and
-bootstrap/engines/imagebundle.py (which pinned images are local, one archive of them).
+Thin: the work is in bootstrap/docker/build.py (wheels + Docker build) and
+bootstrap/docker/bundle.py (which pinned images are local, one archive of them).
 Registered lazily in bootstrap/cli/main.py; nothing here imports docker at module top.
 """
 
@@ -51,7 +51,7 @@ def build(
     terminal = session.terminal
     base = session.settings.image.base or None
     with reported_errors(session):
-        from bootstrap.engines.imagebuild import build_component_image
+        from bootstrap.docker.build import build_component_image
         from bootstrap.images import COMPONENT_BASE_IMAGE, COMPONENT_IMAGE
 
         target = tag or COMPONENT_IMAGE
@@ -90,7 +90,7 @@ def list_images(common: CommonArgs) -> None:
     session = open_session(common)
     terminal = session.terminal
     with reported_errors(session):
-        from bootstrap.engines.imagebundle import image_report
+        from bootstrap.docker.bundle import image_report
         from bootstrap.tools import TOOLS, host_platform, installed
 
         system, arch = host_platform()
@@ -150,7 +150,7 @@ def save(common: CommonArgs, file: Path, include: tuple[str, ...], require_all: 
     session = open_session(common)
     terminal = session.terminal
     with reported_errors(session):
-        from bootstrap.engines.imagebundle import save_bundle
+        from bootstrap.docker.bundle import save_bundle
         from stacks.errors import PermanentError
 
         bundle = save_bundle(file, extra=include)

@@ -150,7 +150,7 @@ def up(
             )
             return
         if images_archive is not None:
-            from bootstrap.engines.imagebundle import load_into_engine
+            from bootstrap.docker.bundle import load_into_engine
 
             terminal.info(f"loading the image bundle {images_archive} (no registry needed)")
             terminal.info(load_into_engine(settings, state, images_archive))

@@ -159,7 +159,7 @@ class K3dEngine:
         return self._client
 
     def write_config(self) -> Path:
-        from bootstrap.engines.imagebundle import recorded_bundle
+        from bootstrap.docker.bundle import recorded_bundle
 
         self.state.ensure()
         config = k3d_config(self.settings, recorded_bundle(self.state))
@@ -249,8 +249,8 @@ class K3dEngine:
     def _images_to_import(self) -> tuple[str, ...]:
         """The component image, plus (without a bundle in the airgap directory) every other
         pinned in-cluster image Docker has, so k3s need not pull what is already here."""
-        from bootstrap.engines.dockerhost import local_images
-        from bootstrap.engines.imagebundle import recorded_bundle
+        from bootstrap.docker.bundle import recorded_bundle
+        from bootstrap.docker.host import local_images
         from bootstrap.images import normalise
 
         if recorded_bundle(self.state) is not None:
@@ -268,7 +268,7 @@ class K3dEngine:
     ) -> None:
         """Copy local images into every node (`k3d image import --mode direct`): the
         component image is built here and no registry has it."""
-        from bootstrap.engines.dockerhost import local_images
+        from bootstrap.docker.host import local_images
         from bootstrap.images import normalise
 
         local = {normalise(tag) for tag in local_images()}
@@ -310,7 +310,7 @@ class K3dEngine:
     def _remove_leftovers(self) -> None:
         """A failed `k3d cluster create` can leave its network and image volume behind
         ("also FAILED to rollback"); remove them so the next attempt starts clean."""
-        from bootstrap.engines.dockerhost import remove_network_and_volume
+        from bootstrap.docker.host import remove_network_and_volume
 
         name = cluster_name(self.settings)
         self._k3d("cluster", "delete", name, timeout=120)

@@ -56,7 +56,7 @@ class Finding:
 
 
 def check_docker(settings: Settings) -> list[Finding]:
-    from bootstrap.engines.dockerhost import docker_info
+    from bootstrap.docker.host import docker_info
 
     try:
         info = docker_info()
@@ -97,7 +97,7 @@ def registry_reachable(registry: str, timeout: float = REGISTRY_TIMEOUT_SECONDS)
 
 def check_images(settings: Settings) -> list[Finding]:
     """Pinned images missing from Docker, and whether their registries can be reached."""
-    from bootstrap.engines.imagebundle import image_report
+    from bootstrap.docker.bundle import image_report
 
     try:
         report = image_report()

@@ -4,7 +4,7 @@ then `platform up` is enough.
 - k3d (default engine) and OpenTofu (the terraform stage), when missing: downloaded from
   their pinned releases into ~/.platform/bin and verified (bootstrap/tools.py).
 - The component image, when Docker lacks this version's build: built as
-  `platform image build` builds it (bootstrap/engines/imagebuild.py), on `image.base`.
+  `platform image build` builds it (bootstrap/docker/build.py), on `image.base`.
   With `--engine existing` only when `image.build` is `yes` (a cluster on this machine's
   Docker): a remote cluster cannot use an image built here.
 
@@ -70,7 +70,7 @@ def image_step(settings: Settings) -> Step | None:
     or the cluster's concern; then the build is planned and tried)."""
     if not wants_image(settings):
         return None
-    from bootstrap.engines.imagebuild import build_needed
+    from bootstrap.docker.build import build_needed
 
     try:
         reason = build_needed(COMPONENT_IMAGE)
@@ -150,7 +150,7 @@ class ToolsStage:
         ctx.checkpoint()
         image = image_step(ctx.settings)
         if image is not None:
-            from bootstrap.engines.imagebuild import build_component_image
+            from bootstrap.docker.build import build_component_image
 
             base = base_image(ctx.settings)
             ctx.progress.step(self.name, f"building {COMPONENT_IMAGE} on {base} ({image.reason})")

@@ -103,7 +103,7 @@ def test_the_readme_two_commands_in_a_fresh_clone_and_virtualenv(
         [
             str(bin_path / "python"),
             "-c",
-            "from bootstrap.engines.imagebuild import source_hash; print(source_hash())",
+            "from bootstrap.docker.build import source_hash; print(source_hash())",
         ],
         tmp_path,
         env,

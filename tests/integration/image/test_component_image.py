@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bootstrap.engines.imagebuild import BUILD_LABEL, deps_tag
+from bootstrap.docker.build import BUILD_LABEL, deps_tag
 from bootstrap.images import COMPONENT_IMAGE
 from stacks.kube.client import KubeClient
 from stacks.reconciler.api import API_VERSION, KIND

@@ -5,7 +5,7 @@ Dockerfile through the Docker SDK.
 and every dependency into wheels in a temporary build context beside a copy of the
 Dockerfile, so nothing inside the image build needs a package registry: the build works
 offline once the wheels are in pip's cache and the base image is local. Called by
-bootstrap/cli/image.py; the Docker calls live in bootstrap/engines/dockerhost.py.
+bootstrap/cli/image.py; the Docker calls live in bootstrap/docker/host.py.
 
 The dependencies and the project go to separate directories (wheels/deps, wheels/project)
 and separate Dockerfile stages: the dependency wheels come byte for byte from pip's cache,
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootstrap import __version__
-from bootstrap.engines import dockerhost
+from bootstrap.docker import host
 from bootstrap.images import COMPONENT_BASE_IMAGE
 from stacks.errors import PermanentError, PlatformError, trim
 
@@ -126,7 +126,7 @@ def build_labels(base: str) -> dict[str, str]:
 
 def build_needed(tag: str) -> str:
     """Why `tag` must be built ("" when the local image is this version's build)."""
-    labels = dockerhost.image_labels(tag)
+    labels = host.image_labels(tag)
     if labels is None:
         return f"{tag} is not in Docker"
     if labels.get(VERSION_LABEL) != __version__:
@@ -138,10 +138,10 @@ def build_needed(tag: str) -> str:
 
 def ensure_base(base: str, on_line: Callable[[str], None]) -> None:
     """The base image must be local before the build; pull it, or say what to do."""
-    if dockerhost.image_labels(base) is not None:
+    if host.image_labels(base) is not None:
         return
     try:
-        dockerhost.pull_image(base, on_line)
+        host.pull_image(base, on_line)
     except PlatformError as error:
         raise PermanentError(
             f"the component image is built on {base}, which is not in Docker and could not "
@@ -238,16 +238,16 @@ def build_component_image(
             shutil.copyfile(ignore, context / ".dockerignore")
         started = time.monotonic()
         buildargs = {"BASE": base} if base else None
-        built = dockerhost.build_image(
+        built = host.build_image(
             context, tag, buildargs=buildargs, on_line=on_line, nocache=nocache, labels=labels
         )
         # Then the dependency stage under its own tag (see the module docstring): every
         # step of it is in the layer cache from the build just done, so this only tags.
-        dockerhost.build_image(
+        host.build_image(
             context, deps_tag(tag), buildargs=buildargs, on_line=on_line, target=DEPS_STAGE
         )
         build_seconds = time.monotonic() - started
-    reclaimed = dockerhost.prune_untagged(BUILD_LABEL)
+    reclaimed = host.prune_untagged(BUILD_LABEL)
     if reclaimed:
         on_line(f"removed earlier builds' untagged images ({reclaimed / 1e6:.0f} MB)")
     return BuildReport(

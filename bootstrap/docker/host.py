@@ -1,8 +1,8 @@
 """The Docker adapter: the only module that imports the `docker` SDK.
 
 Used by preflight/doctor (is the engine reachable, how much memory and CPU it has, which
-images are local), by `platform image build` (bootstrap/engines/imagebuild.py) and by the
-offline bundle (`platform images save`, `platform up --images`: bootstrap/engines/imagebundle.py).
+images are local), by `platform image build` (bootstrap/docker/build.py) and by the
+offline bundle (`platform images save`, `platform up --images`: bootstrap/docker/bundle.py).
 Errors come out as PlatformErrors with a hint.
 """
 

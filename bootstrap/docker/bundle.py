@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bootstrap.config import Settings
-from bootstrap.engines import dockerhost
+from bootstrap.docker import host
 from bootstrap.images import PinnedImage, all_images, normalise
 from bootstrap.state import PlatformState
 from stacks.errors import PermanentError
@@ -32,7 +32,7 @@ class ImageReport:
 def image_report(images: tuple[PinnedImage, ...] | None = None) -> ImageReport:
     """Which pinned images the local Docker engine has (raises PlatformError without Docker)."""
     wanted = images if images is not None else all_images()
-    local = {normalise(tag) for tag in dockerhost.local_images()}
+    local = {normalise(tag) for tag in host.local_images()}
     present = tuple(i for i in wanted if normalise(i.reference) in local)
     missing = tuple(i for i in wanted if normalise(i.reference) not in local)
     return ImageReport(present, missing)
@@ -57,14 +57,14 @@ def save_bundle(path: Path, extra: tuple[str, ...] = ()) -> SavedBundle:
         )
     path = path.expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
-    size = dockerhost.save_images([i.reference for i in report.present], path)
+    size = host.save_images([i.reference for i in report.present], path)
     return SavedBundle(path, size, report.present, report.missing)
 
 
 def load_bundle(path: Path, state: PlatformState) -> list[str]:
     """Load the archive into Docker and record it for the k3d engine; the tags loaded."""
     path = path.expanduser().resolve()
-    tags = dockerhost.load_images(path)
+    tags = host.load_images(path)
     state.ensure()
     data: dict[str, Any] = state.load()
     data[STATE_KEY] = str(path)
