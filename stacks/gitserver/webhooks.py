@@ -8,8 +8,7 @@ delivers its queue in order; a receiver that is down gets the event when it come
 The body is `{"repo", "ref", "before", "after"}`; the header
 `X-Platform-Signature: sha256=<hex>` is the HMAC-SHA256 of the exact body bytes with the
 shared secret, like GitHub's `X-Hub-Signature-256`; the rule lives in `stacks.signing`,
-whose `verify()` receivers use (the reconciler's receiver has its own copy until phase 2
-of issue 17). Log lines name URLs without userinfo or query string.
+whose `verify()` receivers use (the reconciler's, stacks/reconciler/server.py). Log lines name URLs without userinfo or query string.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ is not reached by one giant step. `Backoff` keeps the failure count per key, and
 `reset()` forgets them all: a controller calls it when a dependency comes back (the
 API server after an outage) so every key is looked at again at once.
 
-Called by the controller runtime (stacks/kube/controller.py); the reconciler's own
-`_backoff` moves here in phase 2 of issue 17.
+Called by the controller runtime (stacks/kube/controller.py) and, through `delay`, the
+reconciler (stacks/reconciler/controller.py, finalize.py), which keeps its failure
+counts in its per-app memory.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@
 so an idle controller rewrites nothing. Pure: `now` is passed in.
 
 Called by the controller runtime's users: stacks.secrets (ExternalSecret and store
-Ready), stacks.certs (Issuer and Certificate Ready). The reconciler's own
-`stacks.reconciler.status._condition` moves here in phase 2 of issue 17.
+Ready), stacks.certs (Issuer and Certificate Ready), stacks.reconciler.status
+(Application Ready, Reconciling, Stalled).
 """
 
 from __future__ import annotations

@@ -6,8 +6,7 @@ negative duration is refused here (no spec field of ours may be negative). Calle
 also accept a bare number of seconds say so (`bare_seconds=True`), since Go does not.
 
 Called by stacks.secrets.api (refreshInterval), stacks.certs.policy (duration,
-renewBefore); the reconciler's `stacks.reconciler.api.parse_duration` moves here in
-phase 2 of issue 17.
+renewBefore) and stacks.reconciler.api (interval, timeout; with `bare_seconds=True`).
 """
 
 from __future__ import annotations

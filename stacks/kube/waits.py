@@ -7,10 +7,10 @@
         exists (deletion finishes asynchronously: its objects go first); the names still
         there after `timeout` are returned, since `platform down` reports rather than fails
 
-Called by tests' fixtures and, from phase 2 of issue 17, by the reconciler's installer
-and applier (stacks/reconciler/install.py, apply.py `_wait_established`) and the
-bootstrap's `wait_namespaces_gone` (bootstrap/stages/reconciler.py), which still hold
-their own loops.
+Called by tests' fixtures and the reconciler's installer and applier
+(stacks/reconciler/install.py; apply.py, which logs the give-up and lets the wave go
+on); the bootstrap's `wait_namespaces_gone` (bootstrap/stages/reconciler.py) still
+holds its own loop.
 """
 
 from __future__ import annotations
