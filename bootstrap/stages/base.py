@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from bootstrap.config import Settings
 from bootstrap.state import PlatformState
 from stacks.errors import PlatformError
+from stacks.kube import waits
 
 if TYPE_CHECKING:
     from bootstrap.engines.base import Engine
@@ -133,3 +134,22 @@ class Stage(Protocol):
 
 
 StageFactory = Callable[[], Stage]
+
+
+def wait_namespaces_gone(ctx: StageContext, names: list[str], timeout: float = 90.0) -> None:
+    """Namespace deletion finishes asynchronously (its objects go first): wait for it, so
+    `platform down` returns a cluster as it was found. Ctrl-C ends the wait at once; a
+    namespace still terminating at the timeout is said, not hidden."""
+    left = waits.wait_namespaces_gone(
+        ctx.kube(),
+        names,
+        timeout,
+        on_wait=lambda left: ctx.progress.step(
+            "down", f"waiting for namespace(s) {', '.join(left)} to go"
+        ),
+        sleep=ctx.wait,
+    )
+    if left:
+        ctx.progress.warn(
+            "down", f"namespace(s) {', '.join(left)} still terminating after {timeout:.0f} s"
+        )

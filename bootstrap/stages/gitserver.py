@@ -50,7 +50,7 @@ from bootstrap.gitops.source import (
     REPO,
 )
 from bootstrap.images import COMPONENT_IMAGE
-from bootstrap.stages.base import CheckResult, StageContext
+from bootstrap.stages.base import CheckResult, StageContext, wait_namespaces_gone
 from bootstrap.state import PlatformState
 from stacks import redact
 from stacks.errors import PermanentError, PlatformError, TransientError, WaitingError
@@ -183,8 +183,6 @@ class GitServerStage:
         An external git server (git.url) and its repository are never touched."""
         if not deploys_gitserver(ctx.settings):
             return ""
-        from bootstrap.stages.reconciler import wait_namespaces_gone
-
         if ctx.kube().get("v1", "Namespace", NAMESPACE) is None:
             return ""
         ctx.kube().delete("v1", "Namespace", NAMESPACE)

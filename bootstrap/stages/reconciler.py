@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bootstrap.images import COMPONENT_IMAGE
-from bootstrap.stages.base import CheckResult, StageContext
+from bootstrap.stages.base import CheckResult, StageContext, wait_namespaces_gone
 from stacks import redact
 from stacks.errors import PlatformError
 from stacks.kube.objects import ObjectRef
@@ -152,16 +152,3 @@ def _delete_quietly(client: Any, ref: ObjectRef) -> None:
     # A kind whose CRD went first has no objects left to delete.
     with contextlib.suppress(PlatformError):
         client.delete_ref(ref)
-
-
-def wait_namespaces_gone(ctx: StageContext, names: list[str], timeout: float = 90.0) -> None:
-    """Namespace deletion finishes asynchronously (its objects go first): wait for it, so
-    `platform down` returns a cluster as it was found."""
-    client = ctx.kube()
-    deadline = time.monotonic() + timeout
-    left = set(names)
-    while left and time.monotonic() < deadline:
-        left = {n for n in left if client.get("v1", "Namespace", n) is not None}
-        if left:
-            ctx.progress.step("down", f"waiting for namespace(s) {', '.join(sorted(left))} to go")
-            ctx.wait(0.5)

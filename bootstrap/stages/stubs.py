@@ -20,7 +20,7 @@ import base64
 import datetime as dt
 
 from bootstrap.stages.appwait import AppsReadyStage
-from bootstrap.stages.base import StageContext
+from bootstrap.stages.base import StageContext, wait_namespaces_gone
 from stacks import redact
 from stacks.certs import pki
 from stacks.kube.objects import condition_of
@@ -72,8 +72,6 @@ def ensure_ca(ctx: StageContext) -> str:
 
 
 def remove_ca(ctx: StageContext) -> str:
-    from bootstrap.stages.reconciler import wait_namespaces_gone
-
     if ctx.kube().delete("v1", "Namespace", CA_NAMESPACE):
         wait_namespaces_gone(ctx, [CA_NAMESPACE])
         return f"deleted namespace {CA_NAMESPACE} (the platform CA)"

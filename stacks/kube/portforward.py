@@ -7,7 +7,7 @@ picked per connection among the Running pods behind the Service (Ready ones firs
 a restarted pod is found again without restarting the forwarder.
 
 Used by the bootstrap to reach the platform's own Vault on clusters whose ingress is not
-reachable from this machine (bootstrap/stages/vault_access.py). Nothing here logs or
+reachable from this machine (bootstrap/vault_access.py). Nothing here logs or
 inspects the bytes it copies: they may carry tokens.
 """
 

@@ -9,8 +9,8 @@
 
 Called by tests' fixtures and the reconciler's installer and applier
 (stacks/reconciler/install.py; apply.py, which logs the give-up and lets the wave go
-on); the bootstrap's `wait_namespaces_gone` (bootstrap/stages/reconciler.py) still
-holds its own loop.
+on), and `platform down`'s stages (bootstrap/stages/base.py, which reports a namespace
+still there).
 """
 
 from __future__ import annotations
