@@ -155,7 +155,19 @@ class VaultApi:
     # ---- seal ---------------------------------------------------------------------------
 
     def status(self) -> SealStatus:
-        data: dict[str, Any] = self._call("read seal status", self._client.sys.read_seal_status)
+        data: dict[str, Any]
+        with self._wrapped("read seal status"):
+            try:
+                data = self._client.sys.read_seal_status()
+            except hvac.exceptions.InvalidPath:
+                # sys/seal-status exists on every Vault and OpenBao, sealed or not: a 404
+                # comes from what stands in front of it, an ingress whose route to a pod
+                # that just became ready is not there yet (Traefik applies endpoint changes
+                # after a short throttle). Wait for it; the caller's timeout bounds that.
+                raise WaitingError(
+                    f"nothing routes to Vault at {self.address} yet (404 on its seal status)",
+                    retry_after=1.0,
+                ) from None
         return _seal_status(data)
 
     def initialise(self, shares: int, threshold: int) -> InitKeys:
