@@ -23,6 +23,12 @@ K3D_VERSION = "v5.9.0"
 TOFU_VERSION = "1.6.2"
 K3S_VERSION = "v1.34.4-k3s1"
 OPENBAO_VERSION = "2.7.2"
+# The reconciler renders Helm charts and Kustomize directories with these (issue 18); the
+# component image carries both and testenv builds the same versions from Go modules.
+# Helm v4.3.2: the newest helm.sh/helm/v4 the module proxy here serves. Kustomize v5.8.2:
+# the newest that builds with Go 1.26 (v5.8.3 needs Go 1.27).
+HELM_VERSION = "v4.3.2"
+KUSTOMIZE_VERSION = "v5.8.2"
 
 # (os, arch) -> SHA-256 of the release file, os/arch as Go names them (linux, darwin; amd64,
 # arm64). k3d: the bare binary k3d-<os>-<arch>; from a Bazel pin list of k3d v5.9.0 (all

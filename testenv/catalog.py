@@ -31,6 +31,11 @@ COREDNS_VERSION = "v1.12.4"
 LOCAL_PATH_VERSION = "v0.0.30"
 # v3.7.x cannot be built here: the proxy refuses 15 of its dependencies.
 TRAEFIK_VERSION = "v3.6.12"
+# The reconciler's renderers (issue 18): the versions the component image carries.
+HELM_VERSION = pins.HELM_VERSION
+KUSTOMIZE_VERSION = pins.KUSTOMIZE_VERSION
+# A local OCI registry for the Helm OCI tests (`crane registry serve`); only tests use it.
+CRANE_VERSION = "v0.22.1"
 
 
 def go_arch() -> str:
@@ -261,6 +266,65 @@ def _traefik() -> Tool:
     )
 
 
+def _helm() -> Tool:
+    arch = go_arch()
+    return Tool(
+        name="helm",
+        version=HELM_VERSION,
+        binaries=("helm",),
+        # "replaces" gets the package, not only the module, so go.sum covers what
+        # cmd/helm imports (a plain "wrapper" build stops at missing go.sum entries).
+        build="replaces",
+        go_packages=("helm.sh/helm/v4/cmd/helm",),
+        module="helm.sh/helm/v4",
+        module_version=HELM_VERSION,
+        # Stamp the version, as helm's Makefile does, or `helm version` says v4.x-dev.
+        ldflags=f"-s -w -X helm.sh/helm/v4/internal/version.version={HELM_VERSION}",
+        downloads={
+            "helm": Download(
+                f"https://get.helm.sh/helm-{HELM_VERSION}-linux-{arch}.tar.gz",
+                member=f"linux-{arch}/helm",
+            )
+        },
+    )
+
+
+def _kustomize() -> Tool:
+    arch = go_arch()
+    base = "https://github.com/kubernetes-sigs/kustomize/releases/download"
+    return Tool(
+        name="kustomize",
+        version=KUSTOMIZE_VERSION,
+        binaries=("kustomize",),
+        build="wrapper",
+        go_packages=("sigs.k8s.io/kustomize/kustomize/v5",),
+        module="sigs.k8s.io/kustomize/kustomize/v5",
+        module_version=KUSTOMIZE_VERSION,
+        # Stamp the version, as kustomize's release build does.
+        ldflags=f"-s -w -X sigs.k8s.io/kustomize/api/provenance.version={KUSTOMIZE_VERSION}",
+        downloads={
+            "kustomize": Download(
+                f"{base}/kustomize%2F{KUSTOMIZE_VERSION}/"
+                f"kustomize_{KUSTOMIZE_VERSION}_linux_{arch}.tar.gz",
+                member="kustomize",
+            )
+        },
+    )
+
+
+def _crane() -> Tool:
+    # `crane registry serve` is an in-memory OCI registry: the Helm OCI tests push to it.
+    return Tool(
+        name="crane",
+        version=CRANE_VERSION,
+        binaries=("crane",),
+        build="replaces",  # as helm: go.sum must cover the package's imports
+        go_packages=("github.com/google/go-containerregistry/cmd/crane",),
+        module="github.com/google/go-containerregistry",
+        module_version=CRANE_VERSION,
+    )
+
+
 def all_tools() -> tuple[Tool, ...]:
     """Every tool, cheapest first, so a cold run gives early feedback."""
     return (
@@ -274,6 +338,9 @@ def all_tools() -> tuple[Tool, ...]:
         _coredns(),
         _local_path_provisioner(),
         _traefik(),
+        _kustomize(),
+        _helm(),
+        _crane(),
     )
 
 

@@ -13,6 +13,13 @@ from stacks.errors import PermanentError
 from stacks.kube.durations import parse_seconds
 from stacks.kube.objects import KubeObject
 from stacks.reconciler.source import clean_path
+from stacks.reconciler.sources.spec import (
+    HelmOptions,
+    KustomizeOptions,
+    parse_chart,
+    parse_helm,
+    parse_kustomize,
+)
 
 GROUP = "gitops.platform.local"
 VERSION = "v1alpha1"
@@ -70,6 +77,11 @@ class Source:
     target_revision: str = "HEAD"
     recurse: bool = False
     secret_name: str = ""  # Secret in the Application's namespace: username, password
+    # Helm and Kustomize (issue 18; stacks/reconciler/sources/): a chart's name in a Helm
+    # repository or OCI registry, and Argo CD's source.helm / source.kustomize fields.
+    chart: str = ""
+    helm: HelmOptions | None = None
+    kustomize: KustomizeOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +140,7 @@ class AppSpec:
                 target_revision=str(src.get("targetRevision") or "HEAD"),
                 recurse=bool((src.get("directory") or {}).get("recurse", False)),
                 secret_name=str(secret),
+                **_tools(key, src),
             ),
             namespace=str((spec.get("destination") or {}).get("namespace") or ""),
             automated=auto is not None and (auto or {}).get("enabled", True) is not False,
@@ -145,6 +158,18 @@ class AppSpec:
             cascade=FINALIZER in (meta.get("finalizers") or []),
             sync_options=options,
         )
+
+
+def _tools(key: AppKey, src: dict[str, Any]) -> dict[str, Any]:
+    """source.chart, source.helm and source.kustomize, parsed (sources/spec.py)."""
+    try:
+        return {
+            "chart": parse_chart(src.get("chart")),
+            "helm": parse_helm(src.get("helm")),
+            "kustomize": parse_kustomize(src.get("kustomize")),
+        }
+    except PermanentError as error:
+        raise PermanentError(f"Application '{key}': {error}", hint=error.hint) from error
 
 
 def _path(key: AppKey, value: Any) -> str:

@@ -19,16 +19,16 @@ Called by stacks.reconciler.controller and stacks.reconciler.inspect.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar
 
 from stacks.errors import PlatformError
 from stacks.kube.errors import Forbidden, NotFound
 from stacks.kube.objects import KubeObject, ObjectRef
 from stacks.reconciler.api import AppSpec
 from stacks.reconciler.plan import Desired, InventoryEntry, Live, normalize
-from stacks.reconciler.render import render
+from stacks.reconciler.render import LIMITS, render
 from stacks.reconciler.source import (
     Credentials,
     GitCache,
@@ -37,7 +37,21 @@ from stacks.reconciler.source import (
     redact_url,
     secret_credentials,
 )
+from stacks.reconciler.sources.charts import ChartFetchError, ChartNotFound
+from stacks.reconciler.sources.renderer import (
+    DIRECTORY,
+    RenderedFile,
+    Renderer,
+    RenderSettings,
+    kind_of,
+)
+from stacks.reconciler.sources.repos import SELECTOR as REPO_SELECTOR
+from stacks.reconciler.sources.repos import RepoAccess, access_for
+from stacks.reconciler.sources.run import ToolFailed, ToolOutputTooLarge, ToolTimeout
+from stacks.reconciler.sources.spec import digest
 from stacks.reconciler.status import InventoryUnreadable, read_inventory
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from stacks.kube.cache import RefKey
@@ -59,6 +73,13 @@ class LoaderClient(Protocol):
     ) -> KubeObject | None: ...
     def get_ref(self, ref: ObjectRef) -> KubeObject | None: ...
     def resource(self, api_version: str, kind: str) -> Any: ...
+    def list_objects(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+    ) -> list[KubeObject]: ...
 
 
 @dataclass
@@ -74,11 +95,26 @@ class DesiredState:
 
 class Loader:
     def __init__(
-        self, client: LoaderClient, git: GitCache, credentials_file: Path | None = None
+        self,
+        client: LoaderClient,
+        git: GitCache,
+        credentials_file: Path | None = None,
+        settings: RenderSettings | None = None,
     ) -> None:
         self.client = client
         self.git = git
         self.credentials_file = credentials_file
+        self.settings = settings or RenderSettings.from_env()
+        # Helm and Kustomize renders work in scratch beside the git cache (the
+        # reconciler's cache volume); made on first use, so plain manifests need none.
+        self._renderer: Renderer | None = None
+        self._kinds: dict[tuple[str, str], str] = {}  # (url, path tree id) -> tool
+
+    @property
+    def renderer(self) -> Renderer:
+        if self._renderer is None:
+            self._renderer = Renderer(self.git, self.git.root / ".render", self.settings)
+        return self._renderer
 
     def credentials(self, spec: AppSpec) -> Credentials | None:
         if spec.source.secret_name:
@@ -97,35 +133,148 @@ class Loader:
     def fetch(self, spec: AppSpec, since: float | None = None) -> str:
         """The commit of the spec's target revision (GitCache.fetch: `since` lets a
         fetch of the same repository that started since then serve this one)."""
+        if spec.source.chart:
+            # A chart repository is no git repository: its "revision" is the chart's
+            # version (read from the index only when targetRevision leaves it open).
+            return self._tool_step(
+                lambda: self.renderer.charts.resolve(
+                    spec.source.repo_url,
+                    spec.source.chart,
+                    spec.source.target_revision,
+                    lambda: self.repo_access(spec),
+                )
+            )
         return self.git.fetch(
             spec.source.repo_url, spec.source.target_revision, self.credentials(spec), since=since
         )
 
     def tree(self, spec: AppSpec, revision: str) -> str | None:
-        """The tree id of the spec's path at `revision` (None: not a directory there)."""
-        return self.git.tree_ids(spec.source.repo_url, revision, [spec.source.path]).get(
-            spec.source.path
-        )
+        """What the render depends on at `revision`, as one string (None: the path is
+        not a directory there): the path's tree id for plain manifests; for Helm and
+        Kustomize the whole repository's tree id (a kustomization's `../base` and a
+        chart's value files may be anywhere in it) and a digest of the spec's options,
+        so a change to either renders again."""
+        src = spec.source
+        if src.chart:
+            return f"chart:{digest(src.repo_url, src.chart, revision, src.helm, spec.key.name)}"
+        tree = self.git.tree_ids(src.repo_url, revision, [src.path]).get(src.path)
+        if tree is None:
+            return None
+        kind = self.kind(spec, revision, tree)
+        if kind == DIRECTORY:
+            return tree
+        root = self.git.tree_ids(src.repo_url, revision, ["."]).get(".") or revision
+        return f"{kind}:{root}:{digest(src.path, src.helm, src.kustomize, spec.key.name)}"
+
+    def kind(self, spec: AppSpec, revision: str, tree: str | None = None) -> str:
+        """The tool the spec's source needs (sources/renderer.py: Argo CD's detection),
+        remembered by the path's tree id, since the same tree holds the same files."""
+        src = spec.source
+        if src.chart or src.helm is not None or src.kustomize is not None:
+            return kind_of(src.chart, src.helm, src.kustomize, [])
+        if tree is None:
+            tree = self.git.tree_ids(src.repo_url, revision, [src.path]).get(src.path)
+        key = (src.repo_url, tree or revision)
+        found = self._kinds.get(key)
+        if found is None:
+            names = self.git.names(src.repo_url, revision, src.path)
+            found = kind_of("", None, None, names)
+            if len(self._kinds) > 10_000:
+                self._kinds.clear()
+            self._kinds[key] = found
+        return found
+
+    def repo_access(self, spec: AppSpec) -> RepoAccess:
+        """Credentials for a chart repository: spec.source.secretRef, else the
+        label-selected repository Secrets of the Application's namespace."""
+        if spec.source.secret_name:
+            creds = self.credentials(spec)
+            return RepoAccess(creds.username, creds.password) if creds else RepoAccess()
+        try:
+            secrets = self.client.list_objects(
+                "v1", "Secret", spec.key.namespace, label_selector=REPO_SELECTOR
+            )
+        except Forbidden:
+            secrets = []  # anonymous, as without Secrets; a refusal names the fix
+        return access_for(spec.source.repo_url, secrets)
+
+    @staticmethod
+    def _tool_step(step: Callable[[], T]) -> T:
+        """Run a Helm/Kustomize step; its failure fails only this Application, and says
+        that nothing was applied or pruned."""
+        try:
+            return step()
+        except (ToolFailed, ToolOutputTooLarge, ChartNotFound) as error:
+            hint = f" ({error.hint})" if error.hint else ""
+            raise ReconcileFailed("RenderFailed", f"{error}{hint}", stalled=True) from error
+        except (ToolTimeout, ChartFetchError) as error:
+            message = str(error)
+            if "nothing was applied" not in message:
+                message += "; nothing was applied or pruned"
+            raise ReconcileFailed("RenderFailed", message, stalled=False) from error
 
     def files(self, spec: AppSpec, revision: str, tree: str | None = None) -> list[SourceFile]:
+        """The files to render: from git for plain manifests, or what helm or kustomize
+        printed (RenderedFile) for a chart or kustomization."""
+        src = spec.source
+        if src.chart:
+            return self._tool_step(
+                lambda: self.renderer.render_chart(
+                    src.repo_url,
+                    src.chart,
+                    revision,
+                    lambda: self.repo_access(spec),
+                    release=spec.key.name,
+                    namespace=spec.namespace,
+                    options=src.helm,
+                )
+            )
+        if tree is not None and ":" in tree:  # tree() said: not plain manifests
+            tree = None
+        kind = self.kind(spec, revision)
+        if kind != DIRECTORY:
+            if self.git.tree_ids(src.repo_url, revision, [src.path]).get(src.path) is None:
+                self._missing(spec, revision)
+            return self._tool_step(
+                lambda: self.renderer.render_git(
+                    kind,
+                    src.repo_url,
+                    revision,
+                    src.path,
+                    release=spec.key.name,
+                    namespace=spec.namespace,
+                    helm_options=src.helm,
+                    kustomize_options=src.kustomize,
+                )
+            )
         files = self.git.files(
             spec.source.repo_url, revision, spec.source.path, spec.source.recurse, tree=tree
         )
         if files is None:
-            why = self.git.explain_missing(spec.source.repo_url, revision, spec.source.path)
-            raise ReconcileFailed(
-                "PathNotFound",
-                f"path '{spec.source.path}' does not exist in {redact_url(spec.source.repo_url)} at {revision[:12]}"
-                + (f" ({why})" if why else "")
-                + "; nothing was applied or pruned",
-                stalled=True,
-            )
-        return files
+            self._missing(spec, revision)
+        return files or []
+
+    def _missing(self, spec: AppSpec, revision: str) -> NoReturn:
+        why = self.git.explain_missing(spec.source.repo_url, revision, spec.source.path)
+        raise ReconcileFailed(
+            "PathNotFound",
+            f"path '{spec.source.path}' does not exist in {redact_url(spec.source.repo_url)} at {revision[:12]}"
+            + (f" ({why})" if why else "")
+            + "; nothing was applied or pruned",
+            stalled=True,
+        )
 
     def render(self, spec: AppSpec, files: Iterable[SourceFile]) -> list[Desired]:
         """The files' objects, rendered and normalized (namespace, tracking, hashes)."""
+        files = list(files)
+        # A tool's output is one stream: bounded as a whole render, not as one file.
+        tool = any(isinstance(f, RenderedFile) for f in files)
+        limits = replace(LIMITS, file_bytes=LIMITS.total_bytes) if tool else LIMITS
         return normalize(
-            render((f.path, f.content) for f in files), spec.key, spec.namespace, self.scope
+            render(((f.path, f.content) for f in files), limits),
+            spec.key,
+            spec.namespace,
+            self.scope,
         )
 
     def scope(self, api_version: str, kind: str) -> bool | None:

@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import subprocess
+import tarfile
 import threading
 import time
 import urllib.parse
@@ -59,6 +60,7 @@ FETCH_TIMEOUT = 60.0
 PREFETCH_BYTES = 16 * 1024 * 1024
 PREFETCH_PATHS = 500  # paths per `git ls-tree` run
 MAX_PATH = 1024  # bytes; git itself has no bound, argv and status fields do
+MAX_LISTED = 10_000  # names() of one directory
 _SYMLINK = b"120000"
 _PATH_HINT = (
     "set spec.source.path to a directory relative to the repository root, such as 'apps/web'"
@@ -556,6 +558,69 @@ class GitCache:
         )
         by_id = {f.path: f.content for f in _split_batch(batch, order)}
         return [SourceFile(name, by_id[obj]) for name, obj in names]
+
+    def names(self, url: str, sha: str, path: str) -> list[str]:
+        """The names of the entries directly in directory `path` at `sha` (renderer.py
+        looks for kustomization.yaml and Chart.yaml here); [] when it is no directory."""
+        prefix = clean_path(path)
+        spec = sha if prefix == "." else f"{sha}:{prefix}"
+        try:
+            listing = self._run(
+                ["ls-tree", "-z", "--name-only", spec], self.repo_dir(url), None, timeout=30
+            )
+        except FetchError:
+            return []
+        return [n.decode(errors="replace") for n in listing.split(b"\0") if n][:MAX_LISTED]
+
+    def export(self, url: str, sha: str, dest: Path, max_bytes: int, max_files: int) -> None:
+        """Write the whole tree of commit `sha` under `dest` (for helm and kustomize,
+        which read files, and may reach any of the repository as `../base`).
+
+        Bounded before a byte is written: the listing's sizes and count must fit
+        `max_bytes` and `max_files`, or RenderError says so. The archive is streamed into
+        tarfile's "data" filter, which refuses links that lead out of `dest`, absolute
+        names and device files, so a hostile repository cannot write elsewhere.
+        """
+        repo = self.repo_dir(url)
+        listing = self._run(["ls-tree", "-r", "-z", "-l", sha], repo, None, timeout=30)
+        total = count = 0
+        for record in listing.split(b"\0"):
+            if not record:
+                continue
+            info = record.split(b"\t", 1)[0].split()
+            count += 1
+            total += int(info[3]) if len(info) == 4 and info[3].isdigit() else 0
+        if count > max_files or total > max_bytes:
+            raise RenderError(
+                [
+                    RenderProblem(
+                        redact_url(url),
+                        0,
+                        f"the repository holds {count} files, {total // 1024} KiB at {sha[:12]}, "
+                        f"over the limit of {max_files} files and {max_bytes // (1024 * 1024)} MiB "
+                        "that helm and kustomize renders may read; keep charts and "
+                        "kustomizations in a smaller repository",
+                    )
+                ]
+            )
+        dest.mkdir(parents=True, exist_ok=True)
+        process = subprocess.Popen(
+            [self.git, "archive", "--format=tar", sha],
+            cwd=repo,
+            env=self._env(None),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert process.stdout is not None
+        try:
+            with tarfile.open(fileobj=process.stdout, mode="r|") as archive:
+                archive.extractall(dest, filter="data")
+        except (tarfile.TarError, OSError) as error:
+            raise FetchError(f"cannot write the tree of {sha[:12]}: {error}") from error
+        finally:
+            process.stdout.close()
+            if process.wait(timeout=60) != 0:
+                raise FetchError(f"git archive of {sha[:12]} failed")
 
     def explain_missing(self, url: str, sha: str, path: str) -> str:
         """Why `path` is not a directory at `sha` (a sentence fragment; "" if unknown)."""

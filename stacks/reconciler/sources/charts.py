@@ -1,0 +1,284 @@
+"""Charts from HTTP(S) chart repositories and OCI registries, cached by repository,
+chart and version on the reconciler's scratch volume.
+
+A chart version is immutable once published (Argo CD caches it the same way), so a
+cached archive is used without asking the network again; only a version left open
+(`targetRevision` empty or `*`) reads the repository's index.yaml each time.
+
+    HTTP(S)  index.yaml, then the archive it names (relative URLs resolved against the
+             repository), checked against the index's sha256 digest. Read here, not by
+             `helm pull`, because `helm pull --repo` takes the password on its argv.
+             Credentials go to the repository's own host only (helm's default without
+             --pass-credentials).
+    OCI      `helm pull oci://...` with a registry config file holding the credentials,
+             written for that one run in a private directory (never argv).
+
+Every read is bounded (timeout, bytes); the cache is bounded too (CACHE_BYTES, oldest
+used first out). Called by renderer.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import tempfile
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stacks.errors import PermanentError, TransientError
+from stacks.reconciler.sources.repos import RepoAccess
+from stacks.reconciler.sources.run import ToolFailed, run_tool
+
+INDEX_BYTES = 32 * 1024 * 1024  # a big public index (bitnami's) is about 20 MiB
+CHART_BYTES = 20 * 1024 * 1024
+CACHE_BYTES = 512 * 1024 * 1024
+FETCH_TIMEOUT = 60.0
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+try:
+    _YamlLoader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - libyaml missing
+    _YamlLoader = yaml.SafeLoader
+
+
+class ChartFetchError(TransientError):
+    """The repository could not be reached or read (retried with backoff)."""
+
+
+class ChartNotFound(PermanentError):
+    """The repository answered, and has no such chart or version."""
+
+
+def open_version(version: str) -> bool:
+    """A targetRevision that names no one version: the newest release is wanted."""
+    return version.strip() in ("", "*", "HEAD", "latest")
+
+
+class ChartCache:
+    """Chart archives under `root`, one file per (repository, chart, version)."""
+
+    def __init__(self, root: Path, helm: str = "helm") -> None:
+        self.root = root
+        self.helm = helm
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.downloads = 0  # archives fetched, for tests and metrics
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def path(self, repo: str, chart: str, version: str) -> Path:
+        digest = hashlib.sha256(repo.strip().rstrip("/").encode()).hexdigest()[:16]
+        name = _SAFE.sub("_", chart.rsplit("/", 1)[-1])[:100]
+        return self.root / digest / f"{name}-{_SAFE.sub('_', version)[:100]}.tgz"
+
+    def resolve(self, repo: str, chart: str, version: str, access: Callable[[], RepoAccess]) -> str:
+        """The exact version `version` stands for (the newest release if left open)."""
+        if not open_version(version):
+            return version.strip()
+        if repo.startswith("oci://"):
+            raise ChartNotFound(
+                f"chart {chart!r} from {repo}: an OCI chart needs an exact version",
+                hint="set spec.source.targetRevision to the chart version, such as 1.2.3",
+            )
+        entries = self._entries(repo, chart, access())
+        releases = [
+            e for e in entries if isinstance(e.get("version"), str) and "-" not in e["version"]
+        ]
+        if not releases:
+            raise ChartNotFound(f"chart {chart!r} has no released version in {repo}")
+        return str(max(releases, key=lambda e: _semver_key(str(e["version"])))["version"])
+
+    def get(self, repo: str, chart: str, version: str, access: Callable[[], RepoAccess]) -> Path:
+        """The archive of chart `chart` at `version`: from the cache, or fetched (only
+        then is `access` asked for: a cached chart needs no Secret read)."""
+        target = self.path(repo, chart, version)
+        with self._lock(str(target)):
+            if target.is_file():
+                os.utime(target)  # recently used: evicted last
+                return target
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if repo.startswith("oci://"):
+                data = self._pull_oci(repo, chart, version, access())
+            else:
+                data = self._download(repo, chart, version, access())
+            temp = target.with_suffix(f".tmp{threading.get_ident()}")
+            temp.write_bytes(data)
+            os.replace(temp, target)
+            self.downloads += 1
+        self._evict()
+        return target
+
+    # ---- HTTP(S) chart repositories ----------------------------------------------------
+
+    def _entries(self, repo: str, chart: str, access: RepoAccess) -> list[dict[str, Any]]:
+        url = repo.rstrip("/") + "/index.yaml"
+        raw = _read(url, access, INDEX_BYTES, "the repository index")
+        try:
+            index = yaml.load(raw, Loader=_YamlLoader)  # noqa: S506 - a safe loader
+        except yaml.YAMLError as error:
+            raise ChartFetchError(f"{url} is not a chart repository index: invalid YAML") from error
+        entries = (index or {}).get("entries") if isinstance(index, dict) else None
+        if not isinstance(entries, dict):
+            raise ChartFetchError(f"{url} is not a chart repository index (no entries)")
+        found = entries.get(chart)
+        if not isinstance(found, list) or not found:
+            raise ChartNotFound(
+                f"chart {chart!r} is not in the repository {repo}",
+                hint="check spec.source.chart against the repository's index.yaml",
+            )
+        return [e for e in found if isinstance(e, dict)]
+
+    def _download(self, repo: str, chart: str, version: str, access: RepoAccess) -> bytes:
+        entries = self._entries(repo, chart, access)
+        wanted = [
+            e
+            for e in entries
+            if str(e.get("version", "")).removeprefix("v") == version.removeprefix("v")
+        ]
+        if not wanted:
+            known = ", ".join(sorted(str(e.get("version")) for e in entries)[:10])
+            raise ChartNotFound(
+                f"chart {chart!r} has no version {version!r} in {repo} (it has {known})",
+                hint="set spec.source.targetRevision to one of the chart's versions",
+            )
+        entry = wanted[0]
+        urls = entry.get("urls") or []
+        if not urls or not isinstance(urls[0], str):
+            raise ChartFetchError(f"the index of {repo} names no archive for {chart} {version}")
+        url = urllib.parse.urljoin(repo.rstrip("/") + "/", urls[0])
+        same_host = urllib.parse.urlsplit(url)[:2] == urllib.parse.urlsplit(repo)[:2]
+        data = _read(
+            url, access if same_host else RepoAccess(), CHART_BYTES, f"chart {chart} {version}"
+        )
+        expected = str(entry.get("digest") or "").lower()
+        if expected and hashlib.sha256(data).hexdigest() != expected:
+            raise ChartFetchError(
+                f"chart {chart} {version} from {repo} does not match the sha256 digest in "
+                "its index; it was not used"
+            )
+        return data
+
+    # ---- OCI registries ----------------------------------------------------------------
+
+    def _pull_oci(self, repo: str, chart: str, version: str, access: RepoAccess) -> bytes:
+        reference = repo.rstrip("/") + "/" + chart
+        host = urllib.parse.urlsplit(reference).netloc
+        with tempfile.TemporaryDirectory(dir=self.root, prefix="pull-") as scratch:
+            work = Path(scratch)
+            config = work / "registry.json"
+            auths: dict[str, Any] = {}
+            if access.has_credentials:
+                token = base64.b64encode(f"{access.username}:{access.password}".encode()).decode()
+                auths[host] = {"auth": token}
+            config.write_text(json.dumps({"auths": auths}))
+            config.chmod(0o600)
+            argv = [
+                self.helm,
+                "pull",
+                reference,
+                "--version",
+                version,
+                "--destination",
+                str(work / "out"),
+                "--registry-config",
+                str(config),
+            ]
+            if access.plain_http:
+                argv.append("--plain-http")
+            env = helm_env(work)
+            try:
+                run_tool(
+                    argv,
+                    cwd=work,
+                    env=env,
+                    timeout=FETCH_TIMEOUT,
+                    max_output=1024 * 1024,
+                    what=f"helm pull {reference}:{version}",
+                )
+            except ToolFailed as error:
+                raise ChartFetchError(str(error)) from error
+            found = sorted((work / "out").glob("*.tgz"))
+            if not found:
+                raise ChartFetchError(f"helm pull {reference}:{version} wrote no chart archive")
+            if found[0].stat().st_size > CHART_BYTES:
+                raise ChartFetchError(f"chart {chart} {version} is over {CHART_BYTES // 2**20} MiB")
+            return found[0].read_bytes()
+
+    def _evict(self) -> None:
+        """Remove the least recently used archives while the cache is over CACHE_BYTES."""
+        files = [(p.stat().st_mtime, p.stat().st_size, p) for p in self.root.glob("*/*.tgz")]
+        total = sum(size for _, size, _ in files)
+        for _, size, path in sorted(files):
+            if total <= CACHE_BYTES:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+
+
+def helm_env(home: Path) -> dict[str, str]:
+    """An environment in which helm keeps its config, cache and data under `home`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELM_")}
+    env.update(
+        {
+            "HOME": str(home),
+            "HELM_CACHE_HOME": str(home / "cache"),
+            "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data"),
+            "HELM_PLUGINS": str(home / "plugins"),  # a chart cannot bring plugins in
+        }
+    )
+    return env
+
+
+def _semver_key(version: str) -> tuple[int, ...]:
+    parts = re.findall(r"\d+", version.removeprefix("v").split("+")[0])
+    return tuple(int(p) for p in parts[:3]) or (0,)
+
+
+def _read(url: str, access: RepoAccess, limit: int, what: str) -> bytes:
+    headers = {"User-Agent": "platform-reconciler"}
+    if access.has_credentials:
+        token = base64.b64encode(f"{access.username}:{access.password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    shown = _redact(url)
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ChartNotFound(f"{shown}: a chart repository URL is http(s):// or oci://")
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - scheme checked
+    try:
+        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:  # noqa: S310 - scheme checked
+            data: bytes = response.read(limit + 1)
+    except urllib.error.HTTPError as error:
+        if error.code in (401, 403):
+            raise ChartFetchError(
+                f"{shown} refused {what} (HTTP {error.code}): give the reconciler credentials in "
+                "a repository Secret (see the README)"
+            ) from error
+        if error.code == 404:
+            raise ChartNotFound(f"{shown}: {what} does not exist (HTTP 404)") from error
+        raise ChartFetchError(f"{shown}: HTTP {error.code} for {what}") from error
+    except (urllib.error.URLError, OSError, TimeoutError) as error:
+        reason = getattr(error, "reason", error)
+        raise ChartFetchError(f"cannot read {what} from {shown}: {reason}") from error
+    if len(data) > limit:
+        raise ChartFetchError(f"{what} at {shown} is over {limit // 2**20} MiB; it was not used")
+    return data
+
+
+def _redact(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
