@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "apps": ("bootstrap.cli.apps", "apps", "List Applications: sync, health, revision, message."),
     "sync": ("bootstrap.cli.sync", "sync", "Sync an Application now and wait for the result."),
     "diff": ("bootstrap.cli.diff", "diff", "Show what syncing an Application would change."),
+    "ui": ("bootstrap.cli.ui", "ui", "Serve a local dashboard of the platform (127.0.0.1)."),
     "image": (
         "bootstrap.cli.image",
         "image",
