@@ -9,6 +9,13 @@ Secrets (git passwords, Vault tokens) are never flags, so they never reach argv:
 come from the environment or from files named in the settings.
 
 Every invalid value, flag or file is a `ConfigError`: bad usage, which the CLI exits 2 for.
+
+Two settings name the user's own content for the GitOps repository (`platform up
+--template`, `--package`): they are made absolute when read (relative to platform.yaml's
+directory for that file, to the working directory otherwise), since they are saved with
+the platform and a later `platform up` may run elsewhere. Their shape is checked here for
+every command; whether the directories exist only by `platform up` (`check_content`), so
+`platform down` still works after a package directory was deleted.
 """
 
 from __future__ import annotations
@@ -33,7 +40,15 @@ KIND_NAMES = {
     int: "an integer",
     float: "a number",
     str: "a string",
+    tuple: "a list of strings",
 }
+# A template given as a git URL: scheme://... or scp-like user@host:path, then #REF.
+URL_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+SCP_LIKE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*@[A-Za-z0-9.-]+:(?!//)")
+GIT_SCHEMES = ("http", "https", "git", "ssh", "file")
+# A git ref as `git check-ref-format` allows it, conservatively, and no option look-alike.
+REF_PATTERN = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+-]{1,200}(?<![./])$")
+MAX_PACKAGES = 50
 
 
 class ConfigError(PermanentError):
@@ -111,6 +126,20 @@ FIELDS: tuple[Field, ...] = (
         "runs on this machine's Docker), no.",
         ("auto", "yes", "no"),
     ),
+    Field(
+        "template",
+        str,
+        "",
+        "What the GitOps repository is seeded from: a directory or a git URL[#REF] holding "
+        "registry/CLUSTER/ (default: the built-in gitops-template/).",
+    ),
+    Field(
+        "packages",
+        tuple,
+        (),
+        "Directories added to the GitOps repository as apps/<directory name>/, each with "
+        "an Application (a list; in the environment, paths separated by ':').",
+    ),
     Field("timeout", float, 900.0, "Seconds `platform up` may take in all."),
     Field("stage_timeout", float, 300.0, "Seconds one stage may take."),
 )
@@ -176,6 +205,9 @@ class Settings:
     stage_timeout: float
     home: Path
     image: ImageSettings = field(default_factory=lambda: ImageSettings("", "auto"))
+    # The user's own content (`--template`, `--package`); absolute paths or a git URL.
+    template: str = ""
+    packages: tuple[str, ...] = ()
     # key -> where the value came from ("default", "platform.yaml", "env PLATFORM_X", "flag")
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -224,6 +256,8 @@ def check_domain(domain: str, source: str) -> str:
 
 
 def _coerce(spec: Field, raw: Any, source: str) -> Any:
+    if spec.kind is tuple:
+        return _coerce_list(spec, raw, source)
     try:
         if isinstance(raw, Mapping | list | tuple | set):
             raise ValueError(f"{_describe(raw)} is not a single value")
@@ -260,6 +294,153 @@ def _coerce(spec: Field, raw: Any, source: str) -> Any:
     if spec.key == "domain":
         value = check_domain(value, source)
     return value
+
+
+def _coerce_list(spec: Field, raw: Any, source: str) -> tuple[str, ...]:
+    """A list setting: a YAML/JSON list or flags (a sequence of strings), or one string
+    of paths separated by os.pathsep, as PATH (the environment)."""
+    if isinstance(raw, str):
+        items = [part.strip() for part in raw.split(os.pathsep)]
+    elif isinstance(raw, list | tuple) and all(
+        isinstance(item, str | int | float) and not isinstance(item, bool) for item in raw
+    ):
+        items = [str(item).strip() for item in raw]
+    else:
+        raise ConfigError(
+            f"setting {spec.key} from {source} is invalid: {_describe(raw)} is not a list of "
+            "strings",
+            hint=f"give {spec.key} a list of directories",
+        )
+    return tuple(item for item in items if item)
+
+
+def _absolute(key: str, value: Any, base: Path) -> Any:
+    """Path settings made absolute against `base` (a template URL is left as it is)."""
+    if key == "template":
+        if not value or is_git_url(value):
+            return value
+        return str((base / Path(value).expanduser()).resolve())
+    if key == "packages":
+        return tuple(str((base / Path(item).expanduser()).resolve()) for item in value)
+    return value
+
+
+def is_git_url(template: str) -> bool:
+    """Whether a template setting names a git repository rather than a directory."""
+    return bool(URL_SCHEME.match(template) or SCP_LIKE.match(template))
+
+
+@dataclass(frozen=True)
+class TemplateRef:
+    """A git template: the repository URL and the ref after '#' ('' = default branch)."""
+
+    url: str
+    ref: str
+
+
+def parse_template_url(template: str, source: str = "--template") -> TemplateRef:
+    """URL[#REF], checked: a git scheme, no credentials in it (they would be saved with
+    the platform and be visible in argv), a ref git accepts."""
+    url, _, ref = template.partition("#")
+    scheme_match = URL_SCHEME.match(url)
+    if scheme_match:
+        scheme = scheme_match.group(0)[:-3].lower()
+        if scheme not in GIT_SCHEMES:
+            raise ConfigError(
+                f"the template URL from {source} has the scheme {scheme!r}, which git cannot "
+                "clone here",
+                hint=f"use one of {', '.join(GIT_SCHEMES)} (or a local directory)",
+            )
+        authority = url[len(scheme_match.group(0)) :].split("/", 1)[0]
+        if "@" in authority and scheme in ("http", "https"):
+            raise ConfigError(
+                f"the template URL from {source} carries credentials (user@ or user:password@ "
+                "before the host)",
+                hint="drop them: the URL is saved with the platform and passed to git on its "
+                "command line; git's own credential helper or SSH keys log in instead",
+            )
+        if not authority and scheme != "file":
+            raise ConfigError(f"the template URL from {source} has no host")
+    if "\n" in template or "\r" in template or any(ord(c) < 32 for c in template):
+        raise ConfigError(f"the template URL from {source} holds control characters")
+    if ref and not REF_PATTERN.match(ref):
+        raise ConfigError(
+            f"the template ref {ref!r} from {source} is not a branch, tag or commit name",
+            hint="write URL#BRANCH, URL#TAG or URL#COMMIT (letters, digits, . _ / + -)",
+        )
+    if "#" in template and not ref:
+        raise ConfigError(
+            f"the template URL from {source} ends with '#' but names no ref",
+            hint="write URL#BRANCH, or the URL alone for its default branch",
+        )
+    return TemplateRef(url, ref)
+
+
+def package_name(path: str) -> str:
+    """The app name of a package directory: the directory's own name, as it is (a name
+    that is not a DNS label is an error, never silently changed)."""
+    return Path(path).name
+
+
+def _check_content(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """The shape of --template and --package (for every command; existence: check_content)."""
+    template = values["template"]
+    if template and is_git_url(template):
+        parse_template_url(template, _source_name("template", sources))
+    packages = values["packages"]
+    where = _source_name("packages", sources)
+    if len(packages) > MAX_PACKAGES:
+        raise ConfigError(
+            f"{len(packages)} packages from {where}: at most {MAX_PACKAGES}",
+            hint="put related manifests in one package directory, or use --template",
+        )
+    seen: dict[str, str] = {}
+    for path in packages:
+        name = package_name(path)
+        if not LABEL_PATTERN.match(name):
+            raise ConfigError(
+                f"the package directory {path} (from {where}) is named {name!r}, which is not "
+                "a DNS label, so it cannot name its app and Application",
+                hint="rename the directory: 1-63 lowercase letters, digits and dashes, "
+                "starting and ending with a letter or digit",
+            )
+        if name in seen and seen[name] != path:
+            raise ConfigError(
+                f"the packages {seen[name]} and {path} (from {where}) would both become "
+                f"apps/{name}/",
+                hint="rename one of the directories: a package's app is named after it",
+            )
+        seen[name] = path
+
+
+def _source_name(key: str, sources: Mapping[str, str]) -> str:
+    """Where a content setting came from, in the user's words (--package, env ..., a file)."""
+    source = sources.get(key, "default")
+    if source == "flag":
+        return "--package" if key == "packages" else f"--{key}"
+    return source
+
+
+def check_content(settings: Settings) -> None:
+    """`platform up`: the template directory and each package exist and are directories."""
+    candidates: list[tuple[str, str]] = []
+    if settings.template and not is_git_url(settings.template):
+        candidates.append(("template", settings.template))
+    candidates.extend(("packages", path) for path in settings.packages)
+    for key, path in candidates:
+        what = "template" if key == "template" else "package"
+        where = _source_name(key, settings.sources)
+        target = Path(path)
+        if not target.exists():
+            raise ConfigError(
+                f"the {what} directory {path} (from {where}) does not exist",
+                hint=f"give the path of an existing directory to --{what}",
+            )
+        if not target.is_dir():
+            raise ConfigError(
+                f"the {what} {path} (from {where}) is a file, not a directory",
+                hint=f"give --{what} the directory that holds the manifests",
+            )
 
 
 def _describe(value: Any) -> str:
@@ -355,19 +536,22 @@ def load_settings(
         config_file = Path("platform.yaml")
     if config_file is not None:
         for key, raw in read_config_file(config_file).items():
-            values[key] = _coerce(FIELDS_BY_KEY[key], raw, str(config_file))
+            value = _coerce(FIELDS_BY_KEY[key], raw, str(config_file))
+            values[key] = _absolute(key, value, config_file.resolve().parent)
             sources[key] = str(config_file)
 
     for spec in FIELDS:
         if spec.env in env:
-            values[spec.key] = _coerce(spec, env[spec.env], f"${spec.env}")
+            value = _coerce(spec, env[spec.env], f"${spec.env}")
+            values[spec.key] = _absolute(spec.key, value, Path.cwd())
             sources[spec.key] = f"env {spec.env}"
 
     for key, raw in (flags or {}).items():
         if raw is None:
             continue
         spec = FIELDS_BY_KEY[key]
-        values[key] = _coerce(spec, raw, f"--{key.replace('_', '-').replace('.', '-')}")
+        value = _coerce(spec, raw, f"--{key.replace('_', '-').replace('.', '-')}")
+        values[key] = _absolute(key, value, Path.cwd())
         sources[key] = "flag"
 
     home = platform_home(env)
@@ -398,6 +582,8 @@ def _build(values: dict[str, Any], sources: dict[str, str], home: Path) -> Setti
                 hint="choose a port between 1 and 65535",
             )
 
+    _check_content(values, sources)
+
     def sub(prefix: str) -> dict[str, Any]:
         return {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(prefix + ".")}
 
@@ -416,14 +602,17 @@ def _build(values: dict[str, Any], sources: dict[str, str], home: Path) -> Setti
         timeout=values["timeout"],
         stage_timeout=values["stage_timeout"],
         home=home,
+        template=values["template"],
+        packages=tuple(values["packages"]),
         sources=sources,
     )
 
 
 def persistable(settings: Settings) -> dict[str, Any]:
-    """Settings worth remembering with the platform: the ones not left at their default."""
+    """Settings worth remembering with the platform: the ones not left at their default.
+    (So a later `platform up` re-applies the same template setting and packages.)"""
     return {
-        f.key: settings.value(f.key)
+        f.key: list(value) if isinstance(value := settings.value(f.key), tuple) else value
         for f in FIELDS
         if f.key not in RUN_ONLY and settings.sources.get(f.key, "default") != "default"
     }

@@ -81,8 +81,25 @@ from bootstrap.cli.common import (
 @click.option(
     "--upgrade-template",
     is_flag=True,
-    help="Re-render gitops-template/ into the platform's repository as one new commit "
+    help="Re-render the template into the platform's repository as one new commit "
     "(history is kept; without it a seeded repository is never changed).",
+)
+@click.option(
+    "--template",
+    default=None,
+    metavar="DIR|URL[#REF]",
+    help="Seed the repository from this template (a directory, or a git URL with an "
+    "optional #branch/tag/commit) instead of the built-in gitops-template/; saved with "
+    "the platform [env PLATFORM_TEMPLATE].",
+)
+@click.option(
+    "--package",
+    "packages",
+    multiple=True,
+    metavar="DIR",
+    help="Add DIR to the repository as apps/<DIR's name>/ with an Application (repeatable); "
+    "saved with the platform and re-applied on every run [env PLATFORM_PACKAGES, "
+    "':'-separated].",
 )
 def up(
     common: CommonArgs,
@@ -99,6 +116,8 @@ def up(
     images_archive: Path | None,
     base: str | None,
     upgrade_template: bool,
+    template: str | None,
+    packages: tuple[str, ...],
 ) -> None:
     """Create a platform, or resume one from the first stage that is not done.
 
@@ -116,10 +135,12 @@ def up(
         "stage_timeout": stage_timeout,
         "merge_kubeconfig": merge_kubeconfig,
         "image.base": base,
+        "template": template,
+        "packages": packages or None,  # none given: keep the saved ones
     }
     session = open_session(common, flags)
     sigterm_as_interrupt()
-    from bootstrap.config import persistable
+    from bootstrap.config import check_content, persistable
     from bootstrap.stages.registry import all_stages
     from bootstrap.stages.runner import Interrupted, Runner, select
 
@@ -128,6 +149,7 @@ def up(
     runner = Runner(stages, events=terminal)
     with reported_errors(session):
         select(stages, start_from, only)  # a bad --from/--only is bad usage: said first
+        check_content(settings)  # a missing template or package directory, too
     with reported_errors(session), state.lock("up"), log_to_file(session, "up") as log_path:
         context_ = stage_context(session, "up", dry_run=dry_run)
         if upgrade_template:

@@ -14,6 +14,9 @@ not in /proc/<pid>/cmdline, not in the server's access log, and not in the clone
 calls. Library errors become PlatformErrors here (`failed to <verb> <url>: <cause>`),
 their text passed through stacks.redact and trimmed.
 
+`fetch_template` is the other direction: the user's own template repository (`platform
+up --template URL#REF`), fetched with the user's own git setup, never prompting.
+
 Called by the `gitserver` and `seed` stages and by `platform git clone`.
 """
 
@@ -21,12 +24,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import git
 
+from bootstrap.config import ConfigError
 from stacks import redact
 from stacks.errors import PermanentError, PlatformError, TransientError, trim
 
@@ -154,6 +159,10 @@ class Checkout:
             raise _classify("initialise a repository for", url, error) from None
         return cls(repo, url, login)
 
+    def close(self) -> None:
+        """End the git processes GitPython keeps running for this working copy."""
+        self.repo.close()
+
     @property
     def root(self) -> Path:
         return Path(str(self.repo.working_tree_dir))
@@ -248,3 +257,97 @@ def set_origin(directory: Path, url: str) -> None:
         git.Repo(directory).remote("origin").set_url(url)
     except git.GitCommandError as error:
         raise _classify("set the origin of", str(directory), error) from None
+
+
+# Transports a template may be fetched over (git's own `ext::` and the like are refused,
+# here and for anything the fetch could recurse into).
+TEMPLATE_PROTOCOLS = "http:https:git:ssh:file"
+
+
+def template_environment() -> dict[str, str]:
+    """Environment for fetching the user's template: the user's own git setup (credential
+    helpers, SSH keys, insteadOf rules) stays, since the repository is theirs, but nothing
+    may prompt, so a run in CI fails with a sentence instead of hanging."""
+    env = {
+        "GIT_TERMINAL_PROMPT": "0",
+        "GCM_INTERACTIVE": "never",
+        "GIT_ALLOW_PROTOCOL": TEMPLATE_PROTOCOLS,
+    }
+    if not os.environ.get("GIT_SSH_COMMAND"):
+        env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
+    return env
+
+
+def fetch_template(url: str, ref: str, directory: Path, timeout: float = TIMEOUT) -> str:
+    """The tree of `url` at `ref` (its default branch when '') in `directory`, one commit
+    deep; the commit's sha. Errors say whether the URL, the ref or the network is wrong."""
+    wanted = ref or "HEAD"
+    env = template_environment()
+    repo = git.Repo.init(directory)
+    try:
+        repo.git.execute(
+            ["git", "fetch", "--quiet", "--depth", "1", "--no-tags", "--", url, wanted],
+            env=env,
+            kill_after_timeout=timeout,
+        )
+        repo.git.execute(["git", "checkout", "--quiet", "--detach", "FETCH_HEAD"], env=env)
+        return str(repo.git.execute(["git", "rev-parse", "HEAD"], env=env)).strip()
+    except git.GitCommandError as error:
+        raise _template_error(url, ref, error, timeout) from None
+    finally:
+        repo.close()  # no git cat-file left running
+
+
+def _template_error(
+    url: str, ref: str, error: git.GitCommandError, timeout: float
+) -> PlatformError:
+    stderr = str(getattr(error, "stderr", "") or error)
+    text = trim(redact.redact(stderr.replace("stderr:", "").strip().strip("'")), 300)
+    lower = text.lower()
+    where = f"the template repository {url}"
+    if error.status in (-9, 137):  # killed at the timeout
+        return PermanentError(
+            f"fetching {where} took longer than {timeout:.0f}s",
+            hint="check the network, or clone it yourself and give --template the directory",
+        )
+    if "unadvertised object" in lower or "not our ref" in lower:
+        return ConfigError(
+            f"{where} does not serve the commit {ref!r} directly",
+            hint="name a branch or tag after '#' instead of a commit",
+        )
+    if "couldn't find remote ref" in lower:
+        if not ref:
+            return ConfigError(f"{where} is empty (it has no default branch)")
+        return ConfigError(
+            f"{where} has no branch or tag {ref!r}",
+            hint="check the name after '#' (`git ls-remote URL` lists them), or drop "
+            "#REF for the default branch",
+        )
+    if any(
+        s in lower
+        for s in (
+            "401",
+            "authentication",
+            "could not read username",
+            "terminal prompts disabled",
+            "permission denied",
+        )
+    ):
+        return PermanentError(
+            f"{where} asks for a login, and nothing could answer it without a prompt",
+            hint="let git log in without asking (a credential helper, an SSH key in the "
+            "agent), or clone it yourself and give --template the directory",
+        )
+    if any(
+        s in lower
+        for s in ("not found", "404", "does not appear to be a git repository", "no such file")
+    ):
+        return ConfigError(
+            f"there is no git repository at {url}",
+            hint="check the URL (`git ls-remote URL` must work on this machine)",
+        )
+    return PermanentError(
+        f"cannot fetch {where}: {text}",
+        hint="check the URL and that this machine reaches it (offline: clone it while "
+        "online and give --template the directory)",
+    )

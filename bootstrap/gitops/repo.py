@@ -30,7 +30,7 @@ import yaml
 
 from bootstrap import __version__
 from bootstrap.assets import asset_dir
-from bootstrap.config import Settings
+from bootstrap.config import ConfigError, Settings
 from bootstrap.forwards import forwarded_address, git_through_port_forward
 from bootstrap.gitops.source import (
     GIT_NAMESPACE,
@@ -39,6 +39,7 @@ from bootstrap.gitops.source import (
     IN_CLUSTER_BASE_URL,
     REPO,
 )
+from bootstrap.gitops.tree import read_tree
 from bootstrap.images import COMPONENT_IMAGE, OPENBAO_IMAGE
 from bootstrap.vault_access import in_cluster_address
 from stacks.errors import PermanentError
@@ -128,8 +129,16 @@ def render(
     values: Mapping[str, str],
     omit: Iterable[str] = (),
     template: Path | None = None,
+    label: str | None = None,
 ) -> dict[str, bytes]:
-    """The repository's files: relative POSIX path -> content. Raises PermanentError."""
+    """The repository's files: relative POSIX path -> content. Raises PermanentError.
+
+    `template` is the user's own template (`platform up --template`), `label` how errors
+    name it (its directory's name by default). It replaces gitops-template/'s content
+    (README, apps, their Applications); the platform's own part, platform/ and the
+    Applications in registry/CLUSTER/ whose path is under platform/, still comes from
+    this release unless the template has a file at the same path, so a template holds
+    only what it adds and keeps working with the next release."""
     for name, value in values.items():
         if "\n" in value or "\r" in value:
             raise PermanentError(
@@ -140,17 +149,59 @@ def render(
     unknown = skipped - set(STACK_COMPONENTS)
     if unknown:
         raise PermanentError(f"cannot leave out unknown component(s): {', '.join(sorted(unknown))}")
-    root = template if template is not None else asset_dir(TEMPLATE)
     cluster = values.get("CLUSTER", "")
     if not cluster:
         raise PermanentError("the template value CLUSTER (the platform's name) is empty")
-    files: dict[str, bytes] = {}
 
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        relative = PurePosixPath(path.relative_to(root).as_posix())
-        if "__pycache__" in relative.parts or relative.name == ".DS_Store":
+    files = _render_template(asset_dir(TEMPLATE), TEMPLATE, values, skipped, cluster)
+    if template is not None:
+        name = label or template.name
+        own = _render_template(template, name, values, skipped, cluster)
+        if not any(path.startswith(f"registry/{cluster}/") for path in own):
+            raise ConfigError(
+                f"{name} is not a platform template: it has no registry/{CLUSTER_DIR}/ "
+                "directory with files in it",
+                hint=f"a template holds registry/{CLUSTER_DIR}/ (one Application per app; "
+                f"{CLUSTER_DIR} becomes the platform's name) and the apps' manifests, e.g. "
+                "apps/<name>/; see gitops-template/ in the platform's source",
+            )
+        files = {**platform_part(files, cluster), **own}
+
+    for component in STACK_COMPONENTS:
+        if component in skipped:
             continue
-        source = f"{TEMPLATE}/{relative}"
+        for name, text in component_files(component):
+            source = f"stacks/{component}/manifests/{name}"
+            files[f"platform/{component}/{name}"] = _render_text(text, ".yaml", values, source)
+
+    _check_applications(files, cluster, values.get("GIT_REPO_URL", ""))
+    return files
+
+
+def platform_part(files: Mapping[str, bytes], cluster: str) -> dict[str, bytes]:
+    """The files of a rendered gitops-template/ that deliver the platform itself:
+    platform/ and the registry files whose every Application has a path under platform/."""
+    part = {path: content for path, content in files.items() if path.startswith("platform/")}
+    registry = f"registry/{cluster}/"
+    for path, content in files.items():
+        if not path.startswith(registry) or not path.endswith((".yaml", ".yml")):
+            continue
+        apps = [d for d in documents(files, path) if isinstance(d, dict)]
+        paths = [str(((d.get("spec") or {}).get("source") or {}).get("path") or "") for d in apps]
+        if paths and all(p.startswith("platform/") for p in paths):
+            part[path] = content
+    return part
+
+
+def _render_template(
+    root: Path, label: str, values: Mapping[str, str], skipped: set[str], cluster: str
+) -> dict[str, bytes]:
+    """One template directory rendered: registry/CLUSTER renamed, placeholders filled."""
+    files: dict[str, bytes] = {}
+    entries = read_tree(root, f"the template {label}")
+    charts = chart_dirs(path for path, _ in entries)
+    for relative, content in entries:
+        source = f"{label}/{relative}"
         if (
             len(relative.parts) > 1
             and relative.parts[0] == "platform"
@@ -165,17 +216,36 @@ def render(
             if len(relative.parts) == 3 and relative.stem in skipped:
                 continue
             relative = PurePosixPath("registry", cluster, *relative.parts[2:])
-        files[str(relative)] = _render_file(path.read_bytes(), relative.suffix, values, source)
-
-    for component in STACK_COMPONENTS:
-        if component in skipped:
-            continue
-        for name, text in component_files(component):
-            source = f"stacks/{component}/manifests/{name}"
-            files[f"platform/{component}/{name}"] = _render_text(text, ".yaml", values, source)
-
-    _check_applications(files, cluster)
+        if in_chart_templates(relative, charts):
+            files[str(relative)] = fill_known(content, values)
+        else:
+            files[str(relative)] = _render_file(content, relative.suffix, values, source)
     return files
+
+
+def chart_dirs(paths: Iterable[PurePosixPath]) -> set[PurePosixPath]:
+    """Directories that are Helm charts (hold a Chart.yaml)."""
+    return {path.parent for path in paths if path.name == "Chart.yaml"}
+
+
+def in_chart_templates(path: PurePosixPath, charts: set[PurePosixPath]) -> bool:
+    """A file under a chart's templates/ or charts/: Go templates, not YAML, and `${`
+    there may be Helm's or a shell's: only the platform's own placeholders are filled."""
+    for chart in charts:
+        depth = len(chart.parts)
+        inside = len(path.parts) > depth + 1 and path.parts[:depth] == chart.parts
+        if inside and path.parts[depth] in ("templates", "charts"):
+            return True
+    return False
+
+
+def fill_known(content: bytes, values: Mapping[str, str]) -> bytes:
+    """`${NAME}` replaced where NAME is one of `values`; anything else left as it is."""
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return content
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text).encode("utf-8")
 
 
 def _render_file(content: bytes, suffix: str, values: Mapping[str, str], source: str) -> bytes:
@@ -225,8 +295,9 @@ def documents(files: Mapping[str, bytes], path: str) -> list[Any]:
 def applications(files: Mapping[str, bytes]) -> list[tuple[str, dict[str, Any]]]:
     """(file, Application) for every Application in the rendered tree."""
     found: list[tuple[str, dict[str, Any]]] = []
+    charts = chart_dirs(PurePosixPath(p) for p in files)
     for path in sorted(files):
-        if not path.endswith((".yaml", ".yml")):
+        if not path.endswith((".yaml", ".yml")) or in_chart_templates(PurePosixPath(path), charts):
             continue
         for doc in documents(files, path):
             if isinstance(doc, dict) and doc.get("kind") == "Application":
@@ -234,7 +305,7 @@ def applications(files: Mapping[str, bytes]) -> list[tuple[str, dict[str, Any]]]
     return found
 
 
-def _check_applications(files: Mapping[str, bytes], cluster: str) -> None:
+def _check_applications(files: Mapping[str, bytes], cluster: str, repo_url: str = "") -> None:
     directories = {str(PurePosixPath(p).parent) for p in files}
     for parent in list(directories):
         directories.update(str(p) for p in PurePosixPath(parent).parents)
@@ -242,12 +313,15 @@ def _check_applications(files: Mapping[str, bytes], cluster: str) -> None:
         name = (app.get("metadata") or {}).get("name", "?")
         source = (app.get("spec") or {}).get("source") or {}
         wanted = str(source.get("path") or ".").strip("/") or "."
+        elsewhere = source.get("chart") or (
+            repo_url and source.get("repoURL") not in (None, "", repo_url)
+        )
         if app.get("apiVersion") != APPLICATION_API:
             raise PermanentError(
                 f"{path}: Application {name} has apiVersion {app.get('apiVersion')!r}",
                 hint=f"use apiVersion {APPLICATION_API}",
             )
-        if wanted not in directories:
+        if not elsewhere and wanted not in directories:  # a path in this repository
             raise PermanentError(
                 f"{path}: Application {name} names path {wanted!r}, which is not in the "
                 "rendered repository",
