@@ -12,6 +12,8 @@ from typing import Any
 from stacks.errors import PermanentError
 from stacks.kube.durations import parse_seconds
 from stacks.kube.objects import KubeObject
+from stacks.reconciler.ignore import IgnoreRule, parse_rules
+from stacks.reconciler.retry import RetryPolicy
 from stacks.reconciler.source import clean_path
 from stacks.reconciler.sources.spec import (
     HelmOptions,
@@ -103,6 +105,9 @@ class AppSpec:
     deleting: bool = False
     cascade: bool = False
     sync_options: tuple[str, ...] = field(default=())
+    # syncPolicy.retry (retry.py) and spec.ignoreDifferences (ignore.py): issue 21
+    retry: RetryPolicy | None = None
+    ignore_differences: tuple[IgnoreRule, ...] = ()
 
     @classmethod
     def parse(cls, obj: KubeObject) -> AppSpec:
@@ -157,6 +162,7 @@ class AppSpec:
             deleting=bool(meta.get("deletionTimestamp")),
             cascade=FINALIZER in (meta.get("finalizers") or []),
             sync_options=options,
+            **_sync_extras(key, spec, policy),
         )
 
 
@@ -170,6 +176,20 @@ def _tools(key: AppKey, src: dict[str, Any]) -> dict[str, Any]:
         }
     except PermanentError as error:
         raise PermanentError(f"Application '{key}': {error}", hint=error.hint) from error
+
+
+def _sync_extras(key: AppKey, spec: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
+    """syncPolicy.retry and spec.ignoreDifferences, parsed (retry.py, ignore.py)."""
+    try:
+        return {
+            "retry": RetryPolicy.parse(policy.get("retry")),
+            "ignore_differences": parse_rules(spec.get("ignoreDifferences")),
+        }
+    except ValueError as error:
+        raise PermanentError(
+            f"Application '{key}': {error}",
+            hint="see Argo CD's syncPolicy.retry and ignoreDifferences fields",
+        ) from error
 
 
 def _path(key: AppKey, value: Any) -> str:

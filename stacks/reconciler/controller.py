@@ -421,10 +421,13 @@ class AppController(Triggers, Waves, Finalizer):
             messages = "; ".join(f"{o.step.desired.where}: {o.error}" for o in failed[:3])
             more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
             permanent = all(o.permanent for o in failed)
-            raise ReconcileFailed(
-                "ApplyFailed",
-                f"failed to apply {len(failed)} object(s): {messages}{more}; nothing was pruned",
-                stalled=permanent,
+            raise self._apply_failed(  # syncPolicy.retry's say (waves.py)
+                sync,
+                ReconcileFailed(
+                    "ApplyFailed",
+                    f"failed to apply {len(failed)} object(s): {messages}{more}; nothing was pruned",
+                    stalled=permanent,
+                ),
             )
         if pruned.failed:
             ref, why = pruned.failed[0]

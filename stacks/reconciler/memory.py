@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from stacks.reconciler.api import AppKey
+from stacks.reconciler.hooks import HookRun
 from stacks.reconciler.plan import Desired, InventoryEntry
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ class Memory:
     # every re-sync costs a deep copy and a hash per object.
     desired: list[Desired] = field(default_factory=list)
     operation: Operation | None = None
+    hooks: HookRun | None = None  # the last sync operation's hooks and outcome (hooks.py)
     failures: int = 0
     # Counted apart from `failures`: a deletion's retries must not inherit the backoff of
     # the syncs that failed before it.

@@ -39,6 +39,15 @@ from stacks.reconciler.api import (
     AppKey,
     tracking_id,
 )
+from stacks.reconciler.hooks import (
+    HELM_HOOK_WEIGHT,
+    HOOK_ID,
+    HookError,
+    HookSpec,
+    Phase,
+    hook_id,
+    hook_of,
+)
 from stacks.reconciler.render import Manifest, RenderError, RenderProblem
 
 if TYPE_CHECKING:
@@ -127,16 +136,31 @@ class Desired:
     keeps an app's render between reconciles, and for 10,000 objects dicts take about
     five times the memory (issue 14); it is decoded only to be applied."""
 
-    ref: ObjectRef
+    ref: ObjectRef  # for a generateName hook, the name is the generateName
     body: bytes  # the object as JSON, keys sorted (what `hash` is the hash of)
     wave: int
     hash: str
     where: str = ""
+    hook: HookSpec | None = None  # a hook (hooks.py): never planned, inventoried or pruned
 
     @classmethod
-    def of(cls, obj: KubeObject, wave: int = 0, where: str = "") -> Desired:
+    def of(
+        cls,
+        obj: KubeObject,
+        wave: int = 0,
+        where: str = "",
+        hook: HookSpec | None = None,
+        ref: ObjectRef | None = None,
+    ) -> Desired:
         body = _canonical(obj)
-        return cls(ObjectRef.of(obj), body, wave, hashlib.sha256(body).hexdigest()[:16], where)
+        return cls(
+            ref or ObjectRef.of(obj),
+            body,
+            wave,
+            hashlib.sha256(body).hexdigest()[:16],
+            where,
+            hook,
+        )
 
     @property
     def obj(self) -> KubeObject:
@@ -231,6 +255,8 @@ class Plan:
     ]  # leave the inventory without a delete (protected, foreign, gone)
     blocked: str = ""  # why pruning is held back (breaker, empty render), "" if not
     inventory: tuple[InventoryEntry, ...] = field(default=())  # recorded before this sync
+    hooks: tuple[Desired, ...] = ()  # run by a sync (hooks.py), never compared or pruned
+    skipped: tuple[Desired, ...] = ()  # hooks never applied (Skip, unsupported Helm hooks)
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -299,7 +325,7 @@ def normalize(
                         RenderProblem(
                             manifest.file,
                             manifest.line,
-                            f"{kind} '{meta['name']}' has no namespace and the Application has no destination.namespace",
+                            f"{kind} '{meta.get('name') or meta.get('generateName')}' has no namespace and the Application has no destination.namespace",
                         )
                     )
                     continue
@@ -307,7 +333,12 @@ def normalize(
         else:
             meta.pop("namespace", None)
         annotations = dict(meta.get("annotations") or {})
-        wave_text = annotations.get(SYNC_WAVE, "0")
+        try:
+            hook = hook_of(annotations)
+        except HookError as error:
+            problems.append(RenderProblem(manifest.file, manifest.line, str(error)))
+            continue
+        wave_key, wave_text = _wave_annotation(annotations)
         try:
             wave = int(str(wave_text).strip())
         except ValueError:
@@ -315,20 +346,55 @@ def normalize(
                 RenderProblem(
                     manifest.file,
                     manifest.line,
-                    f"annotation {SYNC_WAVE} must be an integer, not {wave_text!r}",
+                    f"annotation {wave_key} must be an integer, not {wave_text!r}",
                 )
             )
             continue
         ref = ObjectRef.of(obj)
+        if not ref.name:  # a generateName hook (render.py lets only hooks through)
+            ref = ObjectRef(ref.group, ref.kind, ref.namespace, str(meta["generateName"]), ref.version)
         annotations[TRACKING] = tracking_id(app, ref.group, ref.kind, ref.namespace, ref.name)
         meta["annotations"] = annotations
         labels = dict(meta.get("labels") or {})
         labels[MANAGED_LABEL] = "true"
+        if hook is not None:
+            labels[HOOK_ID] = hook_id(str(app), ref)
         meta["labels"] = labels
-        result.append(Desired.of(obj, wave, manifest.where))
+        result.append(Desired.of(obj, wave, manifest.where, hook, ref))
     if problems:
         raise RenderError(problems)
     return result
+
+
+ARGO_SYNC_WAVE = "argocd.argoproj.io/sync-wave"
+
+
+def hook_waves(hooks: Sequence[Desired], phase: Phase) -> list[tuple[int, list[Desired]]]:
+    """The hooks that run in `phase`, by wave, each wave in kind order then name (as
+    ordinary objects are)."""
+    by_wave: dict[int, list[Desired]] = {}
+    for item in hooks:
+        if item.hook is not None and item.hook.runs_in(phase):
+            by_wave.setdefault(item.wave, []).append(item)
+    return [
+        (
+            wave,
+            sorted(
+                by_wave[wave],
+                key=lambda d: (kind_rank(d.ref.kind), d.ref.kind, d.ref.namespace, d.ref.name),
+            ),
+        )
+        for wave in sorted(by_wave)
+    ]
+
+
+def _wave_annotation(annotations: Mapping[str, str]) -> tuple[str, str]:
+    """(annotation, text) of an object's wave: ours, else Argo CD's, else Helm's hook
+    weight (gitops-engine reads the weight of any object that carries it), else 0."""
+    for key in (SYNC_WAVE, ARGO_SYNC_WAVE, HELM_HOOK_WEIGHT):
+        if key in annotations:
+            return key, str(annotations[key])
+    return SYNC_WAVE, "0"
 
 
 # ---- plan ------------------------------------------------------------------------------
@@ -366,6 +432,9 @@ def make_plan(
     """Pair desired with live and inventory. `live[key]` None = known absent; no key =
     unknown (applied anyway; never pruned)."""
     recorded = {entry.ref.key: entry for entry in inventory}
+    hooks = tuple(d for d in desired if d.hook is not None and not d.hook.skip)
+    skipped = tuple(d for d in desired if d.hook is not None and d.hook.skip)
+    desired = [d for d in desired if d.hook is None]
     by_wave: dict[int, list[Step]] = {}
     for item in desired:
         state = live.get(item.ref.key)
@@ -443,5 +512,16 @@ def make_plan(
                 f"annotate the Application {ALLOW_MASS_PRUNE}=true (or ={revision[:12] or '<revision>'}) to allow it"
             )
     if blocked:
-        return Plan(tuple(waves), (), tuple(candidates), tuple(orphans), blocked, tuple(inventory))
-    return Plan(tuple(waves), tuple(candidates), (), tuple(orphans), "", tuple(inventory))
+        return Plan(
+            tuple(waves),
+            (),
+            tuple(candidates),
+            tuple(orphans),
+            blocked,
+            tuple(inventory),
+            hooks,
+            skipped,
+        )
+    return Plan(
+        tuple(waves), tuple(candidates), (), tuple(orphans), "", tuple(inventory), hooks, skipped
+    )

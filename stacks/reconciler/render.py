@@ -24,6 +24,7 @@ from typing import Any
 
 from stacks.errors import PermanentError
 from stacks.kube.objects import KubeObject, ObjectRef
+from stacks.reconciler.hooks import is_hook_object
 from stacks.reconciler.loader import DuplicateKey, LoadError, load_json, load_yaml
 
 MiB = 1024 * 1024
@@ -132,7 +133,10 @@ def _check(obj: Any, file: str, line: int, problems: list[RenderProblem]) -> lis
         f for f in ("apiVersion", "kind") if not isinstance(obj.get(f), str) or not obj.get(f)
     ]
     metadata = obj.get("metadata")
-    if not isinstance(metadata, dict) or not metadata.get("name"):
+    # generateName instead of a name is allowed for hooks only (a new object per sync).
+    if not isinstance(metadata, dict) or not (
+        metadata.get("name") or (metadata.get("generateName") and is_hook_object(obj))
+    ):
         missing.append("metadata.name")
     if missing or not isinstance(metadata, dict):
         problems.append(RenderProblem(file, line, f"object has no {', '.join(missing)}"))
@@ -316,6 +320,8 @@ def render(files: Iterable[tuple[str, bytes]], limits: Limits = LIMITS) -> list[
     seen: dict[tuple[str, str, str, str], Manifest] = {}
     for manifest in manifests:
         key = ObjectRef.of(manifest.obj).key
+        if not key[3]:  # a generateName hook: its generateName names it
+            key = (*key[:3], str(manifest.obj["metadata"].get("generateName")))
         if key in seen:
             problems.append(
                 RenderProblem(

@@ -101,6 +101,9 @@ class Report:
     handled_refresh: str | None = None
     summary: dict[str, int] = field(default_factory=dict)
     extra_conditions: list[tuple[str, str, str, str]] = field(default_factory=list)
+    # status.hooks (hooks.summary: the last operation's phase and hooks, bounded);
+    # None = keep what the previous status said
+    hooks: dict[str, Any] | None = None
 
     def fail(self, reason: str, message: str, stalled: bool = False) -> None:
         self.ready = ("False", reason, message)
@@ -255,6 +258,10 @@ def to_status(report: Report, previous: dict[str, Any]) -> dict[str, Any]:
             result["inventoryCompressed"] = previous["inventoryCompressed"]
     if report.summary:
         result["summary"] = dict(report.summary)
+    if report.hooks is not None:
+        result["hooks"] = report.hooks or None  # null: the merge patch removes it
+    elif previous.get("hooks"):
+        result["hooks"] = previous["hooks"]
     return result
 
 

@@ -20,11 +20,18 @@ import time
 
 from stacks.kube.controller import Stop
 from stacks.kube.errors import ApiError, Invalid
+from stacks.kube.health import Health
+from stacks.kube.objects import KubeObject, ObjectRef, annotations_of
 from stacks.reconciler import prune as pruning
+from stacks.reconciler.api import TRACKING, owner_of_tracking
 from stacks.reconciler.apply import wave_health
 from stacks.reconciler.desired import ReconcileFailed
+from stacks.reconciler.hookrun import HookRunner, failure_text, waiting_text
+from stacks.reconciler.hooks import FAILED, SUCCEEDED, HookRecord, HookRun, Phase, summary
 from stacks.reconciler.memory import Operation
+from stacks.reconciler.options import AppOptions
 from stacks.reconciler.parts import NAMESPACE_MANAGER, ControllerParts, Sync
+from stacks.reconciler.plan import Plan, hook_waves
 
 log = logging.getLogger(__name__)
 
@@ -60,57 +67,243 @@ class Waves(ControllerParts):
         return None
 
     def _apply_waves(self, sync: Sync) -> Stop | None:
-        """Apply the plan wave by wave (when allowed), then prune a finished sync."""
+        """Run the sync operation as far as it can go now (the module docstring)."""
         spec, memory, report, plan = sync.spec, sync.memory, sync.report, sync.plan
+        runner = HookRunner(self.client, self._lookup, self._remember_hook)
+        run = memory.hooks if memory.hooks and memory.hooks.revision == sync.revision else None
         sync.finished = not plan.changes and not plan.prunes
-        if not (sync.allowed and (plan.changes or plan.prunes or sync.operation is not None)):
+        retrying = False
+        if run is not None and run.phase == FAILED:
+            self._run_sync_fail(runner, run, plan)
+            report.hooks = summary(run, plan.skipped)
+            if run.retry_at >= 0 and not sync.manual and (plan.changes or plan.prunes):
+                if run.retry_at == 0 or time.monotonic() < run.retry_at:
+                    # This revision's sync failed and is not (yet) tried again.
+                    self._describe(report, plan, [], sync.objects, applied=False)
+                    raise ReconcileFailed(
+                        run.reason,
+                        run.failure,
+                        stalled=run.retry_at == 0,
+                        retry=spec.interval
+                        if run.retry_at == 0
+                        else max(0.05, run.retry_at - time.monotonic()),
+                    )
+                retrying = True
+        else:
+            report.hooks = summary(run, plan.skipped)
+        if not (sync.allowed or retrying) or not (
+            plan.changes or plan.prunes or sync.operation is not None
+        ):
             return None
+        options = AppOptions.of(spec.sync_options)
         operation = sync.operation or Operation(sync.revision, sync.manual)
         sync.operation = memory.operation = operation
+        if run is None or run.phase in (SUCCEEDED, FAILED):
+            attempts = run.attempts if run is not None and retrying else 0
+            run = memory.hooks = HookRun(sync.revision, attempts=attempts)
         if spec.create_namespace and spec.namespace:
             self._ensure_namespace(spec.namespace)
-        sync.finished = True
-        outcomes, failed = sync.outcomes, sync.failed
-        for index, wave in enumerate(plan.waves):
-            for group in wave.groups:
-                done = self.applier.apply_group(group)
-                outcomes += done
-                failed += [o for o in done if not o.ok]
-            if failed:
-                sync.finished = False
-                break
-            if index == len(plan.waves) - 1:
-                break
-            _, unhealthy = wave_health(wave.steps, self._lookup)
-            if unhealthy:
-                began = operation.wave_started.setdefault(wave.number, time.monotonic())
-                ref, health = unhealthy[0]
-                detail = f"{ref}: {health.message or health.status}"
-                if time.monotonic() - began > spec.wave_timeout:
-                    memory.operation = None
-                    sync.finished = False
-                    self._record_inventory(memory, report, plan, outcomes, sync.pruned)
-                    self._describe(
-                        report, plan, outcomes, sync.objects, applied=True, pruned=sync.pruned
-                    )
-                    raise ReconcileFailed(
-                        "WaveTimeout",
-                        f"wave {wave.number} did not become healthy within {spec.wave_timeout:.0f}s: {detail}",
-                        stalled=False,
-                    )
-                report.reconciling = f"waiting for wave {wave.number} to be healthy ({len(unhealthy)} not yet): {detail}"
-                log.debug("Application '%s': %s", spec.key, report.reconciling)
-                sync.finished = False
-                sync.requeue = self.options.wave_poll
-                break
-        if sync.finished and plan.prunes:
-            sync.pruned = pruning.prune(self.client, plan.prunes)
-        self.metrics.count(
-            applies=len([o for o in outcomes if o.ok]), prunes=len(sync.pruned.deleted)
-        )
-        if sync.finished or failed:
+        if options.fail_on_shared:
+            self._refuse_shared(sync)
+        try:
+            state = "waiting"
+            if self._hook_phase(sync, runner, run, Phase.PRE_SYNC):
+                run.phase = "Sync"
+                state = self._sync_phase(sync, runner, run, options)
+            if state == "done" and plan.prunes:
+                sync.pruned = pruning.prune(
+                    self.client, plan.prunes, options.propagation
+                )
+            if state == "done":
+                run.phase = "PostSync"
+                if self._hook_phase(sync, runner, run, Phase.POST_SYNC):
+                    run.phase = SUCCEEDED
+                    sync.finished = True
+        finally:
+            report.hooks = summary(run, plan.skipped)
+            self.metrics.count(
+                applies=len([o for o in sync.outcomes if o.ok]),
+                prunes=len(sync.pruned.deleted),
+            )
+        if sync.finished or sync.failed:
             memory.operation = None
         return None
+
+    def _sync_phase(self, sync: Sync, runner: HookRunner, run: HookRun, options: AppOptions) -> str:
+        """The waves of ordinary objects and Sync hooks: "done", "waiting" or "failed"
+        (an apply failed: the conclude step reports it)."""
+        spec, plan, report = sync.spec, sync.plan, sync.report
+        operation = sync.operation
+        assert operation is not None
+        hooks = dict(hook_waves(plan.hooks, Phase.SYNC))
+        waves = {wave.number: wave for wave in plan.waves}
+        numbers = sorted(set(waves) | set(hooks))
+        # PostSync and PruneLast need the last wave Healthy too; otherwise, as before,
+        # a sync is done once its last wave is applied.
+        gate_last = options.prune_last or any(
+            h.hook is not None and h.hook.runs_in(Phase.POST_SYNC) for h in plan.hooks
+        )
+        for index, number in enumerate(numbers):
+            wave = waves.get(number)
+            if wave is not None:
+                for group in wave.groups:
+                    done = self.applier.apply_group(group)
+                    sync.outcomes += done
+                    sync.failed += [o for o in done if not o.ok]
+                if sync.failed:  # the conclude step reports it (`_apply_failed`)
+                    self._sync_failed(sync, "ApplyFailed", "", stalled=False, quiet=True)
+                    return "failed"
+            waiting_hooks: list[HookRecord] = []
+            if number in hooks:
+                waiting_hooks, failed_hooks = runner.wave(run, Phase.SYNC, number, hooks[number])
+                if failed_hooks:
+                    raise self._sync_failed(
+                        sync, "HookFailed", failure_text(Phase.SYNC, failed_hooks), hook=True
+                    )
+            unhealthy: list[tuple[ObjectRef, Health]] = []
+            if wave is not None and (index < len(numbers) - 1 or gate_last):
+                _, unhealthy = wave_health(wave.steps, self._lookup)
+            if not unhealthy and not waiting_hooks:
+                continue
+            began = operation.wave_started.setdefault(number, time.monotonic())
+            if unhealthy:
+                ref, health = unhealthy[0]
+                detail = f"{ref}: {health.message or health.status}"
+                waiting = (
+                    f"waiting for wave {number} to be healthy ({len(unhealthy)} not yet): {detail}"
+                )
+            else:
+                detail = waiting_text(Phase.SYNC, number, waiting_hooks)
+                waiting = detail
+            if time.monotonic() - began > spec.wave_timeout:
+                raise self._sync_failed(
+                    sync,
+                    "WaveTimeout",
+                    f"wave {number} did not become healthy within {spec.wave_timeout:.0f}s: {detail}",
+                    stalled=False,
+                )
+            report.reconciling = waiting
+            log.debug("Application '%s': %s", spec.key, report.reconciling)
+            sync.requeue = self.options.wave_poll
+            return "waiting"
+        return "done"
+
+    def _hook_phase(self, sync: Sync, runner: HookRunner, run: HookRun, phase: Phase) -> bool:
+        """Run `phase`'s hooks wave by wave; True once all have succeeded. A failed hook
+        fails the sync (raises); a running one ends this reconcile ("waiting")."""
+        for wave, items in hook_waves(sync.plan.hooks, phase):
+            run.phase = str(phase)
+            waiting, failed = runner.wave(run, phase, wave, items)
+            if failed:
+                raise self._sync_failed(sync, "HookFailed", failure_text(phase, failed), hook=True)
+            if waiting:
+                began = run.wave_started.setdefault((str(phase), wave), time.monotonic())
+                text = waiting_text(phase, wave, waiting)
+                if time.monotonic() - began > sync.spec.wave_timeout:
+                    raise self._sync_failed(
+                        sync,
+                        "HookTimeout",
+                        f"{phase} hooks of wave {wave} did not finish within "
+                        f"{sync.spec.wave_timeout:.0f}s: {text}",
+                        hook=True,
+                    )
+                sync.report.reconciling = text
+                sync.requeue = self.options.wave_poll
+                return False
+        return True
+
+    def _run_sync_fail(self, runner: HookRunner, run: HookRun, plan: Plan) -> None:
+        """Start (or follow) the SyncFail hooks of a failed operation, wave by wave."""
+        for wave, items in hook_waves(plan.hooks, Phase.SYNC_FAIL):
+            waiting, _ = runner.wave(run, Phase.SYNC_FAIL, wave, items)
+            if waiting:
+                return
+
+    def _sync_failed(
+        self,
+        sync: Sync,
+        reason: str,
+        message: str,
+        stalled: bool = True,
+        hook: bool = False,
+        quiet: bool = False,
+    ) -> ReconcileFailed:
+        """The sync operation failed: record what it did, start the SyncFail hooks, and
+        say when it is tried again (retry.py). `hook`: a hook failed, which without a
+        retry policy is not tried again at this revision (Argo CD); other failures keep
+        the controller's backoff. `quiet`: the conclude step reports the failure (apply
+        failures), so only the run is marked."""
+        spec, memory, report, plan = sync.spec, sync.memory, sync.report, sync.plan
+        run = memory.hooks
+        memory.operation = None
+        if run is None or run.revision != sync.revision:
+            run = memory.hooks = HookRun(sync.revision)
+        run.phase, run.reason = FAILED, reason
+        runner = HookRunner(self.client, self._lookup, self._remember_hook)
+        self._run_sync_fail(runner, run, plan)
+        retry: float | None = None
+        if spec.retry is not None:
+            if spec.retry.allows(run.attempts):
+                run.attempts += 1
+                retry = spec.retry.delay(run.attempts)
+                run.retry_at = time.monotonic() + retry
+                note = f"; retry {run.attempts} of {spec.retry.describe_limit()} in {retry:.0f}s"
+                stalled = False
+            else:
+                run.retry_at = 0.0
+                retry = spec.interval
+                note = f"; gave up after {run.attempts} retries (syncPolicy.retry.limit {spec.retry.limit})"
+                stalled = True
+        elif hook:
+            run.retry_at = 0.0
+            retry = spec.interval
+            note = "; not tried again at this revision (push a fix, run `platform sync`, or set syncPolicy.retry)"
+            stalled = True
+        else:
+            run.retry_at = -1.0  # the controller's own backoff
+            note = ""
+        run.failure = message + note
+        report.hooks = summary(run, plan.skipped)
+        if not quiet:
+            sync.finished = False
+            self._record_inventory(memory, report, plan, sync.outcomes, sync.pruned)
+            self._describe(
+                report, plan, sync.outcomes, sync.objects, applied=True, pruned=sync.pruned
+            )
+        return ReconcileFailed(reason, run.failure, stalled=stalled, retry=retry)
+
+    def _apply_failed(self, sync: Sync, error: ReconcileFailed) -> ReconcileFailed:
+        """The conclude step's ApplyFailed, with the retry policy's say (`_sync_failed`
+        marked the run when the apply failed)."""
+        run = sync.memory.hooks
+        if run is None or run.revision != sync.revision or run.phase != FAILED:
+            return error
+        run.failure = f"{error}{run.failure}"
+        if run.retry_at < 0:
+            return ReconcileFailed(error.reason, run.failure, error.stalled, error.retry)
+        if run.retry_at == 0:
+            return ReconcileFailed(error.reason, run.failure, True, sync.spec.interval)
+        wait = max(0.05, run.retry_at - time.monotonic())
+        return ReconcileFailed(error.reason, run.failure, False, wait)
+
+    def _refuse_shared(self, sync: Sync) -> None:
+        """FailOnSharedResource=true: nothing is applied while an object this sync would
+        apply carries another Application's tracking id."""
+        for step in sync.plan.changes:
+            live = sync.objects.get(step.ref.key)
+            owner = owner_of_tracking(annotations_of(live or {}).get(TRACKING, ""))
+            if owner is not None and owner != sync.spec.key:
+                raise ReconcileFailed(
+                    "SharedResource",
+                    f"{step.ref} is already managed by Application '{owner}' "
+                    "(FailOnSharedResource=true); nothing was applied",
+                    stalled=True,
+                )
+
+    def _remember_hook(self, live: KubeObject) -> None:
+        """A hook we created, into the live cache (its health is read from there)."""
+        ref = ObjectRef.of(live)
+        self.live.kind(ref.api_version, ref.kind).put(live)
 
     def _ensure_namespace(self, name: str) -> None:
         if name in self._namespaces:
