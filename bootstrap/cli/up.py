@@ -125,6 +125,11 @@ def up(
     (verified) into ~/.platform/bin and a missing component image is built. Stages already
     done are verified cheaply, not redone, so a second `platform up` on a healthy platform
     takes seconds. Ctrl-C stops at once; run `platform up` again to resume.
+
+    Your own content: --template seeds the repository from your template instead of
+    gitops-template/; each --package DIR becomes apps/<name>/ with an Application, and
+    is re-applied on every run (one commit when it changed). Both are saved with the
+    platform.
     """
     flags = {
         "engine": engine,

@@ -10,6 +10,12 @@ have one source, the package, never a copy in the template. A platform that uses
 external git server (`git.url`) or Vault (`vault.address`) gets no `gitserver` / `vault`
 Application and no platform/ directory for it.
 
+A user's template (`platform up --template`) takes the place of gitops-template/'s
+content; the platform's own part (platform/ and the Applications that point into it)
+still comes from gitops-template/ unless the user's template has the same file. Files in
+a Helm chart's templates/ are Go templates: only known placeholders are filled there,
+and they are not parsed as YAML.
+
 Every file is checked before anything is pushed: no `${` left, every YAML document
 parses, every Application names a path that exists in the rendered tree. A failure names
 the template file and line ("gitops-template/apps/demo/x.yaml:12 uses ${FOO}, which has
