@@ -184,6 +184,7 @@ class ChartCache:
                 auths[host] = {"auth": token}
             config.write_text(json.dumps({"auths": auths}))
             config.chmod(0o600)
+            (work / "out").mkdir()
             argv = [
                 self.helm,
                 "pull",
