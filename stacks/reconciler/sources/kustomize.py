@@ -49,8 +49,13 @@ def _looks_remote(entry: str, base: Path) -> bool:
         return True
     # kustomize tries a missing local path as a repository ("host.example/org/repo"):
     # a first segment with a dot that is not there locally is such a reference.
-    first = entry.split("/", 1)[0]
-    return "." in first.strip(".") and not (base / entry).exists() and not entry.startswith(".")
+    first, slash, _ = entry.partition("/")
+    return (
+        bool(slash)
+        and "." in first.strip(".")
+        and not entry.startswith(".")
+        and not (base / entry).exists()
+    )
 
 
 def check_references(start: Path, root: Path, allow_remote: bool, shown: str) -> None:
