@@ -432,9 +432,15 @@ def check_content(settings: Settings) -> None:
         where = _source_name(key, settings.sources)
         target = Path(path)
         if not target.exists():
+            saved = settings.sources.get(key) == "saved with the platform"
+            env = FIELDS_BY_KEY[key].env
             raise ConfigError(
-                f"the {what} directory {path} (from {where}) does not exist",
-                hint=f"give the path of an existing directory to --{what}",
+                f"the {what} directory {path} ({where if saved else 'from ' + where}) "
+                "does not exist",
+                hint=f"give --{what} again with existing directories (it replaces the saved "
+                f"setting), or set {env}= (empty) to drop it"
+                if saved
+                else f"give the path of an existing directory to --{what}",
             )
         if not target.is_dir():
             raise ConfigError(

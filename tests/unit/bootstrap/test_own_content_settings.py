@@ -137,3 +137,15 @@ def test_missing_or_file_paths_are_one_sentence_each(
         check_content(settings)
     (tmp_path / "ok").mkdir()
     check_content(load_settings(flags={"packages": ("ok",), "template": "ok"}, environ={}))
+
+
+def test_a_saved_package_that_is_gone_says_how_to_drop_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(environ={}, saved={"packages": [str(tmp_path / "gone")]})
+    with pytest.raises(
+        ConfigError, match=r"gone \(saved with the platform\) does not exist"
+    ) as caught:
+        check_content(settings)
+    assert "PLATFORM_PACKAGES=" in caught.value.hint
