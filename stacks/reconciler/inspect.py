@@ -158,10 +158,15 @@ def _yaml(obj: KubeObject) -> list[str]:
     return yaml.safe_dump(obj, sort_keys=True).splitlines(keepends=True) if obj else []
 
 
-def diff_app(client: Client, app: KubeObject, cache_dir: Path) -> list[ObjectDiff]:
-    """What a sync of `app` would change now, by server-side dry run against live state."""
+def diff_app(
+    client: Client, app: KubeObject, cache_dir: Path, credentials_file: Path | None = None
+) -> list[ObjectDiff]:
+    """What a sync of `app` would change now, by server-side dry run against live state.
+
+    `credentials_file` (git-credentials lines) logs in to a repository the Application
+    names no Secret for, as the reconciler's --git-credentials-file does."""
     spec = AppSpec.parse(app)
-    loader = Loader(client, GitCache(cache_dir))
+    loader = Loader(client, GitCache(cache_dir), credentials_file)
     try:
         state = loader.load(spec, app.get("status") or {})
     except ReconcileFailed as error:
