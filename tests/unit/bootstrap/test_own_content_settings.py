@@ -4,6 +4,7 @@ layering, absolute paths, saving with the platform, and every bad value as a Con
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,30 @@ def test_a_saved_package_that_is_gone_says_how_to_drop_it(
     ) as caught:
         check_content(settings)
     assert "PLATFORM_PACKAGES=" in caught.value.hint
+
+
+def test_up_shows_them_in_the_plan_and_refuses_a_missing_one_with_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from bootstrap.cli.main import cli
+
+    monkeypatch.setenv("PLATFORM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop/cm.yaml").write_text("kind: ConfigMap\n")
+    base = ["up", "--dry-run", "-o", "json", "--engine", "existing", "--kubeconfig", "kc"]
+    result = CliRunner().invoke(
+        cli, [*base, "--template", "https://example.com/ws.git#v1", "--package", "shop"]
+    )
+    assert result.exit_code == 0, result.output
+    plan = {
+        row["stage"]: row["changes"] for row in json.loads(result.output.splitlines()[-1])["plan"]
+    }
+    assert "template: https://example.com/ws.git at v1" in plan["seed"]
+    assert any(f"{tmp_path / 'shop'} as apps/shop/" in line for line in plan["seed"])
+    missing = CliRunner().invoke(cli, [*base, "--package", "nowhere"])
+    assert missing.exit_code == 2
+    assert "nowhere (from --package) does not exist" in missing.output
