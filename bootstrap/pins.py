@@ -2,6 +2,7 @@
 runs, and the SHA-256 of each release file it may download.
 
 Read by bootstrap/tools.py (downloads), bootstrap/images.py (image references),
+bootstrap/docker/renderers.py (helm and kustomize for the component image),
 `platform images list` (which shows them), testenv/catalog.py (the tests run the same
 k3d, OpenTofu and OpenBao) and tests/unit/bootstrap/test_readme_versions.py (the README
 states these versions; the test keeps it true). Change a version here and everything
@@ -46,4 +47,18 @@ TOFU_SHA256: dict[tuple[str, str], str] = {
     ("linux", "amd64"): "18277462e0ded513e47fb3e041911dfd14f4ad3721d53ee2f0c709fa810b8cf0",
     ("darwin", "amd64"): "6f4450884a6371f248786be2dd27da74b0530e12cd1dd5af2849959133b0635e",
     ("darwin", "arm64"): "2c3069e89f4a7c20b70d32618c8e9679cb71be49c91aa123d947e2156fed10db",
+}
+# Helm: the archive helm-<version>-linux-<arch>.tar.gz from get.helm.sh. None is pinned:
+# no published checksum of v4.3.2 could be read from this project's machines (they reach
+# neither get.helm.sh nor GitHub, and no public pin list names that release yet), so
+# `platform image build` leaves helm out with a line saying so, unless it is given the
+# binary (PLATFORM_TEST_RENDERERS, which the tests set to testenv's build). Never add a
+# checksum that was not read off a release.
+HELM_SHA256: dict[tuple[str, str], str] = {}
+# Kustomize: kustomize_<version>_linux_<arch>.tar.gz from its GitHub release; amd64 from
+# four public pin lists (a shell installer, a TypeScript and a Python tool table, a
+# Markdown version table), arm64 from the first two; they agree where they overlap.
+KUSTOMIZE_SHA256: dict[tuple[str, str], str] = {
+    ("linux", "amd64"): "06af0a202c2b831207d0173f9c9cdb1b30abceca0747cb3fbb72792d26055c95",
+    ("linux", "arm64"): "0991957191951cb7dddd142403b5bb98a1fcd6378ba0079dddc1e2c309080a7f",
 }

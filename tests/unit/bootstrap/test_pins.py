@@ -31,7 +31,21 @@ def test_the_readme_states_the_pinned_versions_and_platforms() -> None:
         "OpenTofu": (pins.TOFU_VERSION, ", ".join(TOFU.supported())),
         "k3s": (pins.K3S_VERSION, "(image)"),
         "OpenBao": (pins.OPENBAO_VERSION, "(image)"),
+        "Helm": (
+            pins.HELM_VERSION,
+            f"{_platforms(pins.HELM_SHA256)}(component image; no checksum pinned)"
+            if not pins.HELM_SHA256
+            else f"{_platforms(pins.HELM_SHA256)} (component image)",
+        ),
+        "Kustomize": (
+            pins.KUSTOMIZE_VERSION,
+            f"{_platforms(pins.KUSTOMIZE_SHA256)} (component image)",
+        ),
     }
+
+
+def _platforms(sums: dict[tuple[str, str], str]) -> str:
+    return ", ".join(f"{system}/{arch}" for system, arch in sorted(sums))
 
 
 def test_code_and_tests_read_the_same_pins() -> None:
@@ -41,10 +55,12 @@ def test_code_and_tests_read_the_same_pins() -> None:
     assert catalog.K3D_VERSION == pins.K3D_VERSION
     assert catalog.TOFU_VERSION == "v" + pins.TOFU_VERSION
     assert catalog.OPENBAO_VERSION == pins.OPENBAO_VERSION
+    assert catalog.HELM_VERSION == pins.HELM_VERSION
+    assert catalog.KUSTOMIZE_VERSION == pins.KUSTOMIZE_VERSION
 
 
 def test_every_pinned_checksum_is_a_sha256() -> None:
-    for sums in (pins.K3D_SHA256, pins.TOFU_SHA256):
+    for sums in (pins.K3D_SHA256, pins.TOFU_SHA256, pins.HELM_SHA256, pins.KUSTOMIZE_SHA256):
         for checksum in sums.values():
             assert re.fullmatch(r"[0-9a-f]{64}", checksum)
 
