@@ -439,6 +439,7 @@ def main() -> int:
             "reconciler",
             f"--kubeconfig={cluster.kubeconfig}",
             "--no-leader-elect",
+            "--no-projects",  # measures syncing, as before projects (issue 19)
             f"--listen=127.0.0.1:{port}",
             f"--webhook-secret-file={secret_file}",
             f"--git-credentials-file={creds}",

@@ -13,6 +13,7 @@ trimmed messages.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import threading
 import urllib.parse
@@ -71,6 +72,10 @@ class KubeClient:
         self._discovery: dict[str, dict[str, ResourceInfo]] = {}
         self._discovery_lock = threading.Lock()
         self.description = description or self._host
+        # Impersonation (issue 19): views of this client that act as another user share
+        # its connection pool and discovery cache; they differ only in one header.
+        self._impersonate = ""
+        self._views: dict[str, KubeClient] = {}
 
     # ---- construction ------------------------------------------------------------------
 
@@ -124,6 +129,24 @@ class KubeClient:
                 pass
         return cls.from_kubeconfig(kubeconfig, context)
 
+    def impersonating(self, user: str) -> KubeClient:
+        """This client acting as `user` (`Impersonate-User`, e.g.
+        system:serviceaccount:NS:NAME; the API server adds a ServiceAccount's groups).
+        One view per user, kept: same connection pool, same discovery cache."""
+        with self._discovery_lock:
+            view = self._views.get(user)
+            if view is None:
+                view = copy.copy(self)  # shallow: the pool, caches and lock are shared
+                view._impersonate = user
+                view.description = f"{self.description} as {user}"
+                self._views[user] = view
+            return view
+
+    @property
+    def impersonated(self) -> str:
+        """The user this client acts as ("" = its own credentials)."""
+        return self._impersonate
+
     @property
     def host(self) -> str:
         return str(self._host)
@@ -170,6 +193,8 @@ class KubeClient:
             headers["Content-Type"] = content_type
             payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         headers.update(self._auth_headers())
+        if self._impersonate:
+            headers["Impersonate-User"] = self._impersonate
         try:
             return self._pool.request(
                 method,

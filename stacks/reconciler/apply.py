@@ -66,9 +66,9 @@ class Applier:
         self._remember = remember
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply")
 
-    def _apply_one(self, step: Step) -> ApplyOutcome:
+    def _apply_one(self, step: Step, client: ApplyClient | None = None) -> ApplyOutcome:
         try:
-            live = self._client.apply(step.desired.obj, FIELD_MANAGER, force=True)
+            live = (client or self._client).apply(step.desired.obj, FIELD_MANAGER, force=True)
         except ApiError as error:
             # DEBUG: the controller logs one line per Application (the first failures
             # are in it); a line per object would repeat on every retry of an outage.
@@ -81,14 +81,17 @@ class Applier:
         self._remember(live)
         return ApplyOutcome(step, fields)
 
-    def apply_group(self, steps: Sequence[Step]) -> list[ApplyOutcome]:
+    def apply_group(
+        self, steps: Sequence[Step], client: ApplyClient | None = None
+    ) -> list[ApplyOutcome]:
+        """`client`: who applies (an impersonating client, policy.py); default the reconciler."""
         todo = [s for s in steps if s.action is not Action.UNCHANGED]
         if not todo:
             return []
         if len(todo) == 1:
-            outcomes = [self._apply_one(todo[0])]
+            outcomes = [self._apply_one(todo[0], client)]
         else:
-            outcomes = list(self._pool.map(self._apply_one, todo))
+            outcomes = list(self._pool.map(lambda s: self._apply_one(s, client), todo))
         crds = [o for o in outcomes if o.ok and o.step.ref.kind == "CustomResourceDefinition"]
         if crds:
             self._wait_established([o.step.ref for o in crds], timeout=60.0)

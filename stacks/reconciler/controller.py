@@ -58,6 +58,7 @@ from stacks.reconciler.memory import Memories, Memory
 from stacks.reconciler.metrics import ReconcilerMetrics
 from stacks.reconciler.parts import Options, Sync
 from stacks.reconciler.plan import Action, Desired, make_plan, mass_prune_allowed
+from stacks.reconciler.policy import PolicyGate
 from stacks.reconciler.render import RenderError
 from stacks.reconciler.source import FetchError, GitCache, redact_url
 from stacks.reconciler.status import Report, SyncStatus, app_state, status_digest, to_status
@@ -108,6 +109,7 @@ class AppController(Triggers, Waves, Finalizer):
         self.loader = Loader(client, self.git, options.credentials_file)
         self.applier = Applier(client, self._remember, options.apply_workers)
         self.memories = Memories()
+        self.policy = PolicyGate(client, options.project_namespace, options.projects)
         self._namespaces: set[str] = set()  # created for CreateNamespace=true
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -271,6 +273,7 @@ class AppController(Triggers, Waves, Finalizer):
         steps = (
             ("dependencies", self._wait_for_dependencies),
             ("compare", self._compare),
+            ("policy", self.policy.check),  # policy.py: project rules, who applies
             ("self-heal gate", self._heal_gate),  # waves.py
             ("apply", self._apply_waves),  # waves.py
             ("conclude", self._conclude),

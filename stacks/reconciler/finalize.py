@@ -44,7 +44,8 @@ class Finalizer(ControllerParts):
             plan = make_plan(
                 spec.key, [], live, inventory, prune=True, allow_empty=True, allow_mass_prune=True
             )
-            result = pruning.prune(self.client, plan.prunes)
+            client = self.policy.client_for(obj)  # the project's identity (policy.py)
+            result = pruning.prune(client, plan.prunes)
         except PlatformError as error:
             self._deletion_failed(spec, obj, memory, f"cannot read what to delete: {error}")
             return

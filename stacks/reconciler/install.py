@@ -137,6 +137,7 @@ def root_application(
         "kind": KIND,
         "metadata": metadata,
         "spec": {
+            "project": "platform",  # the root delivers Applications into platform-system
             "source": source,
             "destination": {"namespace": namespace},
             "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},

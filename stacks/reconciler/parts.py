@@ -42,6 +42,7 @@ from stacks.reconciler.status import Report, describe, new_inventory
 
 if TYPE_CHECKING:
     from stacks.kube.cache import RefKey
+    from stacks.reconciler.policy import PolicyGate
 
 NAMESPACE_MANAGER = "platform-reconciler-namespaces"
 
@@ -57,6 +58,8 @@ class Options:
     drift_debounce: float = 0.2
     wave_poll: float = 2.0
     max_backoff: float = 300.0
+    projects: bool = True  # enforce AppProjects (policy.py); off only for tests/development
+    project_namespace: str = "platform-system"  # where AppProjects live
 
 
 @dataclass
@@ -74,6 +77,7 @@ class Sync:
     manual: bool = False  # a `platform sync` not handled yet
     operation: Operation | None = None  # the sync under way at this revision
     allowed: bool = False  # the plan may be applied (policy, self-heal gate)
+    client: KubeClient | None = None  # applies and prunes: the project's identity (policy.py)
     outcomes: list[ApplyOutcome] = field(default_factory=list)
     failed: list[ApplyOutcome] = field(default_factory=list)
     pruned: pruning.PruneResult = field(default_factory=lambda: pruning.PruneResult((), (), ()))
@@ -97,6 +101,7 @@ class ControllerParts:
     memories: Memories
     _namespaces: set[str]  # created for CreateNamespace=true
     _stop: threading.Event
+    policy: PolicyGate  # projects: who may deploy what, as whom
 
     def memory(self, key: AppKey) -> Memory:
         return self.memories.of(key)

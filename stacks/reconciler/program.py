@@ -44,7 +44,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     options.add(
         "--namespace",
         default=os.environ.get("POD_NAMESPACE") or "platform-system",
-        help="namespace of the leader Lease",
+        help="namespace of the leader Lease and of the AppProjects",
     )
     options.add("--watch-namespace", help="only Applications in this namespace (default: all)")
     options.add(
@@ -64,6 +64,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     # changed by one push are applied in about half the time 4 take (bench/README.md).
     options.add("--workers", type=int, default=8, help="Applications reconciled in parallel")
     options.add_switch("--leader-elect", default=True, help="take a Lease before acting")
+    options.add_switch(
+        "--projects",
+        default=True,
+        help="enforce AppProjects (found in --namespace) and apply as their ServiceAccounts; "
+        "--no-projects applies everything as the reconciler (tests and local development only)",
+    )
     options.add("--lease-name", default="platform-reconciler", help="name of the Lease")
     return options.parse(argv)
 
@@ -116,6 +122,8 @@ def main(argv: list[str]) -> int:
         watch_namespace=args.watch_namespace,
         workers=max(1, args.workers),
         credentials_file=Path(args.git_credentials_file) if args.git_credentials_file else None,
+        projects=args.projects,
+        project_namespace=args.namespace,
     )
     controller: AppController | None = None
     leading = threading.Event()

@@ -69,7 +69,7 @@ class Waves(ControllerParts):
     def _apply_waves(self, sync: Sync) -> Stop | None:
         """Run the sync operation as far as it can go now (the module docstring)."""
         spec, memory, report, plan = sync.spec, sync.memory, sync.report, sync.plan
-        runner = HookRunner(self.client, self._lookup, self._remember_hook)
+        runner = HookRunner(sync.client or self.client, self._lookup, self._remember_hook)
         run = memory.hooks if memory.hooks and memory.hooks.revision == sync.revision else None
         sync.finished = not plan.changes and not plan.prunes
         retrying = False
@@ -112,7 +112,7 @@ class Waves(ControllerParts):
                 state = self._sync_phase(sync, runner, run, options)
             if state == "done" and plan.prunes:
                 sync.pruned = pruning.prune(
-                    self.client, plan.prunes, options.propagation
+                    sync.client or self.client, plan.prunes, options.propagation
                 )
             if state == "done":
                 run.phase = "PostSync"
@@ -147,7 +147,7 @@ class Waves(ControllerParts):
             wave = waves.get(number)
             if wave is not None:
                 for group in wave.groups:
-                    done = self.applier.apply_group(group)
+                    done = self.applier.apply_group(group, sync.client)
                     sync.outcomes += done
                     sync.failed += [o for o in done if not o.ok]
                 if sync.failed:  # the conclude step reports it (`_apply_failed`)
@@ -239,7 +239,7 @@ class Waves(ControllerParts):
         if run is None or run.revision != sync.revision:
             run = memory.hooks = HookRun(sync.revision)
         run.phase, run.reason = FAILED, reason
-        runner = HookRunner(self.client, self._lookup, self._remember_hook)
+        runner = HookRunner(sync.client or self.client, self._lookup, self._remember_hook)
         self._run_sync_fail(runner, run, plan)
         retry: float | None = None
         if spec.retry is not None:

@@ -114,6 +114,9 @@ def start_reconciler(
         f"--webhook-secret-file={secret}",
         *args,
     ]
+    if not any(a in ("--projects", "--no-projects") for a in args):
+        # Tests of projects opt in (test_projects.py); the others sync as the reconciler.
+        full.append("--no-projects")
     process = processes.start(full, log, env=env)
     import urllib.request
 
