@@ -145,6 +145,12 @@ class PlatformState:
         data["outputs"][key] = value
         self.save(data)
 
+    def clear_output(self, key: str) -> None:
+        """Forget a fact that no longer holds (a demo link once the demo app is gone)."""
+        data = self.load()
+        if data["outputs"].pop(key, None) is not None:
+            self.save(data)
+
     def outputs(self) -> dict[str, Any]:
         return dict(self.load()["outputs"])
 

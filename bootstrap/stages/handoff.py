@@ -15,6 +15,7 @@ from stacks.reconciler.api import API_VERSION, KIND
 from stacks.reconciler.install import NAMESPACE
 
 ROOT_APP = "root"
+DEMO_APP = "demo"  # gitops-template's demo; a user's --template may not have one
 
 
 def application_names(ctx: StageContext) -> list[str]:
@@ -25,13 +26,21 @@ def application_names(ctx: StageContext) -> list[str]:
     return [ROOT_APP, *sorted(n for n in names if n != ROOT_APP)]
 
 
-def record_summary(ctx: StageContext) -> None:
-    """Where things are, for `platform up`'s last lines and `platform status`."""
-    domain = ctx.settings.domain
-    ctx.state.set_output("demo_url", f"https://demo.{domain}")
-    ctx.state.set_output(
-        "next", "edit apps/demo in git (platform git clone), push, and watch `platform apps`"
-    )
+def record_summary(ctx: StageContext, names: list[str]) -> None:
+    """Where things are, for `platform up`'s last lines and `platform status`.
+
+    The demo link is recorded only when the demo Application exists: a platform seeded
+    from a user's template (`--template`) may have none, and a dead link misleads."""
+    if DEMO_APP in names:
+        ctx.state.set_output("demo_url", f"https://demo.{ctx.settings.domain}")
+        ctx.state.set_output(
+            "next", "edit apps/demo in git (platform git clone), push, and watch `platform apps`"
+        )
+    else:
+        ctx.state.clear_output("demo_url")
+        ctx.state.set_output(
+            "next", "edit apps/ in git (platform git clone), push, and watch `platform apps`"
+        )
     ctx.state.set_output("credentials", "platform git credentials / platform vault credentials")
 
 
@@ -59,5 +68,5 @@ class HandoffStage:
         wait_for_apps(ctx, self.name, [ROOT_APP], per_app)
         names = application_names(ctx)
         wait_for_apps(ctx, self.name, names, per_app)
-        record_summary(ctx)
+        record_summary(ctx, names)
         return f"{len(names)} Applications Synced and Healthy"
