@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from stacks.errors import PermanentError, PlatformError, WaitingError
 from stacks.kube.errors import ApiError
@@ -23,6 +23,7 @@ from stacks.kube.health import Health, HealthStatus, health_of, worst
 from stacks.kube.objects import KubeObject, ObjectRef, annotations_of
 from stacks.kube.waits import wait_crds_established
 from stacks.reconciler.api import FIELD_MANAGER, IGNORE_HEALTH
+from stacks.reconciler.options import object_options
 from stacks.reconciler.plan import Action, Step, fields_hash
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,19 @@ class ApplyClient(Protocol):
     ) -> KubeObject | None: ...
 
     def forget_discovery(self) -> None: ...
+
+    # Replace=true (`replace`): a plain POST/PUT with our field manager
+    def resource(self, api_version: str, kind: str) -> Any: ...
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+        content_type: str = "application/json",
+        timeout: float = ...,
+        what: str = "",
+    ) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -68,7 +82,11 @@ class Applier:
 
     def _apply_one(self, step: Step, client: ApplyClient | None = None) -> ApplyOutcome:
         try:
-            live = (client or self._client).apply(step.desired.obj, FIELD_MANAGER, force=True)
+            obj = step.desired.obj
+            if object_options(annotations_of(obj)).get("Replace") == "true":
+                live = replace(client or self._client, obj)
+            else:
+                live = (client or self._client).apply(obj, FIELD_MANAGER, force=True)
         except ApiError as error:
             # DEBUG: the controller logs one line per Application (the first failures
             # are in it); a line per object would repeat on every retry of an outage.
@@ -106,6 +124,25 @@ class Applier:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def replace(client: ApplyClient, obj: KubeObject) -> KubeObject:
+    """Replace=true (options.py): the object whole, as `kubectl replace` (PUT; POST when
+    it does not exist), with our field manager, so fields others set on it are reset."""
+    ref = ObjectRef.of(obj)
+    info = client.resource(ref.api_version, ref.kind)
+    query = {"fieldManager": FIELD_MANAGER}
+    current = client.get(ref.api_version, ref.kind, ref.name, ref.namespace or None)
+    if current is None:
+        path = info.path(ref.namespace or None)
+        return cast(KubeObject, client.request("POST", path, body=obj, query=query, what=str(ref)))
+    body = dict(obj)
+    body["metadata"] = {
+        **obj["metadata"],
+        "resourceVersion": (current.get("metadata") or {}).get("resourceVersion"),
+    }
+    path = info.path(ref.namespace or None, ref.name)
+    return cast(KubeObject, client.request("PUT", path, body=body, query=query, what=str(ref)))
 
 
 def _where(ref: ObjectRef) -> str:

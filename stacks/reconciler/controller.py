@@ -57,7 +57,13 @@ from stacks.reconciler.finalize import Finalizer
 from stacks.reconciler.memory import Memories, Memory
 from stacks.reconciler.metrics import ReconcilerMetrics
 from stacks.reconciler.parts import Options, Sync
-from stacks.reconciler.plan import Action, Desired, make_plan, mass_prune_allowed
+from stacks.reconciler.plan import (
+    Action,
+    Desired,
+    ignoring_differences,
+    make_plan,
+    mass_prune_allowed,
+)
 from stacks.reconciler.policy import PolicyGate
 from stacks.reconciler.render import RenderError
 from stacks.reconciler.source import FetchError, GitCache, redact_url
@@ -333,6 +339,9 @@ class AppController(Triggers, Waves, Finalizer):
             memory.inventory = inventory
             memory.expected = {e.ref.key: e.fields for e in inventory if e.fields}
         live, sync.objects = self._live_state(refs_of(desired, inventory))
+        live = ignoring_differences(
+            spec.ignore_differences, desired, live, sync.objects, self.client.get_ref
+        )
         sync.manual = bool(spec.refresh) and spec.refresh != previous.get("lastHandledRefresh")
         sync.plan = plan = make_plan(
             spec.key,

@@ -42,7 +42,14 @@ class Finalizer(ControllerParts):
             # soon, with the reason in the status, never a silent 10 s "unexpected error".
             live, _ = self._live_state(e.ref for e in inventory)
             plan = make_plan(
-                spec.key, [], live, inventory, prune=True, allow_empty=True, allow_mass_prune=True
+                spec.key,
+                [],
+                live,
+                inventory,
+                prune=True,
+                allow_empty=True,
+                allow_mass_prune=True,
+                deleting=True,  # Delete=false objects stay (options.py)
             )
             client = self.policy.client_for(obj)  # the project's identity (policy.py)
             result = pruning.prune(client, plan.prunes)

@@ -32,6 +32,7 @@ apply.py (RespectIgnoreDifferences) and inspect.py (`platform diff`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -311,3 +312,168 @@ def ignored_paths(rules: Sequence[IgnoreRule], obj: Mapping[str, Any]) -> list[P
         for steps in rule.paths:
             found.extend(expand(obj, steps))
     return found
+
+
+# ---- managedFields ---------------------------------------------------------------------
+
+
+def _leaves(tree: Any, prefix: FieldPath = ()) -> Iterator[FieldPath]:
+    """Every leaf path of a fieldsV1 tree (an empty mapping is a leaf)."""
+    if not isinstance(tree, dict) or not tree:
+        yield prefix
+        return
+    for key, child in tree.items():
+        yield from _leaves(child, (*prefix, str(key)))
+
+
+def _entries(
+    live: Mapping[str, Any], managers: Iterable[str], operations: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    wanted = set(managers)
+    return [
+        e
+        for e in (live.get("metadata") or {}).get("managedFields") or []
+        if isinstance(e, dict) and e.get("manager") in wanted and e.get("operation") in operations
+    ]
+
+
+def _item_key(node: Mapping[str, Any], item: Any) -> str | None:
+    """The fieldsV1 key (k:{...} or v:...) under `node` that stands for list `item`."""
+    for key in node:
+        if key.startswith("k:") and isinstance(item, dict):
+            try:
+                fields = json.loads(key[2:])
+            except ValueError:
+                continue
+            if isinstance(fields, dict) and all(item.get(k) == v for k, v in fields.items()):
+                return str(key)
+        elif key.startswith("v:"):
+            try:
+                if json.loads(key[2:]) == item:
+                    return str(key)
+            except ValueError:
+                continue
+    return None
+
+
+def to_field_path(obj: Any, path: Path, tree: Mapping[str, Any]) -> FieldPath:
+    """The fieldsV1 prefix of the JSON `path` in `obj`; a list item is found by its key
+    in `tree` (our managedFields), else the whole list is meant (more, never less)."""
+    found: list[str] = []
+    node: Any = tree
+    for step in path:
+        if isinstance(step, int):
+            item = obj[step] if isinstance(obj, list) and 0 <= step < len(obj) else None
+            key = _item_key(node, item) if isinstance(node, dict) else None
+            if key is None:
+                break
+            found.append(key)
+            node, obj = node[key], item
+        else:
+            found.append(f"f:{step}")
+            node = node.get(f"f:{step}", {}) if isinstance(node, dict) else {}
+            obj = obj.get(step) if isinstance(obj, dict) else None
+    return tuple(found)
+
+
+def _merge(trees: Iterable[Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for tree in trees:
+        if not isinstance(tree, dict):
+            continue
+        for key, child in tree.items():
+            merged[key] = _merge([merged.get(key), child]) if key in merged else child
+    return merged
+
+
+def _desired_leaves(obj: Any, prefix: FieldPath = ()) -> Iterator[FieldPath]:
+    """f:-paths of git's object, descending maps only (a list is a leaf)."""
+    if isinstance(obj, dict) and obj:
+        for key, value in obj.items():
+            yield from _desired_leaves(value, (*prefix, f"f:{key}"))
+    else:
+        yield prefix
+
+
+def fields_hash_ignoring(
+    live: Mapping[str, Any], desired: Mapping[str, Any], rules: Sequence[IgnoreRule], manager: str
+) -> str:
+    """Like plan.fields_hash, but blind to what `rules` ignore (module docstring)."""
+    ours_entries = _entries(live, [manager], ("Apply", "Update"))
+    ours_entries = [e for e in ours_entries if not e.get("subresource")]
+    tree = _merge(e.get("fieldsV1") for e in ours_entries)
+    paths = set(_leaves(tree)) if tree else set()
+    managers = [m for rule in rules for m in rule.managers]
+    if managers:
+        wanted = set(_desired_leaves(desired))
+        for entry in _entries(live, managers, ("Apply", "Update")):
+            for leaf in _leaves(entry.get("fieldsV1") or {}):
+                head: list[str] = []
+                for key in leaf:
+                    if not key.startswith("f:"):
+                        break
+                    head.append(key)
+                if any(tuple(head[:n]) in wanted for n in range(1, len(head) + 1)):
+                    paths.add(leaf)
+    prefixes = {to_field_path(desired, p, tree) for p in ignored_paths(rules, desired)}
+    prefixes.discard(())
+    kept = sorted("/".join(p) for p in paths if not any(p[: len(pre)] == pre for pre in prefixes))
+    if not kept:
+        return ""
+    return str(hashlib.sha256(json.dumps(kept).encode()).hexdigest()[:16])
+
+
+def keep_live_values(
+    desired: dict[str, Any], live: Mapping[str, Any], rules: Sequence[IgnoreRule]
+) -> dict[str, Any]:
+    """RespectIgnoreDifferences=true: `desired` with the ignored fields as they are live
+    (removed where live has none); fields the rules' managers own keep their live value."""
+    result: dict[str, Any] = json.loads(json.dumps(desired))
+    paths = ignored_paths(rules, desired) + ignored_paths(rules, live)
+    managers = [m for rule in rules for m in rule.managers]
+    for entry in _entries(live, managers, ("Apply", "Update")):
+        for leaf in _leaves(entry.get("fieldsV1") or {}):
+            if (
+                leaf
+                and all(k.startswith("f:") for k in leaf)
+                and leaf[0] in ("f:spec", "f:data", "f:metadata")
+            ):
+                paths.append(tuple(k[2:] for k in leaf))
+    for path in sorted(set(paths), key=len, reverse=True):
+        _copy_value(result, live, path)
+    return result
+
+
+_MISSING = object()
+
+
+def _child(node: Any, step: str | int) -> Any:
+    """node[step] when it exists, else _MISSING."""
+    if isinstance(node, dict) and isinstance(step, str):
+        return node.get(step, _MISSING)
+    if isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+        return node[step]
+    return _MISSING
+
+
+def _copy_value(target: Any, source: Any, path: Path) -> None:
+    if not path:
+        return
+    value: Any = source
+    for step in path:
+        value = _child(value, step)
+        if value is _MISSING:
+            break
+    node: Any = target
+    for step in path[:-1]:
+        node = _child(node, step)
+        if not isinstance(node, (dict, list)):
+            return  # git has no such parent: nothing of ours to keep live
+    last = path[-1]
+    if isinstance(node, dict) and isinstance(last, str):
+        if value is _MISSING:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    elif _child(node, last) is not _MISSING and value is not _MISSING:
+        node[last] = value  # a list item git has

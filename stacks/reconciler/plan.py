@@ -21,6 +21,7 @@ Called by the controller for every reconcile and by `platform diff`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +49,8 @@ from stacks.reconciler.hooks import (
     hook_id,
     hook_of,
 )
+from stacks.reconciler.ignore import IgnoreRule, fields_hash_ignoring, rules_for
+from stacks.reconciler.options import object_options
 from stacks.reconciler.render import Manifest, RenderError, RenderProblem
 
 if TYPE_CHECKING:
@@ -116,15 +119,22 @@ def content_hash(obj: KubeObject) -> str:
 
 
 def fields_hash(live: KubeObject, manager: str = FIELD_MANAGER) -> str:
-    """Hash of the fields `manager` owns through apply on `live` ("" when none)."""
-    for entry in (live.get("metadata") or {}).get("managedFields") or []:
-        if (
-            entry.get("manager") == manager
-            and entry.get("operation") == "Apply"
-            and not entry.get("subresource")
-        ):
-            return content_hash(entry.get("fieldsV1") or {})
-    return ""
+    """Hash of the fields `manager` owns on `live` ("" when none): through apply, and
+    through create/replace for objects synced with Replace=true (options.py). One entry
+    hashes as it always has, so recorded inventories stay valid."""
+    entries = [
+        entry
+        for entry in (live.get("metadata") or {}).get("managedFields") or []
+        if entry.get("manager") == manager
+        and entry.get("operation") in ("Apply", "Update")
+        and not entry.get("subresource")
+    ]
+    if len(entries) == 1:
+        return content_hash(entries[0].get("fieldsV1") or {})
+    if not entries:
+        return ""
+    entries.sort(key=lambda e: str(e.get("operation")))
+    return content_hash({"entries": [e.get("fieldsV1") or {} for e in entries]})
 
 
 # ---- values ----------------------------------------------------------------------------
@@ -199,15 +209,20 @@ class Live:
     tracking: str = ""  # its tracking-id annotation
     prune_annotation: str = ""  # its gitops.platform.local/prune annotation
     deleting: bool = False
+    no_prune: bool = False  # sync-options Prune=false (options.py)
+    no_delete: bool = False  # sync-options Delete=false, or Helm's resource-policy keep
 
     @classmethod
     def of(cls, obj: KubeObject) -> Live:
         notes = annotations_of(obj)
+        options = object_options(notes)
         return cls(
             fields=fields_hash(obj),
             tracking=notes.get(TRACKING, ""),
             prune_annotation=notes.get(PRUNE, ""),
             deleting=bool((obj.get("metadata") or {}).get("deletionTimestamp")),
+            no_prune=options.get("Prune") == "false",
+            no_delete=options.get("Delete") == "false",
         )
 
 
@@ -306,6 +321,8 @@ def normalize(
         namespaced = local_scopes.get((api_version, kind))
         if namespaced is None:
             namespaced = scope(api_version, kind)
+        if namespaced is None and _skip_dry_run(obj):
+            namespaced = True  # a guess: most custom resources are; the apply tells
         if namespaced is None:
             problems.append(
                 RenderProblem(
@@ -352,7 +369,9 @@ def normalize(
             continue
         ref = ObjectRef.of(obj)
         if not ref.name:  # a generateName hook (render.py lets only hooks through)
-            ref = ObjectRef(ref.group, ref.kind, ref.namespace, str(meta["generateName"]), ref.version)
+            ref = ObjectRef(
+                ref.group, ref.kind, ref.namespace, str(meta["generateName"]), ref.version
+            )
         annotations[TRACKING] = tracking_id(app, ref.group, ref.kind, ref.namespace, ref.name)
         meta["annotations"] = annotations
         labels = dict(meta.get("labels") or {})
@@ -367,6 +386,15 @@ def normalize(
 
 
 ARGO_SYNC_WAVE = "argocd.argoproj.io/sync-wave"
+
+
+def _skip_dry_run(obj: KubeObject) -> bool:
+    """SkipDryRunOnMissingResource=true: a kind the API server does not serve yet (its
+    CRD comes from elsewhere) does not fail the render."""
+    notes = (obj.get("metadata") or {}).get("annotations") or {}
+    if not isinstance(notes, dict):
+        return False
+    return object_options(notes).get("SkipDryRunOnMissingResource") == "true"
 
 
 def hook_waves(hooks: Sequence[Desired], phase: Phase) -> list[tuple[int, list[Desired]]]:
@@ -395,6 +423,33 @@ def _wave_annotation(annotations: Mapping[str, str]) -> tuple[str, str]:
         if key in annotations:
             return key, str(annotations[key])
     return SYNC_WAVE, "0"
+
+
+def ignoring_differences(
+    rules: Sequence[IgnoreRule],
+    desired: Sequence[Desired],
+    live: Mapping[RefKey, Live | None],
+    objects: Mapping[RefKey, KubeObject | None],
+    reread: Callable[[ObjectRef], KubeObject | None] | None = None,
+) -> dict[RefKey, Live | None]:
+    """`live` with the fields hash of objects that spec.ignoreDifferences rules match
+    taken blind to those fields (ignore.py), so the plan sees no drift in them.
+    `reread`: the object from the API server, for managedFieldsManagers rules (the
+    watch caches keep only our own managedFields entry)."""
+    result = dict(live)
+    if not rules:
+        return result
+    for item in desired:
+        state, obj = live.get(item.ref.key), objects.get(item.ref.key)
+        if item.hook is not None or state is None or obj is None:
+            continue
+        matched = rules_for(rules, *item.ref.key)
+        if matched and reread is not None and any(r.managers for r in matched):
+            obj = reread(item.ref) or obj
+        if matched:
+            fields = fields_hash_ignoring(obj, item.obj, matched, FIELD_MANAGER)
+            result[item.ref.key] = dataclasses.replace(state, fields=fields)
+    return result
 
 
 # ---- plan ------------------------------------------------------------------------------
@@ -428,9 +483,11 @@ def make_plan(
     allow_empty: bool,
     allow_mass_prune: bool,
     revision: str = "",
+    deleting: bool = False,
 ) -> Plan:
     """Pair desired with live and inventory. `live[key]` None = known absent; no key =
-    unknown (applied anyway; never pruned)."""
+    unknown (applied anyway; never pruned). `deleting`: the Application is being
+    deleted (Delete=false objects stay; Prune=false ones go)."""
     recorded = {entry.ref.key: entry for entry in inventory}
     hooks = tuple(d for d in desired if d.hook is not None and not d.hook.skip)
     skipped = tuple(d for d in desired if d.hook is not None and d.hook.skip)
@@ -489,6 +546,12 @@ def make_plan(
             continue
         if state.prune_annotation == "false":
             orphans.append(PruneStep(ref, f"not pruned: annotated {PRUNE}=false"))
+            continue
+        if state.no_prune and not deleting:
+            orphans.append(PruneStep(ref, "not pruned: sync-options Prune=false"))
+            continue
+        if state.no_delete and deleting:
+            orphans.append(PruneStep(ref, "kept: sync-options Delete=false"))
             continue
         if (ref.group, ref.kind) in PROTECTED_KINDS and state.prune_annotation != "true":
             orphans.append(

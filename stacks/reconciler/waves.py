@@ -15,6 +15,7 @@ A mixin of AppController (see parts.py); both are steps of its `_sync`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -23,15 +24,16 @@ from stacks.kube.errors import ApiError, Invalid
 from stacks.kube.health import Health
 from stacks.kube.objects import KubeObject, ObjectRef, annotations_of
 from stacks.reconciler import prune as pruning
-from stacks.reconciler.api import TRACKING, owner_of_tracking
-from stacks.reconciler.apply import wave_health
+from stacks.reconciler.api import FIELD_MANAGER, TRACKING, owner_of_tracking
+from stacks.reconciler.apply import ApplyOutcome, wave_health
 from stacks.reconciler.desired import ReconcileFailed
 from stacks.reconciler.hookrun import HookRunner, failure_text, waiting_text
 from stacks.reconciler.hooks import FAILED, SUCCEEDED, HookRecord, HookRun, Phase, summary
+from stacks.reconciler.ignore import fields_hash_ignoring, keep_live_values, rules_for
 from stacks.reconciler.memory import Operation
 from stacks.reconciler.options import AppOptions
 from stacks.reconciler.parts import NAMESPACE_MANAGER, ControllerParts, Sync
-from stacks.reconciler.plan import Plan, hook_waves
+from stacks.reconciler.plan import Action, Plan, Step, _canonical, hook_waves
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,7 @@ class Waves(ControllerParts):
         ):
             return None
         options = AppOptions.of(spec.sync_options)
+        sync.finished = False  # until the PostSync hooks are done
         operation = sync.operation or Operation(sync.revision, sync.manual)
         sync.operation = memory.operation = operation
         if run is None or run.phase in (SUCCEEDED, FAILED):
@@ -147,7 +150,9 @@ class Waves(ControllerParts):
             wave = waves.get(number)
             if wave is not None:
                 for group in wave.groups:
-                    done = self.applier.apply_group(group, sync.client)
+                    if options.respect_ignore and spec.ignore_differences:
+                        group = self._keep_ignored(sync, group)
+                    done = self._ignoring(sync, self.applier.apply_group(group, sync.client))
                     sync.outcomes += done
                     sync.failed += [o for o in done if not o.ok]
                 if sync.failed:  # the conclude step reports it (`_apply_failed`)
@@ -299,6 +304,45 @@ class Waves(ControllerParts):
                     "(FailOnSharedResource=true); nothing was applied",
                     stalled=True,
                 )
+
+    def _keep_ignored(self, sync: Sync, group: tuple[Step, ...]) -> tuple[Step, ...]:
+        """RespectIgnoreDifferences=true: apply the fields that ignoreDifferences names
+        as they are live (ignore.py). The step keeps git's hash: the inventory records
+        what git wants, so this is not taken for a change in git next time."""
+        steps = []
+        for step in group:
+            live = sync.objects.get(step.ref.key)
+            matched = rules_for(sync.spec.ignore_differences, *step.ref.key)
+            if live is not None and any(r.managers for r in matched):
+                live = self.client.get_ref(step.ref)  # all managers' fields (not cached)
+            if live is not None and matched and step.action is not Action.UNCHANGED:
+                body = _canonical(keep_live_values(step.desired.obj, live, matched))
+                step = dataclasses.replace(
+                    step, desired=dataclasses.replace(step.desired, body=body)
+                )
+            steps.append(step)
+        return tuple(steps)
+
+    def _ignoring(self, sync: Sync, done: list[ApplyOutcome]) -> list[ApplyOutcome]:
+        """Outcomes whose fields hash is taken blind to ignoreDifferences (as the compare
+        step takes the live one), so the inventory records a hash the next compare
+        reproduces."""
+        rules = sync.spec.ignore_differences
+        if not rules:
+            return done
+        result = []
+        for outcome in done:
+            matched = rules_for(rules, *outcome.step.ref.key)
+            live = self._lookup(outcome.step.ref) if matched and outcome.ok else None
+            if live is not None and any(r.managers for r in matched):
+                live = self.client.get_ref(outcome.step.ref)  # all managers' fields
+            if live is not None:
+                fields = fields_hash_ignoring(
+                    live, outcome.step.desired.obj, matched, FIELD_MANAGER
+                )
+                outcome = dataclasses.replace(outcome, fields=fields)
+            result.append(outcome)
+        return result
 
     def _remember_hook(self, live: KubeObject) -> None:
         """A hook we created, into the live cache (its health is read from there)."""
