@@ -6,10 +6,12 @@
 # package registry:
 #   wheels/deps/     every dependency, and pip itself (run from its wheel, never installed)
 #   wheels/project/  the platform's own wheel
+#   bin/             helm and kustomize (possibly none), for the reconciler
 # By hand:
 #
 #     python3 -m pip wheel --wheel-dir wheels/deps . pip
 #     mkdir -p wheels/project && mv wheels/deps/platform_gitops-*.whl wheels/project/
+#     mkdir -p bin   # and put helm and kustomize there
 #     docker build -t platform-components:dev .
 #
 # Stages, so that a rebuild after a code change only redoes the small project layer:
@@ -93,6 +95,10 @@ RUN if ! command -v git >/dev/null; then \
  && (getent group 65532 >/dev/null || groupadd --gid 65532 platform) \
  && (getent passwd 65532 >/dev/null || useradd -K UID_MAX=65535 --uid 65532 --gid 65532 --no-create-home \
         --home-dir /tmp --shell /usr/sbin/nologin platform)
+# helm and kustomize, which the reconciler renders charts and kustomizations with: put
+# into bin/ by `platform image build` (bootstrap/docker/renderers.py: release archives
+# verified against bootstrap/pins.py, or the tests' own builds); bin/ may be empty.
+COPY bin/ /usr/local/bin/
 COPY --from=deps /opt/platform /opt/platform
 COPY --from=project /opt/platform-project /opt/platform-project
 ENV PATH=/opt/platform-project/bin:/opt/platform/bin:$PATH \

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootstrap import __version__
-from bootstrap.docker import host
+from bootstrap.docker import host, renderers
 from bootstrap.images import COMPONENT_BASE_IMAGE
 from stacks.errors import PermanentError, PlatformError, trim
 
@@ -233,6 +233,10 @@ def build_component_image(
         wheels = make_wheels(source, context / "wheels", on_line)
         wheel_seconds = time.monotonic() - started
         shutil.copyfile(dockerfile, context / "Dockerfile")
+        # helm and kustomize for the reconciler's renders (renderers.py says from where).
+        carried = renderers.stage(context / "bin", on_line)
+        if carried:
+            on_line(f"the image carries {', '.join(carried)}")
         ignore = source / ".dockerignore"
         if ignore.is_file():
             shutil.copyfile(ignore, context / ".dockerignore")
