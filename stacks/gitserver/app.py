@@ -4,12 +4,17 @@
 
     GET  /healthz, /readyz                            no auth; 200 when the data dir is there
     GET  /metrics                                     no auth; Prometheus text (counts only)
-    GET  /api/repos                                   any user; {"repos": [names]}
-    POST /api/repos {"name": "gitops"}                write users; 201 created, 200 existed
+    GET  /api/repos                                   any user; {"repos": [names it may reach]}
+    POST /api/repos {"name": "gitops"}                unrestricted write users; 201 created, 200 existed
+    DELETE /api/repos/<name>                          unrestricted write users; 204, 404
     GET  /<repo>[.git]/info/refs?service=git-upload-pack    clone/fetch (any user)
     POST /<repo>[.git]/git-upload-pack
     GET  /<repo>[.git]/info/refs?service=git-receive-pack   push (write users; else 403)
     POST /<repo>[.git]/git-receive-pack
+
+A repository name is one segment or two (`tenants/alice`). A user limited to some
+repositories (auth.py `repos`, e.g. a workshop tenant) gets 403 for any other, existing
+or not, so names are not disclosed either.
 
 Missing or wrong credentials get 401 with `WWW-Authenticate: Basic`; a client that
 failed too many logins gets 429 with Retry-After (throttle.py). A write user's
@@ -51,7 +56,7 @@ REALM = 'Basic realm="platform git", charset="UTF-8"'
 MAX_API_BODY = 64 * 1024
 
 _GIT_PATH = re.compile(
-    r"^/(?P<repo>[^/]+)/(?P<sub>info/refs|git-upload-pack|git-receive-pack|HEAD"
+    r"^/(?P<repo>[^/]+(?:/[^/]+)?)/(?P<sub>info/refs|git-upload-pack|git-receive-pack|HEAD"
     r"|objects/info/(?:packs|alternates|http-alternates)"
     r"|objects/[0-9a-f]{2}/[0-9a-f]{38,62}"
     r"|objects/pack/pack-[0-9a-f]{40,64}\.(?:pack|idx))$"
@@ -118,6 +123,8 @@ class GitServerApp:
         try:
             if path.rstrip("/") == "/api/repos":
                 return self._api_repos(environ, start_response, method, user)
+            if path.startswith("/api/repos/"):
+                return self._api_delete(start_response, method, user, path[len("/api/repos/") :])
             match = _GIT_PATH.match(path)
             if match is None:
                 return _text(start_response, "404 Not Found", "not found\n")
@@ -144,6 +151,10 @@ class GitServerApp:
                 return _text(start_response, "405 Method Not Allowed", "use POST\n")
         elif method not in ("GET", "HEAD"):
             return _text(start_response, "405 Method Not Allowed", "use GET\n")
+        if not user.may_access(repo):
+            return _text(
+                start_response, "403 Forbidden", f"user '{user.name}' may not access '{repo}'\n"
+            )
         if service == RECEIVE and not user.can_write:
             return _text(start_response, "403 Forbidden", f"user '{user.name}' may not push\n")
         if not self.store.exists(repo):
@@ -158,10 +169,11 @@ class GitServerApp:
         self, environ: dict[str, Any], start_response: StartResponse, method: str, user: User
     ) -> Iterable[bytes]:
         if method == "GET":
-            return _json(start_response, "200 OK", {"repos": self.store.names()})
+            names = [n for n in self.store.names() if user.may_access(n)]
+            return _json(start_response, "200 OK", {"repos": names})
         if method != "POST":
             return _text(start_response, "405 Method Not Allowed", "use GET or POST\n")
-        if not user.can_write:
+        if not user.can_write or not user.unrestricted:
             return _text(
                 start_response, "403 Forbidden", f"user '{user.name}' may not create repos\n"
             )
@@ -181,6 +193,21 @@ class GitServerApp:
             "201 Created" if created else "200 OK",
             {"name": name, "created": created, "path": f"/{name}.git"},
         )
+
+    def _api_delete(
+        self, start_response: StartResponse, method: str, user: User, raw: str
+    ) -> Iterable[bytes]:
+        if method != "DELETE":
+            return _text(start_response, "405 Method Not Allowed", "use DELETE\n")
+        if not user.can_write or not user.unrestricted:
+            return _text(
+                start_response, "403 Forbidden", f"user '{user.name}' may not delete repos\n"
+            )
+        name = normalise_name(urllib.parse.unquote(raw).rstrip("/"))
+        if not self.store.delete(name):
+            return _text(start_response, "404 Not Found", f"no repository '{name}'\n")
+        start_response("204 No Content", [("Content-Length", "0")])
+        return [b""]
 
 
 def _service(sub: str, query: str) -> str | None:

@@ -7,6 +7,12 @@ bootstrap with `credentials_document()`) names users with a password and an acce
     users:
       admin:  {password: "...", access: write}   # bootstrap, people
       reader: {password: "...", access: read}    # the cluster
+      alice:  {passwordHash: "pbkdf2-sha256$...", access: write, repos: [tenants/alice]}
+
+A user with `repos` (exact names or globs) reaches only those repositories; a user
+without reaches every one. `passwordHash` (`hash_password()`: PBKDF2-SHA256, salted)
+instead of `password` lets a credentials document be committed to git, as the tenant
+users of `platform tenant add` are (tenants.py reads them from the GitOps repository).
 
 Passwords are compared with `hmac.compare_digest`, and an unknown user costs the same
 comparison as a known one. The file is re-read when it changes on disk (Kubernetes
@@ -18,13 +24,16 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import fnmatch
+import hashlib
 import hmac
 import json
 import logging
 import os
+import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,36 +53,100 @@ class Access(enum.StrEnum):
     WRITE = "write"
 
 
+HASH_SCHEME = "pbkdf2-sha256"
+HASH_ITERATIONS = 60_000  # ~30 ms per login of a hashed user (a clone is 2-3 requests)
+MAX_HASH_ITERATIONS = 1_000_000  # a hostile document cannot make one login cost minutes
+
+
 @dataclass(frozen=True)
 class User:
     name: str
     access: Access
+    repos: tuple[str, ...] | None = None  # None: every repository
 
     @property
     def can_write(self) -> bool:
         return self.access is Access.WRITE
 
+    @property
+    def unrestricted(self) -> bool:
+        return self.repos is None
+
+    def may_access(self, repo: str) -> bool:
+        return self.repos is None or any(fnmatch.fnmatchcase(repo, p) for p in self.repos)
+
+
+def hash_password(password: str, iterations: int = HASH_ITERATIONS) -> str:
+    """`pbkdf2-sha256$ITERATIONS$SALT$HASH` (base64): safe to commit; `Credentials.check`
+    compares a login against it."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
+    b64 = base64.b64encode
+    return f"{HASH_SCHEME}${iterations}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def _parse_hash(text: str) -> tuple[int, bytes, bytes] | None:
+    scheme, _, rest = text.partition("$")
+    iterations, _, rest = rest.partition("$")
+    salt, _, digest = rest.partition("$")
+    if scheme != HASH_SCHEME or not iterations.isdigit():
+        return None
+    rounds = int(iterations)
+    if not 1_000 <= rounds <= MAX_HASH_ITERATIONS:
+        return None
+    try:
+        return (
+            rounds,
+            base64.b64decode(salt, validate=True),
+            base64.b64decode(digest, validate=True),
+        )
+    except binascii.Error:
+        return None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    secret: bytes  # the password, or the PBKDF2 digest when `rounds` > 0
+    access: Access
+    repos: tuple[str, ...] | None = None
+    rounds: int = 0
+    salt: bytes = b""
+
+    def matches(self, password: str) -> bool:
+        given = password.encode("utf-8")
+        if self.rounds:
+            given = hashlib.pbkdf2_hmac("sha256", given, self.salt, self.rounds)
+        return hmac.compare_digest(self.secret, given)
+
 
 @dataclass(frozen=True, repr=False)
 class Credentials:
-    """The parsed credentials file: user name -> (password bytes, access)."""
+    """The parsed credentials file: user name -> its password (or hash), access, repos."""
 
-    entries: Mapping[str, tuple[bytes, Access]]
+    entries: Mapping[str, _Entry]
 
     def __repr__(self) -> str:  # never print passwords, even by accident
         return f"Credentials(users={sorted(self.entries)})"
 
     def check(self, name: str, password: str) -> User | None:
         entry = self.entries.get(name)
-        expected = entry[0] if entry else _DUMMY
-        matches = hmac.compare_digest(expected, password.encode("utf-8"))
-        if entry is None or not matches:
+        if entry is None:
+            # As long as a known user's check: timing reveals no user names.
+            rounds = max((e.rounds for e in self.entries.values()), default=0)
+            _Entry(_DUMMY, Access.READ, rounds=rounds, salt=_DUMMY).matches(password)
             return None
-        return User(name=name, access=entry[1])
+        if not entry.matches(password):
+            return None
+        return User(name=name, access=entry.access, repos=entry.repos)
 
 
-def parse_credentials(text: str, source: str = "credentials") -> Credentials:
-    """Parse the YAML/JSON credentials document; errors name the problem, never a value."""
+def parse_credentials(
+    text: str, source: str = "credentials", hashed_only: bool = False, repos_under: str = ""
+) -> Credentials:
+    """Parse the YAML/JSON credentials document; errors name the problem, never a value.
+
+    `hashed_only`: refuse plain `password`s (a document committed to git);
+    `repos_under`: every user must name `repos`, all of them under this prefix."""
     try:
         document: Any = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -93,24 +166,62 @@ def parse_credentials(text: str, source: str = "credentials") -> Credentials:
             f"{source} has no users",
             hint="write it as `users: {NAME: {password: ..., access: read|write}}`",
         )
-    entries: dict[str, tuple[bytes, Access]] = {}
+    entries: dict[str, _Entry] = {}
     for name, spec in users.items():
         name = str(name)
-        if not name or ":" in name:
-            raise PermanentError(f"{source}: user name {name!r} is empty or contains ':'")
-        if not isinstance(spec, dict) or not isinstance(spec.get("password"), str):
+        if not name or ":" in name or len(name) > 100:
+            raise PermanentError(
+                f"{source}: user name {name[:100]!r} is empty, long or contains ':'"
+            )
+        if not isinstance(spec, dict):
+            raise PermanentError(f"{source}: user {name!r} is not a mapping")
+        repos = _repos(spec.get("repos"), source, name, repos_under)
+        if isinstance(spec.get("passwordHash"), str):
+            parsed = _parse_hash(spec["passwordHash"])
+            if parsed is None:
+                raise PermanentError(
+                    f"{source}: user {name!r} has a passwordHash that is not {HASH_SCHEME}",
+                    hint="make it with stacks.gitserver.auth.hash_password",
+                )
+            rounds, salt, digest = parsed
+            entries[name] = _Entry(digest, _access(spec, source, name), repos, rounds, salt)
+            continue
+        if hashed_only:
+            raise PermanentError(
+                f"{source}: user {name!r} has no passwordHash (plain passwords are refused here)"
+            )
+        if not isinstance(spec.get("password"), str):
             raise PermanentError(f"{source}: user {name!r} has no password string")
         if not spec["password"]:
             raise PermanentError(f"{source}: user {name!r} has an empty password")
-        try:
-            access = Access(str(spec.get("access", "read")).lower())
-        except ValueError:
-            raise PermanentError(
-                f"{source}: user {name!r} has access {spec.get('access')!r}",
-                hint="access is `read` or `write`",
-            ) from None
-        entries[name] = (spec["password"].encode("utf-8"), access)
+        entries[name] = _Entry(spec["password"].encode("utf-8"), _access(spec, source, name), repos)
     return Credentials(entries=entries)
+
+
+def _access(spec: Mapping[str, Any], source: str, name: str) -> Access:
+    try:
+        return Access(str(spec.get("access", "read")).lower())
+    except ValueError:
+        raise PermanentError(
+            f"{source}: user {name!r} has access {str(spec.get('access'))[:20]!r}",
+            hint="access is `read` or `write`",
+        ) from None
+
+
+def _repos(value: Any, source: str, name: str, under: str) -> tuple[str, ...] | None:
+    if value is None:
+        if under:
+            raise PermanentError(f"{source}: user {name!r} must name its repos (under {under})")
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) > 100
+        or not all(isinstance(r, str) and 0 < len(r) <= 200 for r in value)
+    ):
+        raise PermanentError(f"{source}: user {name!r} has repos that are not a list of names")
+    if under and not all(r.startswith(under) and ".." not in r for r in value):
+        raise PermanentError(f"{source}: user {name!r} names repos outside {under}")
+    return tuple(r[:-4] if r.endswith(".git") else r for r in value)
 
 
 def credentials_document(users: Mapping[str, tuple[str, Access]]) -> str:
@@ -148,8 +259,14 @@ def parse_basic(header: str) -> tuple[str, str] | None:
 class CredentialStore:
     """The credentials file on disk, re-read when its modification time changes."""
 
-    def __init__(self, path: Path, check_interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        check_interval: float = 2.0,
+        extra: Callable[[], Credentials | None] | None = None,
+    ) -> None:
         self._path = path
+        self._extra = extra  # more users (tenants.py), never shadowing this file's
         self._check_interval = check_interval
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
@@ -195,4 +312,9 @@ class CredentialStore:
         parsed = parse_basic(header)
         if parsed is None:
             return None
-        return self.current().check(*parsed)
+        main = self.current()
+        if parsed[0] not in main.entries and self._extra is not None:
+            extra = self._extra()
+            if extra is not None:
+                return extra.check(*parsed)
+        return main.check(*parsed)

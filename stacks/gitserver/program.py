@@ -4,7 +4,7 @@ The `platform run` dispatcher (bootstrap/cli/run.py) calls `main(argv)`; the con
 runs the same command from the manifests in `manifests/`. This module only reads flags
 (through the shared program shell, stacks/program.py: each has a PLATFORM_GIT_*
 environment variable), sets up logging and wires the parts:
-credentials (auth.py), repositories (repos.py), `git http-backend` (backend.py),
+credentials (auth.py; tenants.py for the users committed to git), repositories (repos.py), `git http-backend` (backend.py),
 webhooks (webhooks.py), the WSGI app (app.py) and waitress (server.py).
 
 Exit codes: 0 after a graceful shutdown, 2 for a configuration a person must fix (the
@@ -29,6 +29,7 @@ from stacks.gitserver.backend import HttpBackend
 from stacks.gitserver.limits import DEFAULT_MAX_BODY, SCRATCH_HEADROOM, parse_size
 from stacks.gitserver.logsafe import EscapingFilter
 from stacks.gitserver.repos import RepoStore, git_environment
+from stacks.gitserver.tenants import RepoUsers, parse_spec
 from stacks.gitserver.throttle import Gatekeeper, LoginThrottle
 from stacks.gitserver.webhooks import WebhookDispatcher, redact_url
 from stacks.program import ProgramOptions, Sample, configure_logging, metrics_text, registry_for
@@ -60,6 +61,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--credentials",
         type=Path,
         help="YAML/JSON file: users: {NAME: {password, access: read|write}}",
+    )
+    options.add(
+        "--repo-users",
+        default="",
+        help="REPO:PATH of a users file committed to a repository here (hashed passwords, "
+        "repos under tenants/), e.g. gitops:tenants/git-users.yaml; read again at each push",
     )
     options.add_list("--webhook-url", "POST push events here", env="WEBHOOK_URLS")
     options.add(
@@ -193,9 +200,15 @@ def run(args: argparse.Namespace) -> None:
     if min(args.idle_timeout, args.header_timeout) < 1:
         raise PermanentError("--idle-timeout and --header-timeout must be at least 1 second")
     git = _check_git()
-    credentials = CredentialStore(args.credentials)
     store = RepoStore(
         args.data_dir.resolve(), git=git, protect_default_branch=not args.allow_force_push
+    )
+    tenants = None
+    if args.repo_users:
+        repo, path = parse_spec(args.repo_users)
+        tenants = RepoUsers(store, repo, path, git=git)
+    credentials = CredentialStore(
+        args.credentials, extra=tenants.current if tenants is not None else None
     )
     store.ensure_root()
     store.configure_all()

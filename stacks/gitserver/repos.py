@@ -29,8 +29,10 @@ from stacks.errors import PermanentError, TransientError, trim
 
 log = logging.getLogger("platform.gitserver.repos")
 
-# One path segment: letters, digits, '.', '_', '-'; not starting with '.' or '-'.
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+# One path segment: letters, digits, '.', '_', '-'; not starting with '.' or '-'; a name
+# is one segment, or two (`tenants/alice`: a folder of repositories, issue 19).
+_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}"
+_NAME = re.compile(rf"(?:{_SEGMENT}/)?{_SEGMENT}")
 
 DEFAULT_BRANCH = "main"
 
@@ -90,7 +92,11 @@ def normalise_name(raw: str) -> str:
     non-ASCII characters: a valid name is always exactly one directory under the data dir.
     """
     name = raw[:-4] if raw.endswith(".git") else raw
-    if not _NAME.fullmatch(name) or ".." in name or name.endswith("."):
+    if (
+        not _NAME.fullmatch(name)
+        or ".." in name
+        or any(part.endswith(".") or part.endswith(".git") for part in name.split("/"))
+    ):
         raise InvalidRepoName(
             f"invalid repository name {trim(raw, 60)!r}",
             hint="use letters, digits, '.', '_' and '-' (at most 100), e.g. 'gitops'",
@@ -134,9 +140,10 @@ class RepoStore:
 
     def names(self) -> list[str]:
         found = []
-        for entry in sorted(self.root.glob("*.git")):
-            if (entry / "HEAD").is_file():
-                found.append(entry.name[:-4])
+        for entry in sorted([*self.root.glob("*.git"), *self.root.glob("*/*.git")]):
+            name = entry.relative_to(self.root).as_posix()[:-4]
+            if not name.startswith(".") and (entry / "HEAD").is_file():
+                found.append(name)
         return found
 
     def create(self, name: str) -> bool:
@@ -153,11 +160,25 @@ class RepoStore:
             try:
                 self._run("init", "--bare", "--quiet", "-b", DEFAULT_BRANCH, str(staging))
                 self._configure(str(staging))
+                target.parent.mkdir(exist_ok=True)
                 os.rename(staging, target)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
         log.info("created repository '%s'", target.name[:-4])
+        return True
+
+    def delete(self, name: str) -> bool:
+        """Delete repository `name` (tenant removal); False when it did not exist. Renamed
+        away first, so no request sees it half deleted."""
+        target = self.path(name)
+        with self._create_lock:
+            if not self.exists(name):
+                return False
+            doomed = Path(tempfile.mkdtemp(prefix=".delete-", dir=self.root))
+            os.rename(target, doomed / "repo")
+        shutil.rmtree(doomed, ignore_errors=True)
+        log.info("deleted repository '%s'", normalise_name(name))
         return True
 
     def configure_all(self) -> None:

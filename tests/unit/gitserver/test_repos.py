@@ -11,7 +11,13 @@ from stacks.gitserver.repos import InvalidRepoName, RepoStore, normalise_name
 
 @pytest.mark.parametrize(
     ("raw", "name"),
-    [("gitops", "gitops"), ("gitops.git", "gitops"), ("my-app_2.v1", "my-app_2.v1"), ("_x", "_x")],
+    [
+        ("gitops", "gitops"),
+        ("gitops.git", "gitops"),
+        ("my-app_2.v1", "my-app_2.v1"),
+        ("_x", "_x"),
+        ("tenants/alice.git", "tenants/alice"),  # one folder level (issue 19)
+    ],
 )
 def test_valid_names(raw: str, name: str) -> None:
     assert normalise_name(raw) == name
@@ -24,7 +30,12 @@ def test_valid_names(raw: str, name: str) -> None:
         ".git",
         "..",
         "../etc",
-        "a/b",
+        "a/b/c",
+        "/a",
+        "a/",
+        "a/../b",
+        "a.git/b",
+        "a/.b",
         "a\\b",
         ".hidden",
         "-rf",
@@ -49,3 +60,15 @@ def test_paths_stay_inside_the_root(tmp_path: Path) -> None:
     assert store.path("gitops.git").parent == tmp_path / "data"
     with pytest.raises(InvalidRepoName):
         store.path("../outside")
+
+
+def test_two_level_names_create_list_and_delete(tmp_path: Path) -> None:
+    store = RepoStore(tmp_path / "data")
+    store.ensure_root()
+    assert store.create("tenants/alice")
+    assert store.create("gitops")
+    assert store.names() == ["gitops", "tenants/alice"]
+    assert store.path("tenants/alice") == tmp_path / "data" / "tenants" / "alice.git"
+    assert store.delete("tenants/alice")
+    assert not store.delete("tenants/alice")
+    assert store.names() == ["gitops"]
