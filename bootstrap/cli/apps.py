@@ -78,16 +78,18 @@ def apps(
                 "No Applications yet. The bootstrap's `reconciler` stage creates the root one."
             )
         show_ns = len({r.namespace for r in rows}) > 1
-        columns = (["NAMESPACE"] if show_ns else []) + [
-            "NAME",
-            "SYNC",
-            "HEALTH",
-            "REVISION",
-            "MESSAGE",
-        ]
+        show_hooks = any(r.hooks for r in rows)  # the last sync's hooks (issue 21)
+        columns = (
+            (["NAMESPACE"] if show_ns else [])
+            + ["NAME", "SYNC", "HEALTH", "REVISION"]
+            + (["HOOKS"] if show_hooks else [])
+            + ["MESSAGE"]
+        )
         table = [
             ([r.namespace] if show_ns else [])
-            + [r.name, r.sync, r.health, r.revision, r.message[:100]]
+            + [r.name, r.sync, r.health, r.revision]
+            + ([r.hooks[:60]] if show_hooks else [])
+            + [r.message[:100]]
             for r in rows
         ]
         if rows:

@@ -30,7 +30,7 @@ def diff(
     """Show what syncing APP would create, change or prune."""
     session = open_session(common)
     with reported_errors(session):
-        from stacks.reconciler.inspect import diff_app, find_app
+        from stacks.reconciler.inspect import HOOK_ACTIONS, diff_app, find_app
 
         client = kube_client(session, kubeconfig, context)
         obj = find_app(client, app, app_namespace)
@@ -39,9 +39,20 @@ def diff(
             / "platform"
             / "diff-git"
         )
-        diffs = diff_app(client, obj, cache)
+        found = diff_app(client, obj, cache)
+        diffs = [d for d in found if d.action not in HOOK_ACTIONS]
+        hooks = [d for d in found if d.action in HOOK_ACTIONS]
         if not diffs:
             session.terminal.success(f"'{app}' is in sync with git: a sync would change nothing.")
+        for item in hooks:  # hooks are not changes: a sync runs them (issue 21)
+            if session.terminal.mode == "json":
+                session.terminal.emit(
+                    "hook", object=str(item.ref), action=item.action, diff=item.diff
+                )
+            else:
+                session.terminal.info(
+                    f"--- {item.action}: {item.ref}: {item.diff.lstrip('# ').rstrip()}"
+                )
         for item in diffs:
             if session.terminal.mode == "json":
                 session.terminal.emit(

@@ -28,7 +28,9 @@ from stacks.errors import PermanentError, PlatformError, WaitingError
 from stacks.kube.objects import KubeObject, ObjectReader, ObjectRef, condition_of
 from stacks.reconciler.api import API_VERSION, FIELD_MANAGER, KIND, REFRESH, AppKey, AppSpec
 from stacks.reconciler.desired import Loader, ReconcileFailed
-from stacks.reconciler.plan import make_plan
+from stacks.reconciler.hooks import describe_hooks
+from stacks.reconciler.ignore import keep_live_values, rules_for
+from stacks.reconciler.plan import Desired, make_plan
 from stacks.reconciler.source import GitCache
 
 
@@ -58,6 +60,7 @@ class AppRow:
     revision: str
     ready: str
     message: str
+    hooks: str = ""  # the last sync operation's hooks, one line (hooks.describe_hooks)
 
 
 def list_apps(client: Client, namespace: str | None = None) -> list[AppRow]:
@@ -77,6 +80,7 @@ def list_apps(client: Client, namespace: str | None = None) -> list[AppRow]:
                 message=str(
                     ready.get("message") or (status.get("health") or {}).get("message") or ""
                 ),
+                hooks=describe_hooks(status.get("hooks")),
             )
         )
     return sorted(rows, key=lambda r: (r.namespace, r.name))
@@ -158,6 +162,24 @@ def _yaml(obj: KubeObject) -> list[str]:
     return yaml.safe_dump(obj, sort_keys=True).splitlines(keepends=True) if obj else []
 
 
+def _hook_entry(item: Desired) -> ObjectDiff:
+    """A hook in `platform diff`: when a sync runs it, or why it never does."""
+    hook = item.hook
+    assert hook is not None
+    if hook.skip:
+        return ObjectDiff(item.ref, "skip", f"# {hook.skip}\n")
+    named = "generateName: a new object each sync" if item.ref.name.endswith("-") else "named"
+    policies = ", ".join(sorted(str(p) for p in hook.policies))
+    text = (
+        f"# {'/'.join(str(p) for p in hook.phases)} hook, wave {item.wave} ({named}); "
+        f"delete policy {policies}; runs when a sync runs, not compared with the cluster\n"
+    )
+    return ObjectDiff(item.ref, "hook", text)
+
+
+HOOK_ACTIONS = ("hook", "skip")  # diff entries that are not changes
+
+
 def diff_app(
     client: Client, app: KubeObject, cache_dir: Path, credentials_file: Path | None = None
 ) -> list[ObjectDiff]:
@@ -185,9 +207,17 @@ def diff_app(
     )
     diffs: list[ObjectDiff] = []
     for item in desired:
-        before = _clean(live_objects.get(item.ref.key))
+        if item.hook is not None:  # not compared: run (or skipped) by a sync
+            diffs.append(_hook_entry(item))
+            continue
+        live_obj = live_objects.get(item.ref.key)
+        before = _clean(live_obj)
         try:
-            after = _clean(client.apply(item.obj, FIELD_MANAGER, force=True, dry_run=True))
+            after_obj = client.apply(item.obj, FIELD_MANAGER, force=True, dry_run=True)
+            rules = rules_for(spec.ignore_differences, *item.ref.key)
+            if rules and live_obj is not None:  # ignoreDifferences: no diff in those fields
+                after_obj = keep_live_values(after_obj, live_obj, rules)
+            after = _clean(after_obj)
         except PlatformError as error:
             diffs.append(ObjectDiff(item.ref, "error", f"# {error}\n"))
             continue

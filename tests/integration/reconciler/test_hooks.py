@@ -28,6 +28,8 @@ from tests.integration.reconciler.conftest import (
     wait_until,
 )
 from tests.support import processes
+from tests.support.cli import json_events, run_platform
+from tests.support.kwok import KwokCluster
 
 pytestmark = pytest.mark.integration
 
@@ -267,7 +269,7 @@ def test_presync_then_app_then_postsync_with_delete_policies(
 
 
 def test_failed_presync_blocks_the_sync_reports_it_and_runs_syncfail(
-    reconciler: Reconciler, repo: GitRepo, kube: KubeClient, namespace: str
+    cluster: KwokCluster, reconciler: Reconciler, repo: GitRepo, kube: KubeClient, namespace: str
 ) -> None:
     repo.write(
         "app/hooks.yaml",
@@ -319,6 +321,20 @@ def test_failed_presync_blocks_the_sync_reports_it_and_runs_syncfail(
         ("PreSync", "Failed"),
         ("SyncFail", "Succeeded"),
     }
+
+    # `platform apps` and `platform diff` show the hooks and their phase.
+    flags = ["--kubeconfig", str(cluster.kubeconfig), "-n", namespace]
+    listed = run_platform("apps", *flags)
+    assert "HOOKS" in listed.stdout, listed.stdout + listed.stderr
+    as_json = run_platform("apps", *flags, "-o", "json")
+    summary = next(e for e in json_events(as_json.stdout) if e["event"] == "summary")
+    line = summary["applications"][0]["hooks"]
+    assert line == f"Failed: 1/2 hooks succeeded; PreSync Job/{migrate} Failed", line
+    diffed = run_platform("diff", "failing", *flags)
+    assert diffed.returncode == 1, diffed.stderr  # app-config would be created
+    assert "=== create: ConfigMap" in diffed.stdout
+    assert "--- hook: Job" in diffed.stdout and "PreSync hook, wave 0" in diffed.stdout
+    assert "SyncFail hook" in diffed.stdout and "HookSucceeded" in diffed.stdout
 
 
 def test_helm_hook_annotations_are_mapped(
