@@ -35,6 +35,7 @@ waves.py (running them), status.py and inspect.py (showing them).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
@@ -281,12 +282,15 @@ def summary(run: HookRun | None, skipped: Sequence[Any] = ()) -> dict[str, Any] 
         ref = rec.ref or rec.identity
         entry: dict[str, Any] = {
             "phase": str(rec.phase),
+            "apiVersion": ref.api_version,
             "kind": ref.kind,
             "namespace": ref.namespace,
             "name": ref.name,
             "syncWave": rec.wave,
             "state": str(rec.state),
         }
+        if rec.identity.name != ref.name:  # a generateName hook: as written in git
+            entry["hook"] = rec.identity.name
         if rec.message:
             entry["message"] = rec.message[:300]
         if rec.deleted:
@@ -312,7 +316,55 @@ def summary(run: HookRun | None, skipped: Sequence[Any] = ()) -> dict[str, Any] 
     }
     if run and run.failure:
         result["message"] = run.failure[:1000]
+        result["reason"] = run.reason
+        result["retries"] = run.attempts
+        # After a restart: 0 = not tried again at this revision, 1 = a retry is due
+        result["retry"] = 0 if run.retry_at == 0 else 1 if run.retry_at > 0 else -1
     return result
+
+
+def restore(status_hooks: Any, revision: str) -> HookRun | None:
+    """The HookRun a previous process wrote into status.hooks for `revision` (None when
+    there is none or it is for another revision): after a restart, an operation under
+    way goes on where it was (its hooks are not created twice), and a failed one is not
+    retried when it would not have been."""
+    if not isinstance(status_hooks, dict) or status_hooks.get("revision") != revision:
+        return None
+    phase = str(status_hooks.get("phase") or "")
+    if not revision or phase not in (*(str(p) for p in RUN_ORDER), FAILED, SUCCEEDED):
+        return None
+    run = HookRun(revision, phase=phase)
+    if phase == FAILED:
+        run.failure = str(status_hooks.get("message") or "")
+        run.reason = str(status_hooks.get("reason") or "SyncFailed")
+        run.attempts = int(status_hooks.get("retries") or 0)
+        retry = int(status_hooks.get("retry") or 0)
+        run.retry_at = 0.0 if retry == 0 else time.monotonic() if retry > 0 else -1.0
+    for item in status_hooks.get("items") or []:
+        if not isinstance(item, dict) or item.get("phase") not in {str(p) for p in Phase}:
+            continue
+        try:
+            ref = ObjectRef.of(
+                {
+                    "apiVersion": str(item["apiVersion"]),
+                    "kind": str(item["kind"]),
+                    "metadata": {"name": str(item["name"]), "namespace": str(item["namespace"])},
+                }
+            )
+            record = run.record(
+                Phase(item["phase"]),
+                dataclasses.replace(ref, name=str(item.get("hook") or ref.name)),
+                int(item.get("syncWave") or 0),
+            )
+            record.ref = ref
+            record.state = HookState(str(item.get("state")))
+        except (KeyError, ValueError, TypeError):
+            continue  # written by hand or by an older version: that hook starts again
+        record.message = str(item.get("message") or "")
+        record.deleted = str(item.get("deleted") or "")
+        if record.state is HookState.PENDING:
+            record.ref = None
+    return run
 
 
 def describe_hooks(status_hooks: Mapping[str, Any] | None) -> str:

@@ -28,7 +28,15 @@ from stacks.reconciler.api import FIELD_MANAGER, TRACKING, owner_of_tracking
 from stacks.reconciler.apply import ApplyOutcome, wave_health
 from stacks.reconciler.desired import ReconcileFailed
 from stacks.reconciler.hookrun import HookRunner, failure_text, waiting_text
-from stacks.reconciler.hooks import FAILED, SUCCEEDED, HookRecord, HookRun, Phase, summary
+from stacks.reconciler.hooks import (
+    FAILED,
+    SUCCEEDED,
+    HookRecord,
+    HookRun,
+    Phase,
+    restore,
+    summary,
+)
 from stacks.reconciler.ignore import fields_hash_ignoring, keep_live_values, rules_for
 from stacks.reconciler.memory import Operation
 from stacks.reconciler.options import AppOptions
@@ -72,6 +80,11 @@ class Waves(ControllerParts):
         """Run the sync operation as far as it can go now (the module docstring)."""
         spec, memory, report, plan = sync.spec, sync.memory, sync.report, sync.plan
         runner = HookRunner(sync.client or self.client, self._lookup, self._remember_hook)
+        if memory.hooks is None and plan.hooks:  # after a restart: from status.hooks
+            memory.hooks = restore(sync.previous.get("hooks"), sync.revision)
+            if memory.hooks is not None and memory.hooks.phase not in (SUCCEEDED, FAILED):
+                sync.operation = memory.operation = Operation(sync.revision, False)
+                sync.allowed = True  # an operation under way goes on
         run = memory.hooks if memory.hooks and memory.hooks.revision == sync.revision else None
         sync.finished = not plan.changes and not plan.prunes
         retrying = False
@@ -94,7 +107,10 @@ class Waves(ControllerParts):
         else:
             report.hooks = summary(run, plan.skipped)
         if not (sync.allowed or retrying) or not (
-            plan.changes or plan.prunes or sync.operation is not None
+            plan.changes
+            or plan.prunes
+            or sync.operation is not None
+            or (sync.manual and plan.hooks)  # `platform sync` runs the hooks, as Argo CD
         ):
             return None
         options = AppOptions.of(spec.sync_options)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from tests.integration.reconciler.conftest import (
     condition,
     configmap,
     ready,
+    start_reconciler,
     wait_until,
 )
 from tests.support import processes
@@ -427,3 +429,42 @@ def test_retry_backs_off_and_stops_at_the_limit(
         if e.get("reason") == "ApplyFailed" or "retry" in e.get("message", "")
     ]
     assert events  # each failed attempt is told
+
+
+def test_a_restart_mid_presync_goes_on_without_running_it_twice(
+    reconciler: Reconciler, repo: GitRepo, kube: KubeClient, namespace: str, tmp_path: Path
+) -> None:
+    repo.write(
+        "app/hooks.yaml",
+        [job(generate="migrate-", annotations={"argocd.argoproj.io/hook": "PreSync"})],
+    )
+    repo.write("app/config.yaml", configmap("app-config"))
+    rev = repo.commit("hooks")
+    create_app(kube, namespace, repo, "restarted", "app")
+    migrate = one_job(kube, namespace, "migrate-")
+    wait_app(
+        kube,
+        namespace,
+        "restarted",
+        lambda o: (
+            ((o["status"].get("hooks") or {}).get("items") or [{}])[0].get("state") == "Running"
+        ),
+        "the PreSync hook recorded as Running",
+    )
+    processes.stop(reconciler.process)
+    again = start_reconciler(tmp_path, reconciler.args[6:], name="again")
+    try:
+        time.sleep(2)  # the new process has looked at it
+        assert [j["metadata"]["name"] for j in jobs(kube, namespace, "migrate-")] == [migrate]
+        assert kube.get("v1", "ConfigMap", "app-config", namespace) is None
+        finish_job(kube, namespace, migrate, succeeded=True)
+        wait_app(
+            kube,
+            namespace,
+            "restarted",
+            lambda o: o["status"].get("lastAppliedRevision") == rev and ready(o) == "True",
+            "synced after the restart",
+        )
+        assert [j["metadata"]["name"] for j in jobs(kube, namespace, "migrate-")] == [migrate]
+    finally:
+        processes.stop(again.process)

@@ -18,6 +18,7 @@ from stacks.reconciler.hooks import (
     Policy,
     describe_hooks,
     hook_of,
+    restore,
     summary,
 )
 from stacks.reconciler.plan import hook_waves, make_plan, normalize
@@ -178,3 +179,31 @@ def test_retry_policy_backoff() -> None:
         RetryPolicy.parse({"backoff": {"factor": 0}})
     with pytest.raises(ValueError, match="duration"):
         RetryPolicy.parse({"backoff": {"duration": "soon"}})
+
+
+def test_a_run_survives_a_restart_through_the_status() -> None:
+    run = HookRun("rev1", phase="PreSync")
+    record = run.record(Phase.PRE_SYNC, ObjectRef("batch", "Job", "team", "migrate-", "v1"), 0)
+    record.ref = ObjectRef("batch", "Job", "team", "migrate-x7k2p", "v1")
+    record.state = HookState.RUNNING
+    written = summary(run)
+    assert written is not None and written["items"][0]["hook"] == "migrate-"
+    again = restore(written, "rev1")
+    assert again is not None and again.phase == "PreSync"
+    (restored,) = again.records.values()
+    assert restored.ref == record.ref and restored.state is HookState.RUNNING
+    # The same hook of the render finds it (it is not created a second time).
+    assert again.record(Phase.PRE_SYNC, record.identity, 0) is restored
+    assert restore(written, "rev2") is None  # another revision starts afresh
+    run.phase, run.failure, run.reason, run.retry_at = (
+        "Failed",
+        "PreSync hook failed",
+        "HookFailed",
+        0.0,
+    )
+    failed = restore(summary(run), "rev1")
+    assert failed is not None and failed.retry_at == 0 and failed.reason == "HookFailed"
+    assert (
+        restore({"revision": "rev1", "phase": "Sync", "items": [{"phase": "Sync"}]}, "rev1")
+        is not None
+    )
