@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("bootstrap.cli.run", "run", "Run an in-house component (reconciler, gitserver, ...)."),
     "vault": ("bootstrap.cli.vault", "vault", "Vault: status, unseal, credentials, ui."),
     "git": ("bootstrap.cli.git", "git", "The GitOps repository: url, credentials, clone."),
+    "tenant": ("bootstrap.cli.tenant", "tenant", "Workshop tenants: add, remove, list."),
     "hosts": (
         "bootstrap.cli.hosts",
         "hosts",
