@@ -359,8 +359,8 @@ def repository(repo: Repository) -> str:
             or '<span class="muted">no Application</span>'
         )
         rows.append(
-            f'<tr><td><code title="{esc(commit.sha)}">{esc(commit.sha[:7])}</code></td>'
-            f"<td>{when(commit.when)}</td><td>{esc(commit.author)}</td>"
+            f'<tr><td class=nowrap><code title="{esc(commit.sha)}">{esc(commit.sha[:7])}</code></td>'
+            f"<td class=nowrap>{when(commit.when)}</td><td>{esc(commit.author)}</td>"
             f"<td class=msg>{esc(commit.subject)}</td><td>{apps}</td></tr>"
         )
     return head + table(

@@ -9,11 +9,12 @@
     places()            where things are (the non-secret outputs `platform up` recorded) and
                         which command prints each credential; never a credential
     detail(ns, name)    one Application: resources, conditions, events, last handled sync
-    diff(ns, name)      what `platform diff` computes (inspect.diff_app)
+    diff(ns, name)      what `platform diff` computes (inspect.diff_app), logged in to git with
+                        the read-only login the cluster pulls with (git_credentials())
     sync(ns, name)      what `platform sync --no-wait` does (inspect.request_sync)
     repository()        the last commits of the platform's repository, which Applications
                         each changed and whether they applied it (the reconciler's GitCache
-                        fetches, with the Application's own credentials, as `platform diff`)
+                        and desired-state loader fetch, with the same login as diff())
     vault()             Vault's seal state (stacks/vault/api.py through bootstrap.vault_access)
     certificates()      Certificates' issuer and expiry, and the local CA's
 
@@ -24,7 +25,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -135,6 +139,7 @@ class Platform:
         self._checked = (0.0, False, "not checked yet")
         self._lock = threading.Lock()
         self._vault_address = ""
+        self._credentials: Path | None = None
 
     # ---- the cluster ------------------------------------------------------------------
 
@@ -245,11 +250,39 @@ class Platform:
             detail.events_error = str(error)
         return detail
 
+    def git_credentials(self) -> Path | None:
+        """A git-credentials file with the read-only login the cluster pulls with (the
+        reconciler stage's line, bootstrap/gitops/source.py), in a private directory of
+        this process (0700, the file 0600) removed at close; None when there is none."""
+        if self._credentials is not None:
+            return self._credentials
+        from bootstrap.gitops.source import cluster_git_source
+        from stacks.reconciler.install import git_credentials_line
+
+        try:
+            source = cluster_git_source(self.settings, self.state)
+        except PlatformError as error:
+            log.debug("no git login for the dashboard: %s", error)
+            return None
+        folder = Path(tempfile.mkdtemp(prefix="platform-ui-"))
+        path = folder / "git-credentials"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(
+                git_credentials_line(
+                    source.base_url, source.readonly_username, source.readonly_password
+                )
+            )
+        self._credentials = path
+        return path
+
     def diff(self, namespace: str, name: str) -> list[ObjectDiff]:
         from stacks.reconciler.inspect import diff_app, find_app
 
         obj = find_app(cast(Any, self.client()), name, namespace)
-        return diff_app(cast(Any, self.client()), obj, self.cache_dir / "diff-git")
+        return diff_app(
+            cast(Any, self.client()), obj, self.cache_dir / "diff-git", self.git_credentials()
+        )
 
     def sync(self, namespace: str, name: str) -> str:
         from stacks.reconciler.api import AppKey
@@ -282,7 +315,7 @@ class Platform:
         url = root.source.repo_url
         cache = GitCache(self.cache_dir / "repo-git")
         try:
-            head = Loader(cast(Any, self.client()), cache).fetch(root)
+            head = Loader(cast(Any, self.client()), cache, self.git_credentials()).fetch(root)
             log_text = _git(
                 cache.repo_dir(url),
                 "log",
@@ -378,6 +411,9 @@ class Platform:
     def close(self) -> None:
         if self.feed is not None:
             self.feed.close()
+        if self._credentials is not None:
+            shutil.rmtree(self._credentials.parent, ignore_errors=True)
+            self._credentials = None
 
 
 class _Listed:

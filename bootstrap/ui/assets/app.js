@@ -64,8 +64,19 @@
   function connect() {
     if (!window.EventSource) return;
     var source = new EventSource("/events");
-    source.onopen = function () { setLive(true, "● live"); };
-    source.onerror = function () { setLive(false, "○ reconnecting"); };
+    var lost = false;
+    source.onopen = function () {
+      setLive(true, "● live");
+      // Changes made while the stream was away (or before it first opened) were not
+      // sent to this tab: after an outage load the page again; on an Application's
+      // page, fetch its live part once.
+      if (lost) window.location.reload();
+      else if (appKey) refreshApp();
+    };
+    source.onerror = function () {
+      lost = true;
+      setLive(false, "○ reconnecting");
+    };
     source.onmessage = function (event) {
       var message = JSON.parse(event.data);
       if (message.reload) {
