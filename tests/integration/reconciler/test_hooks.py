@@ -20,6 +20,7 @@ import pytest
 
 from stacks.kube.client import KubeClient
 from stacks.reconciler.api import API_VERSION, KIND
+from tests.integration.reconciler.charts import write_chart
 from tests.integration.reconciler.conftest import (
     GitRepo,
     Reconciler,
@@ -29,6 +30,7 @@ from tests.integration.reconciler.conftest import (
     start_reconciler,
     wait_until,
 )
+from tests.integration.reconciler.tools import tool_env, tool_reconciler  # noqa: F401 - fixtures
 from tests.support import processes
 from tests.support.cli import json_events, run_platform
 from tests.support.kwok import KwokCluster
@@ -468,3 +470,106 @@ def test_a_restart_mid_presync_goes_on_without_running_it_twice(
         assert [j["metadata"]["name"] for j in jobs(kube, namespace, "migrate-")] == [migrate]
     finally:
         processes.stop(again.process)
+
+
+CHART_JOB = """apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ .Release.Name }}-%(name)s
+  annotations:
+    helm.sh/hook: %(hook)s
+    helm.sh/hook-weight: "%(weight)s"
+    helm.sh/hook-delete-policy: %(policy)s
+spec:
+  managedBy: tests.example/job-runner
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: run
+          image: registry.example/tool:1
+"""
+CHART_TEST = """apiVersion: v1
+kind: Pod
+metadata:
+  name: {{ .Release.Name }}-test
+  annotations:
+    helm.sh/hook: test
+spec:
+  containers:
+    - name: test
+      image: registry.example/curl:8
+"""
+CHART_CONFIG = """apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-settings
+data:
+  greeting: {{ .Values.greeting | quote }}
+"""
+
+
+@pytest.mark.usefixtures("tool_reconciler")
+def test_a_helm_chart_with_hooks_runs_them_in_order(
+    repo: GitRepo, kube: KubeClient, namespace: str
+) -> None:
+    """Helm's hook annotations in a real chart, rendered by the real helm (issue 18's
+    Helm sources): pre-install before the chart's objects, post-install after, weights
+    as waves, hook-succeeded honoured, the test hook never applied."""
+    write_chart(
+        repo.work / "charts" / "hooked",
+        "hooked",
+        "0.1.0",
+        {
+            "migrate.yaml": CHART_JOB
+            % {
+                "name": "migrate",
+                "hook": "pre-install,pre-upgrade",
+                "weight": "-5",
+                "policy": "before-hook-creation,hook-succeeded",
+            },
+            "notify.yaml": CHART_JOB
+            % {
+                "name": "notify",
+                "hook": "post-install,post-upgrade",
+                "weight": "0",
+                "policy": "before-hook-creation",
+            },
+            "test.yaml": CHART_TEST,
+            "settings.yaml": CHART_CONFIG,
+        },
+    )
+    rev = repo.commit("a chart with hooks")
+    create_app(kube, namespace, repo, "rel", "charts/hooked")
+    wait_until(
+        lambda: kube.get("batch/v1", "Job", "rel-migrate", namespace) is not None,
+        "the pre-install hook",
+        timeout=60,
+    )
+    assert stays_absent(kube, namespace, "rel-settings"), "applied before pre-install ended"
+    finish_job(kube, namespace, "rel-migrate", succeeded=True)
+    wait_until(
+        lambda: kube.get("batch/v1", "Job", "rel-notify", namespace) is not None,
+        "the post-install hook",
+    )
+    assert kube.get("v1", "ConfigMap", "rel-settings", namespace) is not None
+    finish_job(kube, namespace, "rel-notify", succeeded=True)
+    obj = wait_app(
+        kube,
+        namespace,
+        "rel",
+        lambda o: o["status"].get("lastAppliedRevision") == rev and ready(o) == "True",
+        "synced",
+    )
+    wait_until(
+        lambda: kube.get("batch/v1", "Job", "rel-migrate", namespace) is None, "hook-succeeded"
+    )
+    assert kube.get("batch/v1", "Job", "rel-notify", namespace) is not None  # kept
+    assert kube.get("v1", "Pod", "rel-test", namespace) is None  # Helm test hook skipped
+    states = {(i["phase"], i["name"], i["state"]) for i in obj["status"]["hooks"]["items"]}
+    assert states == {
+        ("PreSync", "rel-migrate", "Succeeded"),
+        ("PostSync", "rel-notify", "Succeeded"),
+        ("Skip", "rel-test", "Skipped"),
+    }
