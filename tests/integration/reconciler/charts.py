@@ -5,6 +5,7 @@ by a Python http.server thread, or pushed to a real OCI registry (`crane registr
 
 from __future__ import annotations
 
+import base64
 import functools
 import http.server
 import subprocess
@@ -83,13 +84,32 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         return
 
 
+class _Guarded(_Quiet):
+    """Answers 401 unless the request carries the expected Basic credentials."""
+
+    expected = ""
+
+    def do_GET(self) -> None:
+        if self.headers.get("Authorization") != self.expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="charts"')
+            self.end_headers()
+            return
+        super().do_GET()
+
+
 @contextmanager
-def chart_repository(helm: Path, directory: Path) -> Iterator[str]:
-    """Serve `directory` (chart archives) as a chart repository; yields its URL. The
-    index is written again by `reindex()`-style calls: run `helm repo index` after
-    adding archives."""
+def chart_repository(
+    helm: Path, directory: Path, credentials: tuple[str, str] | None = None
+) -> Iterator[str]:
+    """Serve `directory` (chart archives) as a chart repository, behind Basic auth when
+    `credentials` are given; yields its URL (index written on entry)."""
     directory.mkdir(parents=True, exist_ok=True)
-    handler = functools.partial(_Quiet, directory=str(directory))
+    base: type[_Quiet] = _Quiet
+    if credentials is not None:
+        token = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+        base = type("Guarded", (_Guarded,), {"expected": f"Basic {token}"})
+    handler = functools.partial(base, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)

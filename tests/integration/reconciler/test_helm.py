@@ -7,6 +7,7 @@ chart, each failing only its own Application while another keeps syncing."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import time
@@ -26,6 +27,7 @@ from tests.integration.reconciler.charts import (
 from tests.integration.reconciler.conftest import (
     Apps,
     GitRepo,
+    Reconciler,
     condition,
     configmap,
 )
@@ -110,6 +112,53 @@ def test_chart_repository_install_upgrade_prune_health(
         web = kube.get("apps/v1", "Deployment", "rel-web", namespace)
         assert web is not None
         assert web["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":2.0.0")
+
+
+def test_private_chart_repository_with_a_repository_secret(
+    tool_reconciler: Reconciler,  # noqa: F811
+    apps: Apps,
+    kube: KubeClient,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """Credentials from a label-selected Secret (Argo CD's repository Secrets); the
+    password appears in no status and no log line."""
+    helm = require_binary("helm")
+    password = "chart-pass-5ecret"
+    served = tmp_path / "private"
+    package(
+        helm,
+        write_chart(tmp_path / "p" / "private", "private", "0.2.0", {"s.yaml": SETTINGS}),
+        served,
+    )
+    with chart_repository(helm, served, credentials=("reader", password)) as url:
+        create_app(
+            kube,
+            namespace,
+            "private",
+            {"repoURL": url, "chart": "private", "targetRevision": "0.2.0"},
+        )
+        refused = apps.wait(
+            "private", lambda o: "HTTP 401" in condition(o, "Ready").get("message", ""), "401", 60
+        )
+        assert "repository Secret" in condition(refused, "Ready")["message"]
+        kube.create(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": "charts",
+                    "namespace": namespace,
+                    "labels": {"gitops.platform.local/secret-type": "repo-creds"},
+                },
+                "stringData": {"url": url, "username": "reader", "password": password},
+            }
+        )
+        apps.annotate("private", **{"gitops.platform.local/refresh": "with-secret"})
+        synced = apps.wait_synced("private", "0.2.0", timeout=60)
+        assert kube.get("v1", "ConfigMap", "private-settings", namespace) is not None
+    assert password not in json.dumps(synced)
+    assert password not in tool_reconciler.output()
 
 
 @pytest.mark.usefixtures("tool_reconciler")
