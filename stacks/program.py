@@ -2,11 +2,10 @@
 variables, logging with the secret filter, the API connection, stopping on signals, the
 health/ready/metrics endpoint and optional leader election.
 
-Used by the programs of secrets, certs, dns and the unsealer (everything below), the git
+Used by the programs of secrets, certs, dns, the unsealer and the reconciler (everything
+below; the reconciler's push webhook is a POST route of its `Endpoints`) and the git
 server (flags, logging, and its /metrics text, which it serves on its own port beside
-git) and the reconciler (flags, logging, connection, signals; its own HTTP server, which
-also takes webhooks, moves onto `Endpoints` in phase 2 of issue 17), so each program
-module holds only its own flags and its own start-up.
+git), so each program module holds only its own flags and its own start-up.
 
     options = ProgramOptions("certs", "Issues certificates ...")
     options.add("--workers", type=int, default=4, help="parallel reconciles")
@@ -21,24 +20,35 @@ module holds only its own flags and its own start-up.
 
 /metrics is Prometheus text from `prometheus_client` (with its process_* metrics: RSS,
 CPU, open files); a program's own values are read when scraped (`collect` returns
-`Sample`s), so the hot paths only bump plain integers.
+`Sample`s, or a `Collector` yields whole families: labels, histograms), so the hot paths
+only bump plain integers.
+
+Anyone who can reach the port can send anything, so every request is bounded before a
+handler sees it (`BoundedHTTPServer`): a whole request must arrive within
+REQUEST_DEADLINE (a watchdog closes the socket, so a peer that sends one byte a second
+is cut off too), at most MAX_CONNECTIONS are served at once (more get 503 at once,
+without a thread), a POST body is at most MAX_BODY, and malformed headers get 400
+instead of a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -53,6 +63,9 @@ if TYPE_CHECKING:  # the git server needs no Kubernetes client: import it only t
 
 log = logging.getLogger("stacks.program")
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+MAX_BODY = 64 * 1024
+REQUEST_DEADLINE = 10.0  # seconds for a whole request, headers and body
+MAX_CONNECTIONS = 32  # requests served at once; each holds a thread
 
 
 class ProgramOptions:
@@ -243,12 +256,16 @@ class _Collector(Collector):
             yield family(sample.name, sample.help, value=sample.value)
 
 
-def registry_for(collect: Callable[[], Iterable[Sample]] | None) -> CollectorRegistry:
-    """A registry with the process metrics and the program's own samples."""
+def registry_for(
+    collect: Callable[[], Iterable[Sample]] | None, collectors: Sequence[Collector] = ()
+) -> CollectorRegistry:
+    """A registry with the process metrics and the program's own samples and collectors."""
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=registry)
     if collect is not None:
         registry.register(_Collector(collect))
+    for collector in collectors:
+        registry.register(collector)
     return registry
 
 
@@ -256,9 +273,87 @@ def metrics_text(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
 
 
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer with a cap on concurrent requests, a deadline for each whole
+    request, and quiet disconnects."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: Any) -> None:
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        # One watchdog for every request (a timer per request would double the threads).
+        self._deadlines: dict[Any, float] = {}
+        self._guard = threading.Lock()
+        threading.Thread(target=self._reap, name="http-deadline", daemon=True).start()
+
+    def watch(self, connection: Any) -> None:
+        with self._guard:
+            self._deadlines[connection] = time.monotonic() + REQUEST_DEADLINE
+
+    def unwatch(self, connection: Any) -> None:
+        with self._guard:
+            self._deadlines.pop(connection, None)
+
+    def _reap(self) -> None:
+        while True:
+            time.sleep(0.5)
+            now = time.monotonic()
+            with self._guard:
+                expired = [c for c, when in self._deadlines.items() if when <= now]
+                for connection in expired:
+                    del self._deadlines[connection]
+            for connection in expired:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            try:
+                request.settimeout(1.0)
+                request.sendall(
+                    b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                    b"Retry-After: 1\r\nConnection: close\r\n\r\n"
+                )
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A peer that disconnects or stalls is not a bug in the program: one line, not
+        # a traceback on stderr.
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            log.debug("connection from %s ended: %s", client_address, error)
+        else:
+            log.exception("failed to handle a request from %s", client_address)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A POST route's answer."""
+
+    code: int
+    body: str
+    content_type: str = "text/plain; charset=utf-8"
+
+
+# A POST route: (headers, body of 1..MAX_BODY bytes, the peer's address) -> its answer.
+PostHandler = Callable[[Message, bytes, str], Answer]
+
+
 class Endpoints:
     """GET /healthz (200 while the process serves), /readyz (200 once `ready()`), and
-    /metrics (Prometheus text), on a small threaded HTTP server of their own."""
+    /metrics (Prometheus text), plus a program's own POST routes (the reconciler's
+    /webhook), on a small bounded HTTP server of their own."""
 
     def __init__(
         self,
@@ -266,16 +361,36 @@ class Endpoints:
         address: str,
         ready: Callable[[], bool],
         collect: Callable[[], Iterable[Sample]] | None = None,
+        posts: Mapping[str, PostHandler] | None = None,
+        collectors: Sequence[Collector] = (),
     ) -> None:
         host, _, port = address.rpartition(":")
-        registry = registry_for(collect)
+        registry = registry_for(collect, collectors)
         component_log = logging.getLogger(f"stacks.{component}")
+        routes = dict(posts or {})
 
         class Handler(BaseHTTPRequestHandler):
             server_version = f"platform-{component}"
+            timeout = REQUEST_DEADLINE  # per socket operation; the watchdog bounds the sum
+
+            def setup(self) -> None:
+                super().setup()
+                cast(BoundedHTTPServer, self.server).watch(self.connection)
+
+            def finish(self) -> None:
+                cast(BoundedHTTPServer, self.server).unwatch(self.connection)
+                with contextlib.suppress(OSError):
+                    super().finish()
 
             def log_message(self, format: str, *args: Any) -> None:
                 component_log.debug("%s %s", self.address_string(), format % args)
+
+            def _send(self, code: int, data: bytes, content_type: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_GET(self) -> None:
                 content_type = "text/plain; charset=utf-8"
@@ -288,15 +403,30 @@ class Endpoints:
                     content_type = "text/plain; version=0.0.4; charset=utf-8"
                 else:
                     code, data = 404, b"not found\n"
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self._send(code, data, content_type)
+
+            def do_POST(self) -> None:
+                route = routes.get(self.path)
+                if route is None:
+                    self._send(404, b"not found\n", "text/plain; charset=utf-8")
+                    return
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if length <= 0 or length > MAX_BODY:
+                    self._send(
+                        400, b"a body of at most 64 KiB is required\n", "text/plain; charset=utf-8"
+                    )
+                    return
+                body = self.rfile.read(length)
+                if len(body) < length:
+                    return  # the peer went away mid-body (or the watchdog cut it off)
+                answer = route(self.headers, body, self.address_string())
+                self._send(answer.code, answer.body.encode(), answer.content_type)
 
         bind = host.strip("[]") or "0.0.0.0"  # noqa: S104 - a pod's probes come from outside
-        self.httpd = ThreadingHTTPServer((bind, int(port)), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = BoundedHTTPServer((bind, int(port)), Handler)
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, name=f"{component}-http", daemon=True
         )
@@ -305,6 +435,10 @@ class Endpoints:
     def address(self) -> str:
         host, port = self.httpd.server_address[:2]
         return f"{host!s}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
 
     def start(self) -> Endpoints:
         self.thread.start()
@@ -320,14 +454,17 @@ def serve_endpoints(
     component: str,
     ready: Callable[[], bool],
     collect: Callable[[], Iterable[Sample]] | None = None,
+    posts: Mapping[str, PostHandler] | None = None,
+    collectors: Sequence[Collector] = (),
 ) -> Endpoints | None:
     """Start the endpoints at `args.listen`; None, after a logged error, if it cannot."""
     try:
-        endpoints = Endpoints(component, args.listen, ready, collect).start()
+        endpoints = Endpoints(component, args.listen, ready, collect, posts, collectors).start()
     except (OSError, ValueError) as error:
         log.error("failed to listen on %s: %s", args.listen, error)
         return None
-    log.info("%s: /healthz, /readyz and /metrics on http://%s", component, endpoints.address)
+    paths = ", ".join(["/healthz", "/readyz", "/metrics", *(posts or {})])
+    log.info("%s: %s on http://%s", component, paths, endpoints.address)
     return endpoints
 
 

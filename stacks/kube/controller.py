@@ -1,7 +1,7 @@
 """The one controller shape: list+watch caches, a work queue, workers, and Flux's reconcile.
 
-Every in-house controller (secrets, certs, dns; the reconciler from phase 2 of issue 17)
-is built from two pieces of this module:
+Every in-house controller (secrets, certs, dns and the reconciler) is built from two
+pieces of this module:
 
 `Runtime` runs the loop. It is assembled from `KindCache` (stacks/kube/cache.py: list,
 watch and cache each watched kind) and `WorkQueue` (stacks/kube/queue.py: de-duplicated
@@ -11,17 +11,25 @@ outcome decides the requeue in one place, `Runtime.requeue`:
     return None / Result()            done until the next event or the resync period
     return N / Result(after=N)        come back after N seconds (e.g. a renewal time)
     WaitingError                      come back after error.retry_after
-    TransientError (or any bug)       per-key backoff: 1 s doubling to `max_backoff`
-                                      (stacks/kube/backoff.py), capped further by
-                                      Result.max_backoff (e.g. a refresh interval)
+    TransientError (or any bug)       per-key backoff: `first_backoff` (1 s) doubling to
+                                      `max_backoff` (stacks/kube/backoff.py), capped
+                                      further by Result.max_backoff (a refresh interval);
+                                      Result(error=..., after=N) retries after N instead
     PermanentError ("stalled")        logged; retried slowly (a person may fix the object),
-                                      or never when Result.retry_stalled is False
+                                      or on the backoff with `stalled_backoff`, or never
+                                      when Result.retry_stalled is False
 
 A reconcile either raises or returns a `Result` carrying its error (after writing status).
-The backoff is reset for every key, and every object queued again, when a cache lists
-again after an API outage: a dependency came back, so nobody waits out a delay that grew
-while it was away. `run(stop, leader=...)` optionally waits for a Lease first
-(stacks/kube/leader.py), so any controller can run with replicas.
+The backoff is reset for every key, and every object queued again (after
+`recover_delay`), when a cache lists again after an API outage: a dependency came back,
+so nobody waits out a delay that grew while it was away. `run(stop, leader=...)`
+optionally waits for a Lease first (stacks/kube/leader.py), so any controller can run
+with replicas.
+
+A `Watch` either has the runtime build its cache, or builds it itself (`Watch.cache`,
+called when the runtime starts: the reconciler's Applications, whose events its own
+handler maps, and which its shared LiveCache also serves); the runtime seeds from both,
+and a cache built elsewhere reports its comebacks to `Runtime.recovered`.
 
 `ObjectReconciler` is the shape of one reconcile, after Flux's controllers:
 
@@ -37,12 +45,12 @@ the result into conditions with `error_kind`, the one mapping of errors to kinds
 
 Example to copy: stacks/certs/controller.py (docs/controllers.md walks through it).
 
-For the reconciler (phase 2 of issue 17): `workers` sets its parallelism; a sync wave
-that is not healthy yet is a step returning `Stop(after)`; the self-heal gate is a
-`Watch.to_keys` that maps a managed object's drift to its Application only when
-selfHeal is on; a finalizer is a step taken while `deletionTimestamp` is set (`load`
-returns the subject either way); its status merge-patch is its `finish`. Still to add
-then: letting a Runtime use caches built elsewhere (its shared LiveCache).
+The reconciler (stacks/reconciler/controller.py) uses every option: 8 workers, its own
+Application cache, no resync (each Application asks for its interval, jittered, in its
+`Result`), a backoff from 2 s capped at the Application's interval for stalled objects
+too, a 0.3 s debounce after a comeback; its finalizer is a step taken while
+`deletionTimestamp` is set (`load` returns the subject either way), and its status
+merge-patch is its `finish`.
 """
 
 from __future__ import annotations
@@ -98,9 +106,12 @@ def error_kind(error: BaseException) -> ErrorKind:
 class Result:
     """What a reconcile asks of the runtime (controller-runtime's Result plus the error).
 
-    `after`: on success, come back after so many seconds (None: at the next event).
+    `after`: on success, come back after so many seconds (None: at the next event); on a
+    transient failure, come back after so many seconds instead of the backoff's delay
+    (the failure still counts).
     `error`: the reconcile failed (status already written); the runtime requeues by kind.
     `max_backoff`: caps this key's transient backoff (a short refresh interval).
+    `first_backoff`: this failure's own first delay (the runtime's when None).
     `retry_stalled`: False when a stalled object cannot heal without a change to it.
     `step`: the sub-step that failed, for the log line.
     `stopped`: the sub-step that ended the reconcile early with `Stop`.
@@ -111,6 +122,7 @@ class Result:
     after: float | None = None
     error: BaseException | None = None
     max_backoff: float | None = None
+    first_backoff: float | None = None
     retry_stalled: bool = True
     step: str = ""
     stopped: str = ""
@@ -212,6 +224,10 @@ class Watch:
     # The informer's name in Runtime.informers; two watches of one kind (say, managed
     # Secrets everywhere and CA Secrets in one namespace) need different names.
     name: str = ""
+    # Builds the cache elsewhere, its events already wired by its builder (to_keys then
+    # only seeds and requeues after a comeback); called when the runtime starts (after
+    # the Lease), and closed by its builder, not by the runtime.
+    cache: Callable[[], KindCache] | None = None
 
     @property
     def informer_name(self) -> str:
@@ -227,8 +243,11 @@ class Runtime:
     reconcile: Callable[[QueueKey], Result | float | None]
     watches: list[Watch]
     workers: int = 2
-    resync_seconds: float = 300.0
+    resync_seconds: float | None = 300.0  # None: no periodic resync
     max_backoff: float = MAX_BACKOFF
+    first_backoff: float = 1.0
+    stalled_backoff: bool = False  # stalled objects retry on the backoff, not every 60 s
+    recover_delay: float = 0.0  # after a comeback: lets the other kinds relist too
     queue: WorkQueue[QueueKey] = field(default_factory=WorkQueue)
     informers: dict[str, KindCache] = field(default_factory=dict)
     reconciles: int = 0
@@ -242,7 +261,7 @@ class Runtime:
     _seeded: list[KindCache] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.backoff = Backoff(self.max_backoff)
+        self.backoff = Backoff(self.max_backoff, first=self.first_backoff)
 
     def informer(self, name: str) -> KindCache:
         """The cache of a watch, by its informer name (the kind unless named)."""
@@ -252,10 +271,17 @@ class Runtime:
         """Every watched kind listed at least once (what /readyz reports)."""
         return bool(self.informers) and all(i.listed.is_set() for i in self.informers.values())
 
-    def run(self, stop: threading.Event, leader: LeaderElector | None = None) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        leader: LeaderElector | None = None,
+        on_lead: Callable[[], None] | None = None,
+    ) -> None:
         """Run until `stop` is set. Blocks; returns promptly after `stop` (the watches
         are cancelled, not waited out). With `leader`, first wait to hold its Lease, and
-        stop (setting `stop`) when it is lost, so that only one replica ever acts."""
+        stop (setting `stop`) when it is lost, so that only one replica ever acts.
+        `on_lead` runs once this replica acts and its caches exist, before the workers
+        start (the reconciler labels its Pod and takes webhooks from then on)."""
         if leader is not None:
             if not leader.acquire(stop):
                 return
@@ -263,7 +289,7 @@ class Runtime:
                 target=self._lead, args=(leader, stop), name=f"{self.name}-lease", daemon=True
             ).start()
         try:
-            self._run(stop)
+            self._run(stop, on_lead)
         finally:
             if leader is not None:
                 leader.release()
@@ -274,8 +300,11 @@ class Runtime:
         if leader.lost.is_set():
             stop.set()
 
-    def _run(self, stop: threading.Event) -> None:
+    def _run(self, stop: threading.Event, on_lead: Callable[[], None] | None = None) -> None:
         for watch in self.watches:
+            if watch.cache is not None:
+                self.informers[watch.informer_name] = watch.cache()
+                continue
             self.informers[watch.informer_name] = KindCache(
                 self.client,
                 watch.api_version,
@@ -286,9 +315,11 @@ class Runtime:
                 stop,
                 persistent=True,  # a CRD installed later is picked up
                 namespace=watch.namespace,
-                on_recover=self._recovered,
+                on_recover=self.recovered,
             )
         self._started.set()
+        if on_lead is not None:
+            on_lead()
         threads = [
             threading.Thread(
                 target=self._work, args=(stop,), name=f"{self.name}-worker-{index}", daemon=True
@@ -298,22 +329,31 @@ class Runtime:
         threads.append(
             threading.Thread(target=self._seed, args=(stop,), name=f"{self.name}-seed", daemon=True)
         )
-        threads.append(
-            threading.Thread(
-                target=self._resync, args=(stop,), name=f"{self.name}-resync", daemon=True
+        if self.resync_seconds:
+            threads.append(
+                threading.Thread(
+                    target=self._resync, args=(stop,), name=f"{self.name}-resync", daemon=True
+                )
             )
-        )
         for thread in threads:
             thread.start()
         stop.wait()
         self.queue.close()
-        for informer in self.informers.values():
+        own = [i for w, i in self._paired() if w.cache is None]
+        for informer in own:
             informer.close()
         deadline = time.monotonic() + 5.0
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        for informer in self.informers.values():
+        for informer in own:
             informer.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def _paired(self) -> list[tuple[Watch, KindCache]]:
+        return [
+            (w, self.informers[w.informer_name])
+            for w in self.watches
+            if w.informer_name in self.informers
+        ]
 
     def _handler(self, to_keys: Callable[[WatchEvent], list[QueueKey]]) -> EventHandler:
         def handle(event_type: str, old: KubeObject | None, new: KubeObject | None) -> None:
@@ -331,17 +371,30 @@ class Runtime:
                 for key in watch.to_keys(WatchEvent(event_type, obj)):
                     self.queue.add(key)
 
-    def _recovered(self, cache: KindCache) -> None:
+    def recovered(self, cache: KindCache) -> None:
         """The API server is back after an outage: forget every key's backoff (it grew
-        while the server was away) and look at everything again now. A cache's first
-        list after a failed start is no comeback: `_seed` queues its objects then, and
-        queueing everything besides would only repeat the start-up's work."""
-        if not any(informer is cache for informer in self._seeded):
+        while the server was away) and look at everything again now (or after
+        `recover_delay`, so one reconcile sees every kind relisted). A watched cache's
+        first list after a failed start is no comeback: `_seed` queues its objects then,
+        and queueing everything besides would only repeat the start-up's work. Other
+        caches (the reconciler's managed kinds) pass their comebacks here too."""
+        watched = any(informer is cache for informer in self.informers.values())
+        if watched and not any(informer is cache for informer in self._seeded):
             return
         self.recoveries += 1
         self.backoff.reset()
-        log.info("%s: the API server is back; reconciling everything again", self.name)
-        self._queue_all(self.watches, "MODIFIED")
+        log.info(
+            "%s: the API server is back (%s listed); reconciling everything again",
+            self.name,
+            cache.kind,
+        )
+        if self.recover_delay <= 0:
+            self._queue_all(self.watches, "MODIFIED")
+            return
+        for watch, informer in self._paired():
+            for obj in informer.items():
+                for key in watch.to_keys(WatchEvent("MODIFIED", obj)):
+                    self.queue.add(key, delay=self.recover_delay)
 
     def _seed(self, stop: threading.Event) -> None:
         """Queue every object of each kind once its first list has arrived (the cache
@@ -364,7 +417,8 @@ class Runtime:
         )
 
     def _resync(self, stop: threading.Event) -> None:
-        while not stop.wait(self.resync_seconds * random.uniform(0.9, 1.1)):  # noqa: S311 - jitter
+        period = self.resync_seconds or 300.0
+        while not stop.wait(period * random.uniform(0.9, 1.1)):  # noqa: S311 - jitter
             self._queue_all(self.watches, "MODIFIED")
 
     def _work(self, stop: threading.Event) -> None:
@@ -397,6 +451,8 @@ class Runtime:
             self.backoff.forget(key)
             return result.after
         kind = error_kind(error)
+        if kind is ErrorKind.STALLED and self.stalled_backoff and result.retry_stalled:
+            kind = ErrorKind.TRANSIENT
         if kind is ErrorKind.WAITING:
             assert isinstance(error, WaitingError)
             log.info("%s: %s", where, error)
@@ -406,7 +462,9 @@ class Runtime:
         if kind is ErrorKind.STALLED:
             log.log(level, "%s: %s", where, error)
             return PERMANENT_RETRY if result.retry_stalled else None
-        delay = self.backoff.failed(key, result.max_backoff)
+        delay = self.backoff.failed(key, result.max_backoff, result.first_backoff)
+        if result.after is not None and result.after > 0:
+            delay = result.after  # the failure's own retry time (still counted)
         log.log(
             level,
             "%s failed (retry in %.0fs): %s",

@@ -1,32 +1,41 @@
-"""The reconciler's controller: the work queue, its workers and one reconcile per Application.
+"""The reconciler's controller: one reconcile per Application, on the shared Runtime.
 
-Its jobs live in parts (parts.py lists them): triggers.py puts keys on the queue (the
-Application watch, the push webhook, managed objects' drift and health, dependencies,
-the API server coming back) and the interval requeues each Application (default 3
-minutes; errors back off by stacks/kube/backoff.py up to the interval).
+`AppReconciler` is an `ObjectReconciler` (stacks/kube/controller.py): `load` takes the
+Application from its cache, the named steps read and fill `Sync` (parts.py), and
+`finish` maps the error to conditions and writes status once (a merge patch, skipped
+when nothing changed), whatever happened:
 
-`reconcile(key)` loads the Application, runs `_sync`, maps its error to conditions and
-the requeue in one except ladder, and always writes status in a `finally` (the
-ObjectReconciler shape of stacks/kube/controller.py, on the reconciler's own loop).
-`_sync` is a few named steps sharing one signature (each reads and fills `Sync`, a
-`Stop` ends the pass):
-
+    spec            parse the Application (InvalidSpec: stalled, never retried)
+    finalize        only while it is being deleted: prune, drop the finalizer (finalize.py)
     dependencies    dependsOn Ready, else wait (DependencyNotReady)
     compare         credentials -> fetch -> files -> render -> normalize -> inventory ->
                     live (desired.py, the loader `platform diff` uses too) -> plan
+    policy          may this Application deliver it, as whom (policy.py)
     self-heal gate  may this plan be applied now (waves.py)
     apply           wave by wave, then prune a finished sync (waves.py)
     conclude        record the inventory, describe sync and health (status.py), events,
                     and raise what failed
 
+The `_sync` steps (dependencies to conclude) are those of a live Application.
+
+`AppController` assembles it: the `Shared` collaborators, the parts (triggers.py puts
+keys on the queue, waves.py, finalize.py) and a `Runtime` with the reconciler's
+settings: `workers` (8 by default) drain the queue; the Applications' cache is built by
+the controller (its events go to triggers.py, the managed kinds' LiveCache serves it
+too) once the Lease is held; there is no resync: each Application asks to come back
+at its interval (default 3 minutes, jittered by 5 %) in its `Result`; errors back off
+from 2 s up to the interval (stalled ones too; a blocked prune waits the interval);
+when the API server comes back every backoff is reset and every Application looked at
+again after RECONNECT_DEBOUNCE.
+
 Waves never block a worker: a wave that is not Healthy yet ends the reconcile with
 "waiting for wave N" and the object's next health change (or a short requeue)
-continues the same sync. Per-wave timeouts stop a sync that cannot become healthy. A
-deleted Application is finalized instead (finalize.py).
+continues the same sync. Per-wave timeouts stop a sync that cannot become healthy.
 
 Logs: a failing Application gets one warning line when its state changes (a new
-reason), not one per object or per retry; per-object failures are DEBUG lines, and the
-condition, the event and `platform apps` carry the details.
+reason), not one per object or per retry (the Runtime's own line is DEBUG then);
+per-object failures are DEBUG lines, and the condition, the event and `platform apps`
+carry the details.
 
 Called by program.py (the process) and by tests.
 """
@@ -37,26 +46,27 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from stacks.errors import PermanentError, PlatformError, TransientError
-from stacks.kube import backoff
 from stacks.kube.cache import KindCache, LiveCache
 from stacks.kube.client import KubeClient
-from stacks.kube.controller import Stop
+from stacks.kube.controller import ObjectReconciler, QueueKey, Result, Runtime, Step, Stop, Watch
 from stacks.kube.errors import NotFound
 from stacks.kube.events import EventRecorder
 from stacks.kube.health import Health, HealthStatus
+from stacks.kube.leader import LeaderElector
 from stacks.kube.objects import KubeObject, condition_of
-from stacks.kube.queue import WorkQueue
 from stacks.reconciler.api import API_VERSION, FIELD_MANAGER, KIND, MANAGED_LABEL, AppKey, AppSpec
 from stacks.reconciler.apply import Applier
 from stacks.reconciler.desired import Loader, ReconcileFailed, refs_of
 from stacks.reconciler.events import AsyncEvents
-from stacks.reconciler.finalize import Finalizer
-from stacks.reconciler.memory import Memories, Memory
+from stacks.reconciler.finalize import DeletionFailed, Finalizer
+from stacks.reconciler.memory import Memory
 from stacks.reconciler.metrics import ReconcilerMetrics
-from stacks.reconciler.parts import Options, Sync
+from stacks.reconciler.parts import ControllerParts, Options, Shared, Sync
 from stacks.reconciler.plan import (
     Action,
     Desired,
@@ -68,10 +78,10 @@ from stacks.reconciler.policy import PolicyGate
 from stacks.reconciler.render import RenderError
 from stacks.reconciler.source import FetchError, GitCache, redact_url
 from stacks.reconciler.status import Report, SyncStatus, app_state, status_digest, to_status
-from stacks.reconciler.triggers import Triggers
+from stacks.reconciler.triggers import RECONNECT_DEBOUNCE, Triggers
 from stacks.reconciler.waves import Waves
 
-__all__ = ["AppController", "AsyncEvents", "Options"]
+__all__ = ["AppController", "AppReconciler", "AsyncEvents", "Options"]
 
 log = logging.getLogger(__name__)
 
@@ -79,111 +89,153 @@ log = logging.getLogger(__name__)
 # (at most a tenth of its interval): Applications on one repository poll at about the
 # same time, and one fetch answers them all.
 POLL_SHARE = 10.0
+INTERVAL_JITTER = 0.05  # Applications created together do not all poll together
+FIRST_RETRY = 2.0  # seconds: the first retry of a failed sync
 
 
-class AppController(Triggers, Waves, Finalizer):
-    def __init__(
-        self,
-        client: KubeClient,
-        options: Options,
-        metrics: ReconcilerMetrics | None = None,
-        recorder: EventRecorder | None = None,
-    ) -> None:
-        self.client = client
-        self.options = options
-        self.metrics = metrics or ReconcilerMetrics()
-        self.recorder = recorder or EventRecorder(client, "platform-reconciler")
-        self.events = AsyncEvents(self.recorder)
-        self.git = GitCache(options.cache_dir / "git")
-        self.queue: WorkQueue[AppKey] = WorkQueue()
-        self.live = LiveCache(
-            client, MANAGED_LABEL, FIELD_MANAGER, self._on_managed_event, self._on_reconnect
-        )
-        self.apps = KindCache(
-            client,
-            API_VERSION,
-            KIND,
-            None,
-            FIELD_MANAGER,
-            self._on_app_event,
-            self.live.stop,
-            persistent=True,
-            namespace=options.watch_namespace,
-            on_recover=self._on_reconnect,
-        )
-        self.live.register(self.apps)
-        self.loader = Loader(client, self.git, options.credentials_file)
-        self.applier = Applier(client, self._remember, options.apply_workers)
-        self.memories = Memories()
-        self.policy = PolicyGate(client, options.project_namespace, options.projects)
-        self._namespaces: set[str] = set()  # created for CreateNamespace=true
-        self._threads: list[threading.Thread] = []
-        self._stop = threading.Event()
-        self.metrics.gauges["queue_depth"] = lambda: float(self.queue.depth())
-        self.metrics.gauges["managed_objects"] = lambda: float(self.live.size())
-        self.metrics.gauges["applications"] = lambda: float(len(self.apps))
-        self.metrics.counters["git_fetches_total"] = lambda: float(self.git.fetches)
+class AppReconciler(ControllerParts, ObjectReconciler[Sync]):
+    """One reconcile of one Application: load, the named steps, status in `finish`."""
 
-    # ---- lifecycle ---------------------------------------------------------------------
+    def __init__(self, shared: Shared, triggers: Triggers, waves: Waves, finalizer: Finalizer):
+        super().__init__(shared)
+        self.triggers = triggers
+        self.waves = waves
+        self.finalizer = finalizer
 
-    def start(self) -> None:
-        for i in range(self.options.workers):
-            thread = threading.Thread(target=self._worker, name=f"reconcile-{i}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        threading.Thread(target=self._seed, name="seed", daemon=True).start()
+    # ---- load, steps, finish -----------------------------------------------------------
 
-    def _seed(self) -> None:
-        """Queue every Application once the watch has listed them."""
-        while not self._stop.is_set():
-            if self.apps.synced.wait(1.0):
-                for key in self.apps.all_keys():
-                    self.enqueue(AppKey(key[2], key[3]), fetch=True)
-                return
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self.queue.close()
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        self.live.close()
-        self.applier.close()
-        self.events.close()
-
-    def _worker(self) -> None:
-        while not self._stop.is_set():
-            key = self.queue.get(timeout=1.0)
-            if key is None:
-                continue
-            try:
-                self.reconcile(key)
-            except Exception:
-                log.exception("failed to reconcile Application '%s': unexpected error", key)
-                self.queue.add(key, delay=10.0)
-            finally:
-                self.queue.done(key)
-
-    # ---- reconcile ---------------------------------------------------------------------
-
-    def reconcile(self, key: AppKey) -> None:
+    def load(self, key: QueueKey) -> Sync | None:
+        assert isinstance(key, AppKey)
         obj = self.apps.get(("gitops.platform.local", "Application", key.namespace, key.name))
         if obj is None:
-            return
-        memory = self.memory(key)
-        previous: dict[str, Any] = dict(obj.get("status") or {})
-        started = time.monotonic()
+            return None  # deleted: nothing to do (its memory went with its DELETED event)
         log.debug("reconciling Application '%s'", key)
-        try:
-            spec = AppSpec.parse(obj)
-        except PermanentError as error:
-            report = Report(int((obj.get("metadata") or {}).get("generation") or 0), {}, {})
+        return Sync(key, obj, dict(obj.get("status") or {}), self.memory(key))
+
+    def steps(self, subject: Sync) -> Sequence[Step[Sync]]:
+        return (
+            ("spec", self._parse),
+            ("finalize", self.finalizer.finalize),  # finalize.py: only while being deleted
+            *self._sync(),
+        )
+
+    def _sync(self) -> tuple[Step[Sync], ...]:
+        """The sync steps of a live Application: they share one signature (they read and
+        fill `Sync`; a `Stop` ends the pass early)."""
+        return (
+            ("dependencies", self._wait_for_dependencies),
+            ("compare", self._compare),
+            ("policy", self.policy.check),  # policy.py: project rules, who applies
+            ("self-heal gate", self.waves._heal_gate),  # waves.py
+            ("apply", self.waves._apply_waves),  # waves.py
+            ("conclude", self._conclude),
+        )
+
+    def finish(self, subject: Sync, result: Result) -> Result:
+        sync, error = subject, result.error
+        if not sync.parsed:
+            if not isinstance(error, PermanentError):
+                return result  # a bug before the spec was read: the Runtime logs it
+            generation = int((sync.obj.get("metadata") or {}).get("generation") or 0)
+            report = Report(generation, {}, {})
             report.fail("InvalidSpec", str(error), stalled=True)
-            self._write_status(obj, report, previous, memory)
-            return
-        if spec.deleting:
-            self._finalize(spec, obj, memory)
-            return
+            self._write_status(sync.obj, report, sync.previous, sync.memory)
+            # A spec that does not parse is looked at again when it changes, not before.
+            return replace(result, retry_stalled=False, logged=True)
+        if sync.deleting:
+            if isinstance(error, DeletionFailed):
+                return self.finalizer.failed(sync, error)
+            return result
+        return self._conclude_status(sync, result)
+
+    def _conclude_status(self, sync: Sync, result: Result) -> Result:
+        """The sync's outcome into conditions, status (written once), metrics, an event
+        and a log line on a change of state; the Result with the requeue."""
+        spec, memory, report, previous = sync.spec, sync.memory, sync.report, sync.previous
+        error = result.error
+        jitter = random.uniform(1 - INTERVAL_JITTER, 1 + INTERVAL_JITTER)  # noqa: S311 - not crypto
+        requeue = spec.interval * jitter
+        outcome = "success"
+        final = result
+        try:
+            if error is None:
+                wanted = sync.requeue
+                if result.after is not None:
+                    wanted = result.after if result.stopped else min(wanted, result.after)
+                final = Result(after=max(min(requeue, wanted), 0.05), stopped=result.stopped)
+            else:
+                outcome, retry = self._fail(sync, error)
+                # The Runtime backs off (from 2 s, capped at the interval); a failure with
+                # its own retry time (a blocked prune: the interval) comes back then.
+                final = Result(
+                    error=error,
+                    after=min(requeue, retry) if retry is not None else None,
+                    max_backoff=spec.interval,
+                    step=result.step,
+                    logged=isinstance(error, PlatformError),
+                )
+        finally:
+            if spec.refresh and spec.refresh != previous.get("lastHandledRefresh"):
+                report.handled_refresh = spec.refresh
+            self._write_status(sync.obj, report, previous, memory)
+            self.metrics.sync(outcome, time.monotonic() - sync.started)
+            if outcome != "success":
+                self.metrics.error(outcome)
+                message = report.ready[2]
+                if message != memory.last_warning:
+                    memory.last_warning = message
+                    self.events.record(sync.obj, outcome, message, warning=True)
+                state = f"{outcome}/{report.ready[1]}"
+                if state != memory.logged_state:
+                    memory.logged_state = state
+                    log.warning("failed to sync Application '%s': %s", sync.key, message)
+                else:
+                    log.debug("failed to sync Application '%s' again: %s", sync.key, message)
+            else:
+                memory.last_warning = ""
+                if memory.logged_state:
+                    memory.logged_state = ""
+                    log.info("Application '%s' reconciles again", sync.key)
+        return final
+
+    def _fail(self, sync: Sync, error: BaseException) -> tuple[str, float | None]:
+        """The one mapping of a sync's error to its condition: (the result for metrics
+        and events, the failure's own retry time or None for the backoff)."""
+        spec, memory, report = sync.spec, sync.memory, sync.report
+        if isinstance(error, ReconcileFailed):
+            report.fail(error.reason, str(error), stalled=error.stalled)
+            return error.reason, error.retry
+        if isinstance(error, RenderError):
+            report.sync = SyncStatus.UNKNOWN
+            report.fail("RenderFailed", str(error), stalled=True)
+            return "RenderFailed", None
+        if isinstance(error, FetchError):
+            memory.fetch = True
+            report.fail(
+                "FetchFailed", f"failed to fetch {redact_url(spec.source.repo_url)}: {error}"
+            )
+            return "FetchFailed", None
+        if isinstance(error, TransientError):
+            report.fail("ReconcileFailed", str(error))
+            return "TransientError", None
+        if isinstance(error, PermanentError):
+            hint = f" ({error.hint})" if error.hint else ""
+            report.fail("Stalled", f"{error}{hint}", stalled=True)
+            return "Stalled", None
+        if isinstance(error, PlatformError):
+            report.fail("ReconcileFailed", str(error))
+            return "ReconcileFailed", None
+        # A bug: the Runtime logs its traceback; the status says where to look.
+        report.fail("ReconcileFailed", "unexpected error; see the reconciler's log")
+        return "UnexpectedError", None
+
+    # ---- the steps -----------------------------------------------------------------------
+
+    def _parse(self, sync: Sync) -> None:
+        """Read the spec (a PermanentError is InvalidSpec) and start the report from the
+        previous status (what this run does not learn stays as it was)."""
+        spec = AppSpec.parse(sync.obj)
+        previous = sync.previous
         report = Report(
             spec.generation,
             source={
@@ -198,97 +250,7 @@ class AppController(Triggers, Waves, Finalizer):
             str((previous.get("health") or {}).get("message") or ""),
         )
         report.sync = SyncStatus((previous.get("sync") or {}).get("status") or "Unknown")
-        requeue = spec.interval * random.uniform(0.95, 1.05)  # noqa: S311 - jitter, not crypto
-        result = "success"
-        try:
-            requeue = min(requeue, self._sync(spec, obj, previous, memory, report))
-            memory.failures = 0
-        except ReconcileFailed as error:
-            memory.failures += 1
-            result = error.reason
-            report.fail(error.reason, str(error), stalled=error.stalled)
-            retry = (
-                error.retry
-                if error.retry is not None
-                else backoff.delay(memory.failures + 1, spec.interval)
-            )
-            requeue = min(requeue, retry)
-        except RenderError as error:
-            memory.failures += 1
-            result = "RenderFailed"
-            report.sync = SyncStatus.UNKNOWN
-            report.fail("RenderFailed", str(error), stalled=True)
-            requeue = min(requeue, backoff.delay(memory.failures + 1, spec.interval))
-        except FetchError as error:
-            memory.failures += 1
-            memory.fetch = True
-            result = "FetchFailed"
-            report.fail(
-                "FetchFailed", f"failed to fetch {redact_url(spec.source.repo_url)}: {error}"
-            )
-            requeue = min(requeue, backoff.delay(memory.failures + 1, spec.interval))
-        except TransientError as error:
-            memory.failures += 1
-            result = "TransientError"
-            report.fail("ReconcileFailed", str(error))
-            requeue = min(requeue, backoff.delay(memory.failures + 1, spec.interval))
-        except PermanentError as error:
-            memory.failures += 1
-            result = "Stalled"
-            report.fail(
-                "Stalled", f"{error}" + (f" ({error.hint})" if error.hint else ""), stalled=True
-            )
-            requeue = min(requeue, backoff.delay(memory.failures + 1, spec.interval))
-        finally:
-            if spec.refresh and spec.refresh != previous.get("lastHandledRefresh"):
-                report.handled_refresh = spec.refresh
-            self._write_status(obj, report, previous, memory)
-            self.metrics.sync(result, time.monotonic() - started)
-            if result != "success":
-                self.metrics.error(result)
-                message = report.ready[2]
-                if message != memory.last_warning:
-                    memory.last_warning = message
-                    self.events.record(obj, result, message, warning=True)
-                state = f"{result}/{report.ready[1]}"
-                if state != memory.logged_state:
-                    memory.logged_state = state
-                    log.warning("failed to sync Application '%s': %s", key, message)
-                else:
-                    log.debug("failed to sync Application '%s' again: %s", key, message)
-            else:
-                memory.last_warning = ""
-                if memory.logged_state:
-                    memory.logged_state = ""
-                    log.info("Application '%s' reconciles again", key)
-        self.queue.add(key, delay=max(requeue, 0.05))
-
-    # ---- the sync steps ----------------------------------------------------------------
-
-    def _sync(
-        self,
-        spec: AppSpec,
-        obj: KubeObject,
-        previous: dict[str, Any],
-        memory: Memory,
-        report: Report,
-    ) -> float:
-        """One pass of the pipeline, in named steps that share one signature (they read
-        and fill `Sync`; a `Stop` ends the pass early); returns when to look again."""
-        sync = Sync(spec, obj, previous, memory, report)
-        steps = (
-            ("dependencies", self._wait_for_dependencies),
-            ("compare", self._compare),
-            ("policy", self.policy.check),  # policy.py: project rules, who applies
-            ("self-heal gate", self._heal_gate),  # waves.py
-            ("apply", self._apply_waves),  # waves.py
-            ("conclude", self._conclude),
-        )
-        for _name, step in steps:
-            stop = step(sync)
-            if stop is not None:
-                return stop.after if stop.after is not None else sync.requeue
-        return sync.requeue
+        sync.spec, sync.report, sync.parsed = spec, report, True
 
     def _wait_for_dependencies(self, sync: Sync) -> Stop | None:
         waiting = self._dependencies_ready(sync.spec)
@@ -433,7 +395,7 @@ class AppController(Triggers, Waves, Finalizer):
             messages = "; ".join(f"{o.step.desired.where}: {o.error}" for o in failed[:3])
             more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
             permanent = all(o.permanent for o in failed)
-            raise self._apply_failed(  # syncPolicy.retry's say (waves.py)
+            raise self.waves._apply_failed(  # syncPolicy.retry's say (waves.py)
                 sync,
                 ReconcileFailed(
                     "ApplyFailed",
@@ -457,11 +419,14 @@ class AppController(Triggers, Waves, Finalizer):
             report.last_applied_revision = revision
         return None
 
-    # ---- status ------------------------------------------------------------------------
+    # ---- status --------------------------------------------------------------------------
 
     def _write_status(
         self, obj: KubeObject, report: Report, previous: dict[str, Any], memory: Memory
     ) -> None:
+        """The one status write of a reconcile: a merge patch, skipped when the status is
+        what this process last wrote. A failure is logged once per outage and the next
+        reconcile writes again (the API server's comeback queues every Application)."""
         status = to_status(report, previous)
         digest = status_digest(status)
         if digest == memory.status_hash:
@@ -480,8 +445,8 @@ class AppController(Triggers, Waves, Finalizer):
             memory.status_failing = False
             self.apps.put(live)
             if app_state(obj) != app_state(live):  # the watch will see no change: tell now
-                self._notify_related(key, live)
-                self._on_managed_event("MODIFIED", obj, live)
+                self.triggers.notify_related(key, live)
+                self.triggers.on_managed_event("MODIFIED", obj, live)
         except NotFound:
             return
         except PlatformError as error:
@@ -490,3 +455,101 @@ class AppController(Triggers, Waves, Finalizer):
             level = logging.DEBUG if memory.status_failing else logging.WARNING
             memory.status_failing = True
             log.log(level, "failed to update status of Application '%s': %s", key, error)
+
+
+class AppController:
+    """The reconciler assembled: the shared collaborators, the parts and the Runtime.
+
+    `run(stop, leader, on_lead)` blocks until `stop` (or the Lease is lost); `close()`
+    then ends the caches, the applier's threads and the events thread."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        options: Options,
+        metrics: ReconcilerMetrics | None = None,
+        recorder: EventRecorder | None = None,
+    ) -> None:
+        self.client = client
+        self.options = options
+        self.metrics = metrics or ReconcilerMetrics()
+        recorder = recorder or EventRecorder(client, "platform-reconciler")
+        shared = self.shared = Shared(client, options, self.metrics, AsyncEvents(recorder))
+        shared.git = GitCache(options.cache_dir / "git")
+        self.triggers = Triggers(shared)
+        shared.live = LiveCache(
+            client, MANAGED_LABEL, FIELD_MANAGER, self.triggers.on_managed_event, self._recovered
+        )
+        shared.loader = Loader(client, shared.git, options.credentials_file)
+        shared.applier = Applier(client, self.triggers.remember, options.apply_workers)
+        shared.policy = PolicyGate(client, options.project_namespace, options.projects)
+        self.reconciler = AppReconciler(shared, self.triggers, Waves(shared), Finalizer(shared))
+        self.runtime = Runtime(
+            "reconciler",
+            client,
+            self.reconciler.reconcile,
+            [
+                Watch(
+                    API_VERSION,
+                    KIND,
+                    self.triggers.seed_keys,
+                    namespace=options.watch_namespace,
+                    cache=self._watch_applications,
+                )
+            ],
+            workers=options.workers,
+            resync_seconds=None,  # each Application's Result asks for its interval
+            max_backoff=options.max_backoff,  # and caps the backoff at it
+            first_backoff=FIRST_RETRY,
+            stalled_backoff=True,
+            recover_delay=RECONNECT_DEBOUNCE,
+            queue=shared.queue,
+        )
+        shared.backoff = self.runtime.backoff
+        self.metrics.gauges["queue_depth"] = lambda: float(shared.queue.depth())
+        self.metrics.gauges["managed_objects"] = lambda: float(shared.live.size())
+        self.metrics.counters["git_fetches_total"] = lambda: float(shared.git.fetches)
+        apps = self.runtime.informers
+        self.metrics.gauges["applications"] = lambda: float(
+            sum(len(cache) for cache in apps.values())
+        )
+
+    def _watch_applications(self) -> KindCache:
+        """The Applications' cache, built when the Runtime starts (after the Lease): its
+        events go to triggers.py, and the managed kinds' LiveCache serves it too (a child
+        Application is a managed object)."""
+        shared = self.shared
+        shared.apps = KindCache(
+            self.client,
+            API_VERSION,
+            KIND,
+            None,
+            FIELD_MANAGER,
+            self.triggers.on_app_event,
+            shared.live.stop,
+            persistent=True,
+            namespace=self.options.watch_namespace,
+            on_recover=self._recovered,
+        )
+        shared.live.register(shared.apps)
+        return shared.apps
+
+    def _recovered(self, cache: KindCache) -> None:
+        self.runtime.recovered(cache)
+
+    def on_push(self, repo: str, ref: str, after: str) -> list[AppKey]:
+        """The push webhook's handler (triggers.py); only while running."""
+        return self.triggers.on_push(repo, ref, after)
+
+    def run(
+        self,
+        stop: threading.Event,
+        leader: LeaderElector | None = None,
+        on_lead: Callable[[], None] | None = None,
+    ) -> None:
+        self.runtime.run(stop, leader, on_lead)
+
+    def close(self) -> None:
+        self.shared.live.close()
+        self.shared.applier.close()
+        self.shared.events.close()

@@ -1,8 +1,9 @@
 """The per-app memory: what the controller keeps about each Application between reconciles.
 
     Memory      one Application's: its last fetch and render, its sync under way (waves),
-                its failure counts, its inventory and the fields hash we expect per object,
-                what was last written and logged, its recent self-heals
+                its inventory and the fields hash we expect per object, what was last
+                written and logged, its recent self-heals (its failure count is the
+                Runtime's per-key backoff, stacks/kube/controller.py)
     Memories    every Application's, thread-safe; forgotten when the Application is gone
 
 Only the controller process holds it: after a restart it is rebuilt from the status
@@ -51,10 +52,9 @@ class Memory:
     desired: list[Desired] = field(default_factory=list)
     operation: Operation | None = None
     hooks: HookRun | None = None  # the last sync operation's hooks and outcome (hooks.py)
-    failures: int = 0
-    # Counted apart from `failures`: a deletion's retries must not inherit the backoff of
-    # the syncs that failed before it.
-    deletion_failures: int = 0
+    # Being deleted (the finalizer runs): its retries are counted afresh, so a deletion
+    # does not inherit the backoff of the syncs that failed before it.
+    deleting: bool = False
     inventory: list[InventoryEntry] | None = None
     expected: dict[RefKey, str] = field(default_factory=dict)  # our fields hash per object
     status_hash: str = ""
@@ -83,18 +83,3 @@ class Memories:
     def forget(self, key: AppKey) -> None:
         with self._lock:
             self._memory.pop(key, None)
-
-    def reset_failures(self) -> list[AppKey]:
-        """Forget every failure count (a dependency came back); the keys that had one
-        (or whose status write failed), to look at again now."""
-        with self._lock:
-            waiting = [
-                key
-                for key, memory in self._memory.items()
-                if memory.failures or memory.status_failing or memory.deletion_failures
-            ]
-            for key in waiting:
-                memory = self._memory[key]
-                memory.failures = 0
-                memory.deletion_failures = 0
-        return waiting

@@ -1,4 +1,4 @@
-"""Prometheus text metrics of the reconciler (no client library: a few counters suffice).
+"""Prometheus metrics of the reconciler, collected by prometheus_client when scraped.
 
     platform_reconciler_syncs_total{result}            reconciles by outcome
     platform_reconciler_sync_duration_seconds          histogram of reconcile durations
@@ -9,18 +9,28 @@
     platform_reconciler_leader                         1 while this replica leads
     platform_reconciler_git_fetches_total              `git fetch` runs (coalesced per repo)
 
-Written by the controller, read by the HTTP server's /metrics.
+Written by the controller (plain integers under a lock on the hot path); registered as a
+Collector with the program's shared /metrics (stacks/program.py), beside the process_*
+metrics of every program.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-class ReconcilerMetrics:
+class ReconcilerMetrics(Collector):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.syncs: dict[str, int] = {}
@@ -51,37 +61,37 @@ class ReconcilerMetrics:
             self.applies += applies
             self.prunes += prunes
 
-    def render(self) -> str:
+    def collect(self) -> Iterator[Metric]:
+        """The families for /metrics (a prometheus_client Collector, read when scraped)."""
         p = "platform_reconciler"
-        lines: list[str] = []
         with self._lock:
-            lines += [
-                f"# HELP {p}_syncs_total Reconciles of Applications by result.",
-                f"# TYPE {p}_syncs_total counter",
+            syncs = CounterMetricFamily(
+                f"{p}_syncs", "Reconciles of Applications by result.", labels=["result"]
+            )
+            for result, count in sorted(self.syncs.items()):
+                syncs.add_metric([result], count)
+            errors = CounterMetricFamily(
+                f"{p}_errors", "Failed reconciles by reason.", labels=["reason"]
+            )
+            for reason, count in sorted(self.errors.items()):
+                errors.add_metric([reason], count)
+            applies = CounterMetricFamily(f"{p}_applies", "Objects written.", value=self.applies)
+            prunes = CounterMetricFamily(f"{p}_prunes", "Objects deleted.", value=self.prunes)
+            buckets = [
+                (str(bound), float(count))
+                for bound, count in zip(BUCKETS, self.duration_buckets, strict=True)
             ]
-            lines += [f'{p}_syncs_total{{result="{k}"}} {v}' for k, v in sorted(self.syncs.items())]
-            lines += [
-                f"# HELP {p}_errors_total Failed reconciles by reason.",
-                f"# TYPE {p}_errors_total counter",
-            ]
-            lines += [
-                f'{p}_errors_total{{reason="{k}"}} {v}' for k, v in sorted(self.errors.items())
-            ]
-            lines += [f"# TYPE {p}_applies_total counter", f"{p}_applies_total {self.applies}"]
-            lines += [f"# TYPE {p}_prunes_total counter", f"{p}_prunes_total {self.prunes}"]
-            lines += [
-                f"# HELP {p}_sync_duration_seconds Time to reconcile one Application.",
-                f"# TYPE {p}_sync_duration_seconds histogram",
-            ]
-            for bound, count in zip(BUCKETS, self.duration_buckets, strict=True):
-                lines.append(f'{p}_sync_duration_seconds_bucket{{le="{bound}"}} {count}')
-            lines.append(f'{p}_sync_duration_seconds_bucket{{le="+Inf"}} {self.duration_count}')
-            lines.append(f"{p}_sync_duration_seconds_sum {self.duration_sum:.6f}")
-            lines.append(f"{p}_sync_duration_seconds_count {self.duration_count}")
+            duration = HistogramMetricFamily(
+                f"{p}_sync_duration_seconds",
+                "Time to reconcile one Application.",
+                buckets=[*buckets, ("+Inf", float(self.duration_count))],
+                sum_value=self.duration_sum,
+            )
             gauges = dict(self.gauges)
             counters = dict(self.counters)
+        yield from (syncs, errors, applies, prunes, duration)
         for name, read in sorted(counters.items()):
-            lines += [f"# TYPE {p}_{name} counter", f"{p}_{name} {read():g}"]
+            text = name.removesuffix("_total").replace("_", " ")
+            yield CounterMetricFamily(f"{p}_{name.removesuffix('_total')}", text, value=read())
         for name, read in sorted(gauges.items()):
-            lines += [f"# TYPE {p}_{name} gauge", f"{p}_{name} {read():g}"]
-        return "\n".join(lines) + "\n"
+            yield GaugeMetricFamily(f"{p}_{name}", name.replace("_", " "), value=read())

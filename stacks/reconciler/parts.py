@@ -1,32 +1,39 @@
 """What the parts of the reconciler's controller share.
 
-The controller (controller.py: lifecycle, one reconcile and its sync steps) is built
-from parts, one module per job, each a mixin of `AppController` over `ControllerParts`:
+The controller (controller.py: `AppReconciler`, one reconcile and its sync steps, and
+`AppController`, which assembles the parts and the `Runtime`) is built from parts, one
+module per job, each a plain object over one `Shared`:
 
     triggers.py   what puts an Application on the queue: its watch, pushes, managed
-                  objects' drift and health, dependencies, the API server coming back
+                  objects' drift and health, dependencies
     waves.py      the self-heal gate and applying a plan wave by wave, then pruning
     finalize.py   deleting an Application: prune its inventory, drop the finalizer
     memory.py     the per-app memory between reconciles
     desired.py    the desired-state loader (shared with `platform diff`)
     status.py     status building (pure)
 
-`ControllerParts` declares what they share (set by AppController.__init__) and holds
-the small readers every part uses: live state and the inventory record. `Sync` is one
-reconcile's working state, which the sync steps read and fill in turn.
+`Shared` holds the collaborators every part uses (the client, the caches, the git
+cache, the applier, the queue the runtime drains, ...); AppController builds it once and
+passes it to each part. `ControllerParts` is what a part derives from: it reads `Shared`
+(through properties, since the caches are wired to the parts' own event handlers and so
+are set after the parts exist) and holds the small readers every part uses: live state
+and the inventory record. `Sync` is one reconcile's subject, which the sync steps read
+and fill in turn.
 """
 
 from __future__ import annotations
 
-import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stacks.errors import TransientError
+from stacks.kube.backoff import Backoff
 from stacks.kube.cache import KindCache, LiveCache
 from stacks.kube.client import KubeClient
+from stacks.kube.controller import QueueKey
 from stacks.kube.objects import KubeObject, ObjectRef
 from stacks.kube.queue import WorkQueue
 from stacks.reconciler import prune as pruning
@@ -64,13 +71,17 @@ class Options:
 
 @dataclass
 class Sync:
-    """One reconcile's working state: the sync steps read and fill it in turn."""
+    """One reconcile's subject: the steps read and fill it in turn."""
 
-    spec: AppSpec
+    key: AppKey
     obj: KubeObject
-    previous: dict[str, Any]
+    previous: dict[str, Any]  # the status before this reconcile
     memory: Memory
-    report: Report
+    started: float = field(default_factory=time.monotonic)
+    spec: AppSpec = field(init=False)  # set by the spec step
+    report: Report = field(init=False)  # set by the spec step
+    parsed: bool = False  # the spec step succeeded
+    deleting: bool = False  # the finalize step ran (deletionTimestamp is set)
     revision: str = ""
     plan: Plan = field(init=False)  # set by the compare step
     objects: dict[RefKey, KubeObject | None] = field(default_factory=dict)
@@ -85,23 +96,84 @@ class Sync:
     requeue: float = 3600.0
 
 
-class ControllerParts:
-    """The state the controller's parts share; AppController.__init__ sets it."""
+@dataclass
+class Shared:
+    """The collaborators of the reconciler's parts; AppController builds it once."""
 
     client: KubeClient
     options: Options
-    queue: WorkQueue[AppKey]
-    apps: KindCache
-    live: LiveCache
-    git: GitCache
-    loader: Loader
-    applier: Applier
-    events: AsyncEvents
     metrics: ReconcilerMetrics
-    memories: Memories
-    _namespaces: set[str]  # created for CreateNamespace=true
-    _stop: threading.Event
-    policy: PolicyGate  # projects: who may deploy what, as whom
+    events: AsyncEvents
+    queue: WorkQueue[QueueKey] = field(default_factory=WorkQueue)  # the Runtime drains it
+    memories: Memories = field(default_factory=Memories)
+    namespaces: set[str] = field(default_factory=set)  # created for CreateNamespace=true
+    # Set by AppController once the parts exist (their handlers feed the caches):
+    git: GitCache = field(init=False)
+    live: LiveCache = field(init=False)  # the managed kinds' caches
+    apps: KindCache = field(init=False)  # the Applications (also served by `live`)
+    loader: Loader = field(init=False)
+    applier: Applier = field(init=False)
+    policy: PolicyGate = field(init=False)  # projects: who may deploy what, as whom
+    backoff: Backoff[QueueKey] = field(init=False)  # the Runtime's per-key backoff
+
+
+class ControllerParts:
+    """A part of the controller: reads the `Shared` collaborators it is given."""
+
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+
+    @property
+    def client(self) -> KubeClient:
+        return self.shared.client
+
+    @property
+    def options(self) -> Options:
+        return self.shared.options
+
+    @property
+    def queue(self) -> WorkQueue[QueueKey]:
+        return self.shared.queue
+
+    @property
+    def apps(self) -> KindCache:
+        return self.shared.apps
+
+    @property
+    def live(self) -> LiveCache:
+        return self.shared.live
+
+    @property
+    def git(self) -> GitCache:
+        return self.shared.git
+
+    @property
+    def loader(self) -> Loader:
+        return self.shared.loader
+
+    @property
+    def applier(self) -> Applier:
+        return self.shared.applier
+
+    @property
+    def events(self) -> AsyncEvents:
+        return self.shared.events
+
+    @property
+    def metrics(self) -> ReconcilerMetrics:
+        return self.shared.metrics
+
+    @property
+    def memories(self) -> Memories:
+        return self.shared.memories
+
+    @property
+    def policy(self) -> PolicyGate:
+        return self.shared.policy
+
+    @property
+    def _namespaces(self) -> set[str]:
+        return self.shared.namespaces
 
     def memory(self, key: AppKey) -> Memory:
         return self.memories.of(key)

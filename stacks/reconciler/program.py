@@ -27,10 +27,16 @@ from stacks.errors import PlatformError
 from stacks.kube.client import KubeClient
 from stacks.kube.events import EventRecorder
 from stacks.kube.leader import LeaderElector
-from stacks.program import ProgramOptions, configure_logging, connect, stop_on_signals
+from stacks.program import (
+    ProgramOptions,
+    configure_logging,
+    connect,
+    serve_endpoints,
+    stop_on_signals,
+)
 from stacks.reconciler.controller import AppController, Options
 from stacks.reconciler.metrics import ReconcilerMetrics
-from stacks.reconciler.server import Server
+from stacks.reconciler.server import Webhook
 
 log = logging.getLogger("stacks.reconciler")
 
@@ -48,7 +54,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     options.add("--watch-namespace", help="only Applications in this namespace (default: all)")
     options.add(
-        "--listen", default="0.0.0.0:8080", help="HTTP address for /webhook, /metrics, /healthz"
+        "--listen",
+        default="0.0.0.0:8080",
+        help="HTTP address for /webhook, /healthz, /readyz and /metrics",
     )
     options.add("--webhook-secret-file", help="file with the push webhook's HMAC secret")
     options.add(
@@ -125,51 +133,45 @@ def main(argv: list[str]) -> int:
         projects=args.projects,
         project_namespace=args.namespace,
     )
-    controller: AppController | None = None
-    leading = threading.Event()
-    host, _, port = str(args.listen).rpartition(":")
-    server = Server(
-        host or "0.0.0.0",  # noqa: S104 - a pod listens on all interfaces
-        int(port),
-        webhook_secret,
-        metrics.render,
-        lambda: controller.on_push if controller is not None and leading.is_set() else None,
+    controller = AppController(
+        client, options, metrics, EventRecorder(client, "platform-reconciler")
     )
-    server.start()
-    log.info("listening on %s:%d (/webhook, /metrics, /healthz)", host or "0.0.0.0", server.port)  # noqa: S104
+    leading = threading.Event()
+    webhook = Webhook(webhook_secret, lambda: controller.on_push if leading.is_set() else None)
+    # /readyz: a follower is ready (to take over); the leader once its caches listed.
+    server = serve_endpoints(
+        args,
+        "reconciler",
+        ready=lambda: not leading.is_set() or controller.runtime.synced(),
+        posts={"/webhook": webhook},
+        collectors=[metrics],
+    )
+    if server is None:
+        client.close()
+        return 2
     metrics.gauges["leader"] = lambda: 1.0 if leading.is_set() else 0.0
 
     elector: LeaderElector | None = None
-    code = 0
+
+    def on_lead() -> None:  # the Lease is held (or not asked for): act from now on
+        if elector is not None:
+            _label_leader_pod(client, args.namespace, leader=True)
+        leading.set()
+        log.info("reconciler started (API %s)", client.description)
+
     try:
         if args.leader_elect:
             identity = f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
             elector = LeaderElector(client, args.namespace, args.lease_name, identity)
             _label_leader_pod(client, args.namespace, leader=False)
-            if not elector.acquire(stop):
-                return 0
-            threading.Thread(
-                target=elector.renew_forever, args=(stop,), name="lease", daemon=True
-            ).start()
-            _label_leader_pod(client, args.namespace, leader=True)
-        leading.set()
-        controller = AppController(
-            client, options, metrics, EventRecorder(client, "platform-reconciler")
-        )
-        controller.start()
-        log.info("reconciler started (API %s)", client.description)
-        while not stop.wait(0.5):
-            if elector is not None and elector.lost.is_set():
-                code = 1
-                break
+        # Blocks until SIGTERM/SIGINT or a lost Lease (which sets `stop`); the Runtime
+        # releases the Lease after its workers stopped.
+        controller.run(stop, elector, on_lead)
     finally:
         stop.set()
         leading.clear()
-        if controller is not None:
-            controller.stop()
-        if elector is not None and code == 0:
-            elector.release()
+        controller.close()
         server.stop()
         client.close()
         log.info("reconciler stopped")
-    return code
+    return 1 if elector is not None and elector.lost.is_set() else 0

@@ -1,6 +1,6 @@
 """What puts an Application on the queue, and the mapping of watch events to keys.
 
-- its watch (`_on_app_event`): created, spec changed, refresh annotation, being deleted;
+- its watch (`on_app_event`): created, spec changed, refresh annotation, being deleted;
 - the git server's push webhook (`on_push`): one fetch of the repository serves every
   Application following it (none when the cache already has the announced commit), and
   the changed paths' files are read for all of them in two git runs; the Applications
@@ -8,14 +8,16 @@
   revision bump (their render is reused because it is keyed by the path's tree id, and
   an unchanged plan applies nothing), so one changed app never waits behind a hundred
   unchanged ones;
-- managed objects (`_on_managed_event`): deleted, edited in a field we own, or whose
+- managed objects (`on_managed_event`): deleted, edited in a field we own, or whose
   health changed (wave gates, app health), with a short debounce;
-- a dependency's or child's status change (`_notify_related`: dependsOn, app-of-apps);
-- the API server coming back after an outage (`_on_reconnect`): the first list of a
-  watched kind resets every Application's backoff (it grew while the server was away)
-  and looks again now.
+- a dependency's or child's status change (`notify_related`: dependsOn, app-of-apps);
+- start-up (`seed_keys`, the Runtime's seeding: every Application fetches once).
 
-A mixin of AppController (see parts.py).
+The Runtime (stacks/kube/controller.py) drains the queue; the API server coming back
+after an outage is its job too (every key's backoff reset, every Application looked at
+again after RECONNECT_DEBOUNCE), as the caches' `on_recover` reports to it.
+
+A part of the controller (see parts.py); its handlers are the caches' event handlers.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import threading
 import time
 
 from stacks.errors import PermanentError, PlatformError
-from stacks.kube.cache import KindCache
+from stacks.kube.client import WatchEvent
+from stacks.kube.controller import QueueKey
 from stacks.kube.health import health_of
 from stacks.kube.objects import KubeObject, ObjectRef, annotations_of
 from stacks.reconciler.api import TRACKING, AppKey, AppSpec, owner_of_tracking
@@ -51,6 +54,16 @@ def _same_repo(url: str, repo: str) -> bool:
 
 
 class Triggers(ControllerParts):
+    def seed_keys(self, event: WatchEvent) -> list[QueueKey]:
+        """The Runtime's mapping of a cached Application to its key: at start-up
+        (ADDED) it fetches first; after a comeback (MODIFIED) it only looks again."""
+        key = AppKey.of(event.object)
+        if event.type == "ADDED":
+            memory = self.memory(key)
+            memory.fetch_since = time.monotonic()
+            memory.fetch = True
+        return [key]
+
     def enqueue(self, key: AppKey, fetch: bool = False, delay: float = 0.0) -> None:
         if fetch:
             memory = self.memory(key)
@@ -181,7 +194,7 @@ class Triggers(ControllerParts):
             len(fallback),
         )
 
-    def _on_app_event(self, kind: str, old: KubeObject | None, new: KubeObject | None) -> None:
+    def on_app_event(self, kind: str, old: KubeObject | None, new: KubeObject | None) -> None:
         obj = new or old
         if obj is None:
             return
@@ -208,24 +221,10 @@ class Triggers(ControllerParts):
             if spec_changed or refresh_changed or lifecycle:
                 self.enqueue(key, fetch=spec_changed or refresh_changed)
         if app_state(old) != app_state(new):
-            self._notify_related(key, obj)
-        self._on_managed_event(kind, old, new)  # a child Application is also a managed object
+            self.notify_related(key, obj)
+        self.on_managed_event(kind, old, new)  # a child Application is also a managed object
 
-    def _on_reconnect(self, cache: KindCache) -> None:
-        """A watch listed again after failing: the API server is back. Whatever failed
-        meanwhile failed because it was away, so forget the backoff that grew during the
-        outage and look again now (a short debounce lets the other kinds relist too)."""
-        waiting = self.memories.reset_failures()
-        if waiting:
-            log.info(
-                "the API server answers again (%s listed): retrying %d application(s) now",
-                cache.kind,
-                len(waiting),
-            )
-        for key in waiting:
-            self.queue.add(key, delay=RECONNECT_DEBOUNCE)
-
-    def _notify_related(self, key: AppKey, obj: KubeObject) -> None:
+    def notify_related(self, key: AppKey, obj: KubeObject) -> None:
         for other_key in self.apps.all_keys():
             other = self.apps.get(other_key)
             if other is None:
@@ -235,7 +234,7 @@ class Triggers(ControllerParts):
                 if dep_ns == key.namespace and dep.get("name") == key.name:
                     self.enqueue(AppKey(other_key[2], other_key[3]))
 
-    def _on_managed_event(self, kind: str, old: KubeObject | None, new: KubeObject | None) -> None:
+    def on_managed_event(self, kind: str, old: KubeObject | None, new: KubeObject | None) -> None:
         obj = new or old
         if obj is None:
             return
@@ -259,7 +258,7 @@ class Triggers(ControllerParts):
         if trigger:
             self.queue.add(owner, delay=self.options.drift_debounce)
 
-    def _remember(self, live: KubeObject) -> None:
+    def remember(self, live: KubeObject) -> None:
         ref = ObjectRef.of(live)
         self.live.kind(ref.api_version, ref.kind).put(live)
         owner = owner_of_tracking(annotations_of(live).get(TRACKING, ""))

@@ -11,8 +11,10 @@ not to, waits until /readyz answers 200 (for a controller: its caches have liste
 test starts with a component that is really working. Output goes to the log file, which
 `output()` reads for assertions and failure messages.
 
-Used by the integration tests of secrets, certs, dns and vault (the unsealer); the git
-server has its own launcher with credentials and repositories (tests/support/gitserver.py).
+Used by the integration tests of secrets, certs, dns and vault (the unsealer), and by
+tests/support/gitserver.py, whose `GitServer` adds the git server's users, repositories
+and git client around the process this starts (on a port it may choose beforehand, so
+a restart keeps the URL).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,11 +87,14 @@ def launch(
     log: Path,
     wait_ready: bool = True,
     timeout: float = 30,
+    port: int = 0,
+    env: Mapping[str, str] | None = None,
 ) -> Component:
-    """Start `platform run <component> --listen=127.0.0.1:<free port> <args>`."""
-    port = processes.free_port()
+    """Start `platform run <component> --listen=127.0.0.1:<port> <args>` (port 0: a free
+    one), with `env` added to the environment."""
+    port = port or processes.free_port()
     process = processes.start(
-        [str(PLATFORM), "run", component, f"--listen=127.0.0.1:{port}", *args], log
+        [str(PLATFORM), "run", component, f"--listen=127.0.0.1:{port}", *args], log, env=env
     )
     running = Component(component, process, port, log)
     if wait_ready:

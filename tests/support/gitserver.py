@@ -1,7 +1,8 @@
 """A real git server process for tests, and a webhook receiver to catch its pushes.
 
 `GitServer` runs `platform run gitserver` (the project's own server, as in the cluster)
-as a subprocess through tests/support/processes.py, so the leak check covers it. It has
+with the one component launcher (tests/support/components.py), so the leak check
+covers it and it is started once /readyz answers, like every component. It has
 two users: `admin` (read-write) and `reader` (read-only). `git()` runs the git CLI with
 the credentials in an `http.extraHeader`, and `git_env()` gives the same to GitPython
 through GIT_CONFIG_* variables, so no password is ever part of a URL the server sees or
@@ -19,7 +20,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -31,17 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import processes
+from tests.support.components import launch
 
 ADMIN = "admin"
 READER = "reader"
-
-
-def platform_command() -> list[str]:
-    """`platform` from this venv (the real entry point), else the module directly."""
-    script = Path(sys.executable).parent / "platform"
-    if script.exists():
-        return [str(script), "run", "gitserver"]
-    return [sys.executable, "-m", "stacks.gitserver.program"]
 
 
 def basic_header(user: str, password: str) -> str:
@@ -99,13 +92,11 @@ class GitServer:
     def repo_url(self, name: str) -> str:
         return f"{self.url}/{name}.git"
 
-    def command(self) -> list[str]:
+    def args(self) -> list[str]:
+        """Its flags after `platform run gitserver --listen=127.0.0.1:<port>`."""
         cmd = [
-            *platform_command(),
             "--data-dir",
             str(self.data_dir),
-            "--listen",
-            f"127.0.0.1:{self.port}",
             "--credentials",
             str(self.credentials_file),
             "--threads",
@@ -119,15 +110,10 @@ class GitServer:
         return cmd
 
     def start(self, timeout: float = 30.0) -> None:
-        self.process = processes.start(self.command(), self.log, env=self.env)
-        processes.wait_for(self._healthy, timeout, f"git server on {self.url} (log: {self.log})")
-
-    def _healthy(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise RuntimeError(f"git server exited {self.process.returncode}: {self.log_text()}")
-        with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
-            return bool(response.status == 200)
+        server = launch(
+            "gitserver", self.args(), self.log, timeout=timeout, port=self.port, env=self.env
+        )
+        self.process = server.process
 
     def stop(self) -> int | None:
         """SIGTERM (graceful); the exit code."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import cast
 
 import pytest
@@ -103,9 +104,43 @@ def test_a_comeback_resets_every_backoff_but_a_first_list_does_not() -> None:
     runtime = Runtime("demo", cast(KubeClient, None), lambda key: None, [], max_backoff=60)
     for _ in range(5):
         runtime.requeue("k", Result(error=TransientError("t")))
-    cache = cast(KindCache, object())
-    runtime._recovered(cache)  # its first list, after a failed start: seeding handles it
+    cache = cast(KindCache, SimpleNamespace(kind="Demo"))
+    runtime.informers["Demo"] = cache
+    runtime.recovered(cache)  # its first list, after a failed start: seeding handles it
     assert runtime.backoff.attempts("k") == 5 and runtime.recoveries == 0
     runtime._seeded.append(cache)
-    runtime._recovered(cache)  # listed again after an outage: a dependency came back
+    runtime.recovered(cache)  # listed again after an outage: a dependency came back
     assert runtime.backoff.attempts("k") == 0 and runtime.recoveries == 1
+    for _ in range(3):
+        runtime.requeue("k", Result(error=TransientError("t")))
+    # A cache the runtime does not watch (the reconciler's managed kinds) has no first
+    # list to leave to seeding: its comeback counts at once.
+    runtime.recovered(cast(KindCache, SimpleNamespace(kind="ConfigMap")))
+    assert runtime.backoff.attempts("k") == 0 and runtime.recoveries == 2
+
+
+def test_the_reconciler_knobs_of_the_requeue() -> None:
+    runtime = Runtime(
+        "demo",
+        cast(KubeClient, None),
+        lambda key: None,
+        [],
+        max_backoff=float("inf"),
+        first_backoff=2.0,
+        stalled_backoff=True,
+    )
+    # The first retry after 2 s, doubling, capped by the result (an interval).
+    delays = [
+        runtime.requeue("k", Result(error=TransientError("t"), max_backoff=10)) for _ in range(4)
+    ]
+    assert delays == [2.0, 4.0, 8.0, 10.0]
+    # Stalled objects back off too (no fixed 60 s), unless they can never heal.
+    assert runtime.requeue("s", Result(error=PermanentError("p"))) == 2.0
+    assert runtime.requeue("s", Result(error=PermanentError("p"), retry_stalled=False)) is None
+    # A failure's own retry time replaces the backoff's delay, and still counts.
+    assert runtime.requeue("r", Result(error=TransientError("t"), after=30.0)) == 30.0
+    assert runtime.backoff.attempts("r") == 1
+    # A failure's own first delay (a deletion's 1 s).
+    assert runtime.requeue("d", Result(error=TransientError("t"), first_backoff=1.0)) == 1.0
+    # Success forgets the count.
+    assert runtime.requeue("k", Result(after=5.0)) == 5.0 and runtime.backoff.attempts("k") == 0

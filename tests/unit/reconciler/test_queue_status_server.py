@@ -1,16 +1,20 @@
-"""The work queue's semantics, status conditions and the webhook signature check."""
+"""The work queue's semantics, status conditions, the webhook route and the metrics."""
 
 from __future__ import annotations
 
 import threading
 import time
+from email.message import Message
 from typing import Any
 
 from stacks.kube.health import Health, HealthStatus
 from stacks.kube.queue import WorkQueue
+from stacks.program import metrics_text, registry_for
 from stacks.reconciler.events import AsyncEvents
+from stacks.reconciler.metrics import ReconcilerMetrics
+from stacks.reconciler.server import Webhook
 from stacks.reconciler.status import Report, SyncStatus, to_status
-from stacks.signing import sign, verify
+from stacks.signing import SIGNATURE_HEADER, sign, verify
 
 
 def test_queue_dedupes_and_never_runs_a_key_twice_at_once() -> None:
@@ -112,3 +116,50 @@ def test_events_are_posted_in_order_off_the_caller_and_dropped_beyond_a_bound() 
     time.sleep(0.1)
     assert posted == [str(i) for i in range(AsyncEvents.MAX_PENDING)]  # in order; 5 dropped
     events.close()
+
+
+def test_the_webhook_route_verifies_then_hands_the_push_to_the_leader() -> None:
+    secret = b"s3cret"
+    leading: list[bool] = [False]
+    pushes: list[tuple[str, str, str]] = []
+
+    def on_push(repo: str, ref: str, after: str) -> list[Any]:
+        pushes.append((repo, ref, after))
+        return ["ns/app"]
+
+    webhook = Webhook(lambda: secret, lambda: on_push if leading[0] else None)
+    body = b'{"repo": "gitops", "ref": "refs/heads/main", "after": "b"}'
+
+    def headers(signature: str | None) -> Message:
+        message = Message()
+        if signature is not None:
+            message[SIGNATURE_HEADER] = signature
+        return message
+
+    assert webhook(headers(None), body, "peer").code == 401
+    assert webhook(headers(sign(b"other", body)), body, "peer").code == 401
+    assert webhook(headers(sign(secret, b"[1]")), b"[1]", "peer").code == 400
+    assert webhook(headers(sign(secret, body)), body, "peer").code == 503  # a follower
+    leading[0] = True
+    answer = webhook(headers(sign(secret, body)), body, "peer")
+    assert (answer.code, answer.body) == (202, '{"queued": ["ns/app"]}\n')
+    assert pushes == [("gitops", "refs/heads/main", "b")]
+    assert Webhook(lambda: b"", lambda: on_push)(headers(sign(secret, body)), body, "p").code == 403
+
+
+def test_reconciler_metrics_keep_their_names_on_the_shared_registry() -> None:
+    metrics = ReconcilerMetrics()
+    metrics.sync("success", 0.3)
+    metrics.error("FetchFailed")
+    metrics.counters["git_fetches_total"] = lambda: 4.0
+    metrics.gauges["queue_depth"] = lambda: 2.0
+    text = metrics_text(registry_for(None, [metrics])).decode()
+    for line in (
+        'platform_reconciler_syncs_total{result="success"} 1.0',
+        'platform_reconciler_errors_total{reason="FetchFailed"} 1.0',
+        'platform_reconciler_sync_duration_seconds_bucket{le="0.5"} 1.0',
+        "platform_reconciler_git_fetches_total 4.0",
+        "platform_reconciler_queue_depth 2.0",
+        "process_resident_memory_bytes",
+    ):
+        assert line in text, line
