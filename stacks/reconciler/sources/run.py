@@ -5,7 +5,7 @@ template), print gigabytes (a `range` over a large `until`), or fail with a mess
 holds terminal escapes. `run_tool` reads both pipes as they fill, kills the tool's whole
 process group when the output passes `max_output` or the deadline passes, and returns
 stderr as one trimmed, printable line for a status message. Credentials never reach
-argv: callers pass them in files or on stdin.
+argv: callers pass them in private files.
 
 Called by kustomize.py, helm.py and renderer.py.
 """
@@ -65,7 +65,6 @@ def run_tool(
     timeout: float,
     max_output: int,
     what: str,
-    stdin: bytes | None = None,
 ) -> ToolResult:
     """Run `argv`; raises ToolFailed, ToolTimeout or ToolOutputTooLarge, naming `what`."""
     try:
@@ -73,7 +72,7 @@ def run_tool(
             argv,
             cwd=cwd,
             env=env,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # one process group: a kill reaches what it started
@@ -83,12 +82,6 @@ def run_tool(
             f"{what}: cannot run {argv[0]}: {error.strerror}",
             hint=f"install {Path(argv[0]).name} where the reconciler runs (the image carries it)",
         ) from error
-    if stdin is not None and process.stdin is not None:
-        try:
-            process.stdin.write(stdin)
-            process.stdin.close()
-        except BrokenPipeError:
-            pass
     assert process.stdout is not None and process.stderr is not None
     deadline = time.monotonic() + timeout
     out: list[bytes] = []
@@ -132,6 +125,11 @@ def run_tool(
         if failure is not None:
             _kill(process)
         code = _wait(process, max(deadline - time.monotonic(), 0.1))
+        if code is None and failure is None:
+            failure = ToolTimeout(
+                f"{what} did not finish within {timeout:.0f}s and was stopped; "
+                "nothing was applied or pruned"
+            )
         process.stdout.close()
         process.stderr.close()
     if failure is not None:
@@ -151,11 +149,11 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-def _wait(process: subprocess.Popen[bytes], left: float) -> int:
-    """Its exit code; a tool that closed its pipes but lingers past the deadline is killed."""
+def _wait(process: subprocess.Popen[bytes], left: float) -> int | None:
+    """Its exit code; None when it closed its pipes but lingered past the deadline (killed)."""
     try:
         return process.wait(timeout=left)
     except subprocess.TimeoutExpired:
         _kill(process)
         process.wait()
-        return -9
+        return None

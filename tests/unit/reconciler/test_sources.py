@@ -264,6 +264,9 @@ def test_tool_run_is_bounded_in_time_and_output(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin"}
     with pytest.raises(ToolTimeout, match="did not finish within 1s"):
         run_tool(["sleep", "30"], cwd=tmp_path, env=env, timeout=1, max_output=1024, what="t")
+    lingering = ["sh", "-c", "exec 1>&- 2>&-; sleep 30"]  # closes its pipes, runs on
+    with pytest.raises(ToolTimeout):
+        run_tool(lingering, cwd=tmp_path, env=env, timeout=1, max_output=1024, what="t")
     flood = [sys.executable, "-c", "import sys\nwhile True: sys.stdout.write('x' * 65536)"]
     with pytest.raises(ToolOutputTooLarge, match="more than 1 MiB"):
         run_tool(flood, cwd=tmp_path, env=env, timeout=30, max_output=1024 * 1024, what="t")
