@@ -246,17 +246,18 @@ def add(place: GitPlace, name: str) -> TenantLogin:
     local_url = f"{place.base_url}/{repo}.git"
     with tempfile.TemporaryDirectory(prefix="platform-tenant-") as temp:
         work = Path(temp)
-        existing = Checkout.clone(place.gitops_url, work / "look", place.login)
-        existing.repo.close()
-        if (existing.root / registry_file(place.cluster, name)).exists():
-            raise PermanentError(
-                f"tenant {name!r} exists already",
-                hint=f"`platform tenant remove {name}` first (its password is not kept anywhere)",
-            )
-        _seed_repository(local_url, name, place.login, work / "tenant")
+        seeded: list[bool] = []
 
         def change(root: Path) -> bool:
             target = root / registry_file(place.cluster, name)
+            if target.exists():
+                raise PermanentError(
+                    f"tenant {name!r} exists already",
+                    hint=f"`platform tenant remove {name}` first (its password is not kept anywhere)",
+                )
+            if not seeded:  # its repository before the Application that follows it
+                _seed_repository(local_url, name, place.login, work / "tenant")
+                seeded.append(True)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(tenant_manifests(name, f"{place.cluster_base_url}/{repo}.git"))
             users = root / USERS_FILE
