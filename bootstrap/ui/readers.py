@@ -14,7 +14,7 @@
     sync(ns, name)      what `platform sync --no-wait` does (inspect.request_sync)
     repository()        the last commits of the platform's repository, which Applications
                         each changed and whether they applied it (the reconciler's GitCache
-                        and desired-state loader fetch, with the same login as diff())
+                        fetches from where `platform git clone` does, with its login)
     vault()             Vault's seal state (stacks/vault/api.py through bootstrap.vault_access)
     certificates()      Certificates' issuer and expiry, and the local CA's
 
@@ -295,14 +295,17 @@ class Platform:
     # ---- the repository ---------------------------------------------------------------
 
     def repository(self) -> Repository:
-        """The last commits of the repository the root Application syncs from."""
+        """The last commits of the repository the root Application syncs from, fetched
+        the way `platform git clone` reaches it from this machine (its URL here, which
+        may be a port-forward, and the read-write login): the Applications name the
+        URL the cluster uses, which this machine may not reach."""
+        from bootstrap.gitops.repo import laptop_repo_url
+        from bootstrap.stages.gitserver import git_login
         from stacks.reconciler.api import AppSpec
-        from stacks.reconciler.desired import Loader
-        from stacks.reconciler.source import GitCache, redact_url
+        from stacks.reconciler.source import Credentials, GitCache, redact_url
 
-        apps = self.apps()
         specs = []
-        for obj in apps:
+        for obj in self.apps():
             try:
                 specs.append((obj, AppSpec.parse(obj)))
             except PlatformError:
@@ -314,10 +317,13 @@ class Platform:
             return Repository(self.state.outputs().get("git_url", ""), error="no Application yet")
         url = root.source.repo_url
         cache = GitCache(self.cache_dir / "repo-git")
+        here = url
         try:
-            head = Loader(cast(Any, self.client()), cache, self.git_credentials()).fetch(root)
+            here = laptop_repo_url(self.settings, self.client)
+            login = git_login(self.settings, self.state)
+            head = cache.fetch(here, "HEAD", Credentials(login.username, login.password))
             log_text = _git(
-                cache.repo_dir(url),
+                cache.repo_dir(here),
                 "log",
                 f"-n{COMMITS}",
                 "--no-renames",
@@ -326,7 +332,7 @@ class Platform:
                 head,
             )
         except PlatformError as error:
-            return Repository(redact_url(url), error=str(error))
+            return Repository(redact_url(here), error=str(error))
         same_repo = [(o, s) for o, s in specs if s.source.repo_url == url]
         applied: dict[str, set[str]] = {}
         for obj, _ in same_repo:
@@ -334,7 +340,7 @@ class Platform:
             if revision and revision not in applied:
                 try:
                     applied[revision] = set(
-                        _git(cache.repo_dir(url), "rev-list", "-n500", revision).split()
+                        _git(cache.repo_dir(here), "rev-list", "-n500", revision).split()
                     )
                 except PlatformError:
                     applied[revision] = set()
@@ -351,7 +357,7 @@ class Platform:
                     revision = str((obj.get("status") or {}).get("lastAppliedRevision") or "")
                     touched.append((spec.key.name, sha in applied.get(revision, set())))
             commits.append(Commit(sha, when, author, subject, tuple(sorted(touched))))
-        return Repository(redact_url(url), tuple(commits))
+        return Repository(redact_url(here), tuple(commits))
 
     # ---- Vault and certificates -------------------------------------------------------
 
