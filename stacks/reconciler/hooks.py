@@ -268,10 +268,11 @@ class HookRun:
         return [r for r in self.records.values() if r.phase is phase]
 
 
-def summary(run: HookRun | None, skipped: Sequence[Any] = ()) -> dict[str, Any] | None:
-    """status.hooks: the operation's phase and its hooks (bounded), or None for none."""
-    if run is None and not skipped:
-        return None
+def summary(run: HookRun | None, skipped: Sequence[Any] = ()) -> dict[str, Any]:
+    """status.hooks: the operation's phase and its hooks (bounded); {} when the
+    Application has no hooks (the status then has none: to_status writes a null)."""
+    if (run is None or not run.records) and not skipped:
+        return {}
     items: list[dict[str, Any]] = []
     order = {p: i for i, p in enumerate((*RUN_ORDER, Phase.SYNC_FAIL))}
     records = sorted(

@@ -161,7 +161,7 @@ def test_summary_is_bounded_and_readable() -> None:
         }
     )
     assert line == "Sync: 0/1 hooks succeeded; Sync Job/bad Failed"
-    assert summary(None) is None
+    assert summary(None) == {} and summary(HookRun("abc")) == {}
 
 
 def test_retry_policy_backoff() -> None:
