@@ -117,12 +117,13 @@ class _BoundedServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], handler: Any) -> None:
+        # Before the bind: a port in use ends __init__ in server_close(), which uses it.
+        self._stopping = threading.Event()
         super().__init__(address, handler)
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.streams = threading.BoundedSemaphore(MAX_STREAMS)
         self._deadlines: dict[Any, float] = {}
         self._guard = threading.Lock()
-        self._stopping = threading.Event()
         threading.Thread(target=self._reap, name="ui-deadline", daemon=True).start()
 
     def watch(self, connection: Any) -> None:

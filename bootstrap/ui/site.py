@@ -216,6 +216,7 @@ class Site:
 def serve(platform: Platform, port: int = 0) -> UiServer:
     """Watch the platform's Applications and serve the dashboard on 127.0.0.1:`port`."""
     site = Site(platform)
+    server = UiServer(site, port)  # first: a port in use fails before any watch starts
     if platform.exists():
         try:
             client = platform.client()
@@ -223,4 +224,4 @@ def serve(platform: Platform, port: int = 0) -> UiServer:
             log.warning("the dashboard cannot reach the cluster: %s", error)
         else:
             platform.feed = AppFeed(client, site.describe)
-    return UiServer(site, port).start()
+    return server.start()

@@ -214,3 +214,11 @@ def test_event_stream_outlives_the_header_deadline(ui: UiServer) -> None:
 def test_event_stream_needs_the_token(ui: UiServer, routes: _Routes) -> None:
     assert ask(ui, "/events", cookie=False).status == 403
     assert routes.streams == []
+
+
+def test_a_port_in_use_is_an_oserror_not_a_crash(routes: _Routes) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError):
+            UiServer(routes, taken.getsockname()[1])
