@@ -277,7 +277,11 @@ def test_tenant_custom_resource_in_its_namespace_and_not_in_another(
     kube.apply(tenant_project(namespace, a, a, repo.url), "test")
     # The platform project installs the CRD (cluster-scoped: only it may).
     repo.write("crds/widget.yaml", schemaless_crd("widgets.example.com", "Widget", "widgets"))
-    widget = {"apiVersion": "widgets.example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    widget: dict[str, Any] = {
+        "apiVersion": "widgets.example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w"},
+    }
     repo.write("tenant/all.yaml", [deployment("web"), widget])
     elsewhere = copy.deepcopy(widget)
     elsewhere["metadata"]["namespace"] = b
