@@ -254,17 +254,25 @@ def app_live(row: AppRow, detail: Detail, problem: str) -> str:
         else ""
     )
     resources = status.get("resources") or []
-    resource_rows = (
-        f"<tr><th scope=row>{esc(r.get('kind', ''))}</th><td>{esc(r.get('namespace') or '—')}</td>"
-        f"<td>{esc(r.get('name', ''))}</td><td>{badge(str(r.get('status', 'Unknown')))}"
-        f"{' ' + badge('OutOfSync', 'requires pruning') if r.get('requiresPruning') else ''}</td>"
-        f"<td>{badge(str((r.get('health') or {}).get('status', '')), None) if r.get('health') else '<span class=muted>—</span>'}</td>"
-        f"<td class=msg>{esc((r.get('health') or {}).get('message', ''))}</td></tr>"
-        for r in sorted(
-            resources,
-            key=lambda r: (r.get("syncWave", 0), r.get("kind", ""), r.get("name", "")),
+    resource_rows = []
+    for r in sorted(
+        resources, key=lambda r: (r.get("syncWave", 0), r.get("kind", ""), r.get("name", ""))
+    ):
+        health = r.get("health") or {}
+        resource_rows.append(
+            f"<tr><th scope=row>{esc(r.get('kind', ''))}</th><td>{esc(r.get('namespace') or '—')}</td>"
+            f"<td>{esc(r.get('name', ''))}</td><td>{badge(str(r.get('status', 'Unknown')))}"
+            f"{' ' + badge('OutOfSync', 'requires pruning') if r.get('requiresPruning') else ''}</td>"
+            f"<td>{badge(str(health.get('status', ''))) if health else '<span class=muted>—</span>'}</td>"
+            f"<td class=msg>{esc(health.get('message', ''))}</td></tr>"
         )
-    )
+        key = (str(r.get("kind", "")), str(r.get("namespace") or ""), str(r.get("name", "")))
+        for pod, pod_status, pod_message in detail.pods.get(key, []):
+            resource_rows.append(
+                f'<tr class=child><th scope=row><span aria-hidden="true">└</span> Pod</th>'
+                f"<td>{esc(key[1])}</td><td>{esc(pod)}</td><td></td>"
+                f"<td>{badge(pod_status)}</td><td class=msg>{esc(pod_message)}</td></tr>"
+            )
     omitted = int(status.get("resourcesOmitted") or 0)
     conditions = (
         f"<tr><th scope=row>{esc(c.get('type', ''))}</th><td>{badge(str(c.get('status', '')))}</td>"

@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CLUSTER_CHECK_SECONDS = 3.0
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+MAX_WORKLOADS = 200  # status.resources entries looked at for pods
+MAX_PODS = 20  # pods shown under one workload
 COMMITS = 15
 GIT_TIMEOUT = 20.0
 # Which command prints each credential: the page names the command, never the value.
@@ -107,6 +110,8 @@ class Detail:
     obj: KubeObject
     events: list[dict[str, Any]] = field(default_factory=list)
     events_error: str = ""
+    # (kind, namespace, name) of a workload -> its pods: (name, health, message)
+    pods: dict[tuple[str, str, str], list[tuple[str, str, str]]] = field(default_factory=dict)
 
 
 def last_written(obj: KubeObject) -> str:
@@ -248,7 +253,42 @@ class Platform:
             detail.events = items[-20:]
         except PlatformError as error:
             detail.events_error = str(error)
+        detail.pods = self._pods(obj)
         return detail
+
+    def _pods(self, app: KubeObject) -> dict[tuple[str, str, str], list[tuple[str, str, str]]]:
+        """The pods under each workload the Application manages (the tree's lower level),
+        selected by the workload's own selector, with the health gitops-engine gives a
+        pod (stacks/kube/health.py). A workload that cannot be read has no children."""
+        from stacks.kube.health import pod_health
+
+        found: dict[tuple[str, str, str], list[tuple[str, str, str]]] = {}
+        for resource in ((app.get("status") or {}).get("resources") or [])[:MAX_WORKLOADS]:
+            kind, namespace = str(resource.get("kind", "")), str(resource.get("namespace") or "")
+            if resource.get("group") != "apps" or kind not in WORKLOAD_KINDS or not namespace:
+                continue
+            name = str(resource.get("name", ""))
+            try:
+                workload = self.client().get("apps/v1", kind, name, namespace)
+                labels = (((workload or {}).get("spec") or {}).get("selector") or {}).get(
+                    "matchLabels"
+                ) or {}
+                if not labels:
+                    continue
+                selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+                pods = self.client().list_objects("v1", "Pod", namespace, selector)
+            except PlatformError:
+                continue
+            found[(kind, namespace, name)] = [
+                (
+                    str((pod.get("metadata") or {}).get("name", "")),
+                    str(health.status),
+                    health.message,
+                )
+                for pod in pods[:MAX_PODS]
+                for health in [pod_health(pod)]
+            ]
+        return found
 
     def git_credentials(self) -> Path | None:
         """A git-credentials file with the read-only login the cluster pulls with (the

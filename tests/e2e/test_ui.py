@@ -389,6 +389,9 @@ def test_ui_against_the_platform(
     for kind in ("Deployment", "Service", "Ingress", "ExternalSecret"):
         assert kind in text, kind
     assert "Ready" in text and "Reconciling" in text
+    # The tree's lower level: the demo Deployment's pods (kwok runs them), with health.
+    pods = text_of(browser, "tr.child")
+    assert "Pod" in pods and "demo-" in pods and "Healthy" in pods, pods
     wait(
         browser,
         lambda d: "a sync would change nothing" in text_of(d, "#diff"),
