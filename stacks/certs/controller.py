@@ -5,11 +5,13 @@ Keys are (kind, namespace, name) tuples:
     ("Issuer", ns, name) / ("ClusterIssuer", "", name)   verify the CA, write Ready
     ("Ingress", ns, name)       ingress-shim: a Certificate per spec.tls[] entry
 
-A Certificate is reconciled in the controller shape of stacks/kube/controller.py (the
-example docs/controllers.md points at): `load` reads it into a `_CertAttempt`, the named
-steps `spec`, `issuer`, `issue` and `judge` fill that in or raise (WaitingError: come
-back later; PermanentError: a person must act), and `finish` writes status once, with
-the Ready reason the failing step set, whatever happened.
+Each kind is reconciled in the controller shape of stacks/kube/controller.py (the
+example docs/controllers.md points at). A Certificate: `load` reads it into a
+`_CertAttempt`, the named steps `spec`, `issuer`, `issue` and `judge` fill that in or
+raise (WaitingError: come back later; PermanentError: a person must act), and `finish`
+writes status once, with the Ready reason the failing step set, whatever happened. An
+Issuer: steps `spec` and `ca`, Ready written in `finish`. An Ingress: steps `issuer`,
+`certificates` and `prune` (it has no status of ours, so its `finish` writes none).
 
 Decisions are pure (`stacks.certs.policy`, `stacks.certs.pki`); this module does the
 reads and writes through `stacks.kube.client.KubeClient`. Created by
@@ -23,7 +25,7 @@ import base64
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stacks.certs import pki
@@ -31,12 +33,14 @@ from stacks.certs import policy as p
 from stacks.errors import PermanentError, PlatformError, WaitingError
 from stacks.kube.client import KubeClient, WatchEvent
 from stacks.kube.controller import (
+    STOP,
     ErrorKind,
     ObjectReconciler,
     QueueKey,
     Result,
     Runtime,
     Step,
+    Stop,
     Watch,
     error_kind,
     kind_key,
@@ -209,6 +213,190 @@ class CertificateReconciler(ObjectReconciler[_CertAttempt]):
         return result
 
 
+@dataclass
+class _IssuerAttempt:
+    """The subject of one Issuer or ClusterIssuer reconcile."""
+
+    issuer: dict[str, Any]
+    kind: str
+    namespace: str
+    now: dt.datetime
+    ready: tuple[str, str] = ("", "")  # Ready=True's reason and message
+    failing_reason: str = "InvalidConfig"  # Ready=False's if the current step fails
+
+
+class IssuerReconciler(ObjectReconciler[_IssuerAttempt]):
+    """Issuers and ClusterIssuers: spec -> CA (a CA issuer's key pair); Ready in `finish`."""
+
+    def __init__(self, controller: CertsController) -> None:
+        self.c = controller
+
+    def load(self, key: QueueKey) -> _IssuerAttempt | None:
+        kind, namespace, name = split_key(key)
+        issuer = self.c.client.get(p.API_VERSION, kind, name, namespace or None)
+        if issuer is None:
+            return None
+        return _IssuerAttempt(issuer, kind, namespace, self.c.clock())
+
+    def steps(self, subject: _IssuerAttempt) -> Sequence[Step[_IssuerAttempt]]:
+        return [("spec", self._spec), ("ca", self._ca)]
+
+    def _spec(self, a: _IssuerAttempt) -> Stop | None:
+        spec = a.issuer.get("spec") or {}
+        if "ca" in spec:
+            return None
+        if "selfSigned" in spec:
+            a.ready = ("IsReady", "")
+            return STOP
+        raise PermanentError("set spec.selfSigned or spec.ca")
+
+    def _ca(self, a: _IssuerAttempt) -> None:
+        a.failing_reason = "ErrGetKeyPair"  # a WaitingError: its Secret is not there yet
+        self.c._load_ca(a.issuer, a.kind, a.namespace)
+        a.ready = ("KeyPairVerified", "Signing CA verified")
+
+    def finish(self, a: _IssuerAttempt, result: Result) -> Result:
+        error = result.error
+        if error is not None and error_kind(error) is ErrorKind.TRANSIENT:
+            return result  # an API hiccup says nothing about the issuer: retry quietly
+        previous = (a.issuer.get("status") or {}).get("conditions") or []
+        generation = int(a.issuer["metadata"].get("generation") or 0)
+        if error is None:
+            reason, message = a.ready
+            cond = p.condition("Ready", True, reason, message, a.now, previous, generation)
+        else:
+            reason = a.failing_reason
+            if result.step == "ca" and isinstance(error, PermanentError):
+                reason = "ErrInvalidKeyPair"
+            cond = p.condition("Ready", False, reason, str(error), a.now, previous, generation)
+        status = {"conditions": [cond]}
+        if not p.status_equal(a.issuer.get("status") or {}, status):
+            self.c.client.apply_status(self.c._status_patch(a.issuer, status), p.FIELD_MANAGER)
+        # A stalled issuer heals by an edit of it or of its CA Secret (both watched).
+        return replace(result, retry_stalled=False, logged=True)
+
+
+@dataclass
+class _IngressAttempt:
+    """The subject of one Ingress reconcile: the Certificates it asks for."""
+
+    ingress: dict[str, Any]
+    namespace: str
+    name: str
+    issuer: tuple[str, str] = ("", "")  # (kind, name) from its annotations
+    desired: dict[str, list[str]] = field(default_factory=dict)  # secretName -> hosts
+
+    @property
+    def owner(self) -> dict[str, Any]:
+        return {
+            "apiVersion": INGRESS_API,
+            "kind": "Ingress",
+            "name": self.name,
+            "uid": self.ingress["metadata"]["uid"],
+            "controller": True,
+        }
+
+
+class IngressReconciler(ObjectReconciler[_IngressAttempt]):
+    """The ingress shim: issuer annotation -> a Certificate per spec.tls[] entry -> prune
+    the Certificates it owned for entries that are gone."""
+
+    def __init__(self, controller: CertsController) -> None:
+        self.c = controller
+
+    def load(self, key: QueueKey) -> _IngressAttempt | None:
+        _, namespace, name = split_key(key)
+        ingress = self.c.runtime.informer("Ingress").get_named(namespace, name)
+        if ingress is None:
+            return None  # the garbage collector removes Certificates it owned
+        return _IngressAttempt(ingress, namespace, name)
+
+    def steps(self, subject: _IngressAttempt) -> Sequence[Step[_IngressAttempt]]:
+        return [
+            ("issuer", self._issuer),
+            ("certificates", self._certificates),
+            ("prune", self._prune),
+        ]
+
+    def _issuer(self, a: _IngressAttempt) -> Stop | None:
+        annotations = a.ingress["metadata"].get("annotations") or {}
+        if p.INGRESS_CLUSTER_ISSUER in annotations:
+            a.issuer = ("ClusterIssuer", annotations[p.INGRESS_CLUSTER_ISSUER])
+        elif p.INGRESS_ISSUER in annotations:
+            a.issuer = ("Issuer", annotations[p.INGRESS_ISSUER])
+        else:
+            return STOP  # not ours
+        for tls in (a.ingress.get("spec") or {}).get("tls") or []:
+            secret_name, hosts = tls.get("secretName"), tls.get("hosts") or []
+            if not secret_name or not hosts:
+                log.warning(
+                    "Ingress '%s/%s': a spec.tls entry without secretName or hosts is skipped",
+                    a.namespace,
+                    a.name,
+                )
+                continue
+            a.desired.setdefault(str(secret_name), []).extend(str(h) for h in hosts)
+        return None
+
+    def _certificates(self, a: _IngressAttempt) -> None:
+        annotations = a.ingress["metadata"].get("annotations") or {}
+        kind, issuer_name = a.issuer
+        owner = a.owner
+        certificates = self.c.runtime.informer("Certificate")
+        for secret_name, hosts in a.desired.items():
+            existing = certificates.get_named(a.namespace, secret_name)
+            if existing is not None and not any(
+                ref.get("uid") == owner["uid"]
+                for ref in existing["metadata"].get("ownerReferences") or []
+            ):
+                self.c.event(
+                    a.ingress,
+                    "BadConfig",
+                    f"Certificate {secret_name!r} exists and is not owned by this Ingress",
+                    warning=True,
+                )
+                continue
+            spec: dict[str, Any] = {
+                "secretName": secret_name,
+                "dnsNames": sorted(set(hosts)),
+                "issuerRef": {"name": issuer_name, "kind": kind, "group": p.GROUP},
+            }
+            if p.INGRESS_DURATION in annotations:
+                spec["duration"] = annotations[p.INGRESS_DURATION]
+            if p.INGRESS_RENEW_BEFORE in annotations:
+                spec["renewBefore"] = annotations[p.INGRESS_RENEW_BEFORE]
+            self.c.client.apply(
+                {
+                    "apiVersion": p.API_VERSION,
+                    "kind": "Certificate",
+                    "metadata": {
+                        "name": secret_name,
+                        "namespace": a.namespace,
+                        "ownerReferences": [owner],
+                    },
+                    "spec": spec,
+                },
+                p.FIELD_MANAGER,
+            )
+
+    def _prune(self, a: _IngressAttempt) -> None:
+        uid = a.owner["uid"]
+        for cert in self.c.runtime.informer("Certificate").items():
+            meta = cert["metadata"]
+            if meta.get("namespace") != a.namespace or meta["name"] in a.desired:
+                continue
+            if any(ref.get("uid") == uid for ref in meta.get("ownerReferences") or []):
+                try:
+                    self.c.client.delete(p.API_VERSION, "Certificate", meta["name"], a.namespace)
+                except PlatformError as error:
+                    log.warning(
+                        "failed to delete Certificate '%s/%s': %s", a.namespace, meta["name"], error
+                    )
+
+    def finish(self, a: _IngressAttempt, result: Result) -> Result:
+        return result  # an Ingress carries no status of ours; the Runtime requeues errors
+
+
 class CertsController:
     def __init__(
         self,
@@ -223,6 +411,8 @@ class CertsController:
         self.clock = clock
         self.issued = 0
         self.certificates = CertificateReconciler(self)
+        self.issuers = IssuerReconciler(self)
+        self.ingresses = IngressReconciler(self)
         ns = options.watch_namespace
         self.runtime = Runtime(
             name="certs",
@@ -299,14 +489,13 @@ class CertsController:
     # ---- dispatch ----------------------------------------------------------------------
 
     def reconcile(self, key: QueueKey) -> Result | float | None:
-        assert isinstance(key, tuple)
-        kind, namespace, name = (str(part) for part in key)
+        kind, _, _ = split_key(key)
         if kind == "Certificate":
             return self.certificates.reconcile(key)
         if kind in ("Issuer", "ClusterIssuer"):
-            return self.reconcile_issuer(kind, namespace, name)
+            return self.issuers.reconcile(key)
         if kind == "Ingress":
-            return self.reconcile_ingress(namespace, name)
+            return self.ingresses.reconcile(key)
         return None
 
     def event(self, obj: dict[str, Any], reason: str, message: str, warning: bool = False) -> None:
@@ -341,53 +530,6 @@ class CertsController:
                 f"CA Secret '{where}/{secret_name}' does not hold a CA certificate"
             )
         return pki.KeyPair(cert_pem, key_pem)
-
-    def reconcile_issuer(self, kind: str, namespace: str, name: str) -> float | None:
-        issuer = self.client.get(p.API_VERSION, kind, name, namespace or None)
-        if issuer is None:
-            return None
-        spec = issuer.get("spec") or {}
-        now = self.clock()
-        previous = (issuer.get("status") or {}).get("conditions") or []
-        generation = int(issuer["metadata"].get("generation") or 0)
-        retry: float | None = None
-        if "ca" in spec:
-            try:
-                self._load_ca(issuer, kind, namespace)
-                cond = p.condition(
-                    "Ready",
-                    True,
-                    "KeyPairVerified",
-                    "Signing CA verified",
-                    now,
-                    previous,
-                    generation,
-                )
-            except WaitingError as error:
-                cond = p.condition(
-                    "Ready", False, "ErrGetKeyPair", str(error), now, previous, generation
-                )
-                retry = error.retry_after
-            except PermanentError as error:
-                cond = p.condition(
-                    "Ready", False, "ErrInvalidKeyPair", str(error), now, previous, generation
-                )
-        elif "selfSigned" in spec:
-            cond = p.condition("Ready", True, "IsReady", "", now, previous, generation)
-        else:
-            cond = p.condition(
-                "Ready",
-                False,
-                "InvalidConfig",
-                "set spec.selfSigned or spec.ca",
-                now,
-                previous,
-                generation,
-            )
-        status = {"conditions": [cond]}
-        if not p.status_equal(issuer.get("status") or {}, status):
-            self.client.apply_status(self._status_patch(issuer, status), p.FIELD_MANAGER)
-        return retry
 
     # ---- certificates ------------------------------------------------------------------
 
@@ -428,83 +570,3 @@ class CertsController:
                 f"{spec.issuer.kind} {spec.issuer.name!r} has neither selfSigned nor ca"
             )
         self.client.apply(p.tls_secret(cert, spec, pair, chain, ca_pem), p.FIELD_MANAGER)
-
-    # ---- ingress shim -------------------------------------------------------------------
-
-    def reconcile_ingress(self, namespace: str, name: str) -> float | None:
-        ingress = self.runtime.informer("Ingress").get_named(namespace, name)
-        if ingress is None:
-            return None  # the garbage collector removes Certificates it owned
-        annotations = ingress["metadata"].get("annotations") or {}
-        if p.INGRESS_CLUSTER_ISSUER in annotations:
-            issuer_name, kind = annotations[p.INGRESS_CLUSTER_ISSUER], "ClusterIssuer"
-        elif p.INGRESS_ISSUER in annotations:
-            issuer_name, kind = annotations[p.INGRESS_ISSUER], "Issuer"
-        else:
-            return None
-        desired: dict[str, list[str]] = {}
-        for tls in (ingress.get("spec") or {}).get("tls") or []:
-            secret_name, hosts = tls.get("secretName"), tls.get("hosts") or []
-            if not secret_name or not hosts:
-                log.warning(
-                    "Ingress '%s/%s': a spec.tls entry without secretName or hosts is skipped",
-                    namespace,
-                    name,
-                )
-                continue
-            desired.setdefault(str(secret_name), []).extend(str(h) for h in hosts)
-        owner = {
-            "apiVersion": INGRESS_API,
-            "kind": "Ingress",
-            "name": name,
-            "uid": ingress["metadata"]["uid"],
-            "controller": True,
-        }
-        certificates = self.runtime.informer("Certificate")
-        for secret_name, hosts in desired.items():
-            existing = certificates.get_named(namespace, secret_name)
-            if existing is not None and not any(
-                ref.get("uid") == owner["uid"]
-                for ref in existing["metadata"].get("ownerReferences") or []
-            ):
-                self.event(
-                    ingress,
-                    "BadConfig",
-                    f"Certificate {secret_name!r} exists and is not owned by this Ingress",
-                    warning=True,
-                )
-                continue
-            spec: dict[str, Any] = {
-                "secretName": secret_name,
-                "dnsNames": sorted(set(hosts)),
-                "issuerRef": {"name": issuer_name, "kind": kind, "group": p.GROUP},
-            }
-            if p.INGRESS_DURATION in annotations:
-                spec["duration"] = annotations[p.INGRESS_DURATION]
-            if p.INGRESS_RENEW_BEFORE in annotations:
-                spec["renewBefore"] = annotations[p.INGRESS_RENEW_BEFORE]
-            self.client.apply(
-                {
-                    "apiVersion": p.API_VERSION,
-                    "kind": "Certificate",
-                    "metadata": {
-                        "name": secret_name,
-                        "namespace": namespace,
-                        "ownerReferences": [owner],
-                    },
-                    "spec": spec,
-                },
-                p.FIELD_MANAGER,
-            )
-        for cert in certificates.items():
-            meta = cert["metadata"]
-            if meta.get("namespace") != namespace or meta["name"] in desired:
-                continue
-            if any(ref.get("uid") == owner["uid"] for ref in meta.get("ownerReferences") or []):
-                try:
-                    self.client.delete(p.API_VERSION, "Certificate", meta["name"], namespace)
-                except PlatformError as error:
-                    log.warning(
-                        "failed to delete Certificate '%s/%s': %s", namespace, meta["name"], error
-                    )
-        return None

@@ -19,6 +19,9 @@ named steps:
             failures; a failure goes back to the runtime, whose per-key backoff (capped
             at 30 s and at the refresh interval) decides the retry.
 
+A SecretStore or ClusterSecretStore is reconciled in the same shape
+(`stores.StoreReconciler`: validate, then Ready in `finish`).
+
 There is deliberately no watch on Secrets (least privilege: get, not list/watch, on
 Secrets); a Secret changed by hand is put back at the next refresh.
 
@@ -74,7 +77,7 @@ from stacks.secrets.status import (
     timestamp,
     write_status,
 )
-from stacks.secrets.stores import Stores, store_label
+from stacks.secrets.stores import StoreReconciler, Stores, store_label
 
 if TYPE_CHECKING:
     from stacks.kube.leader import LeaderElector
@@ -172,6 +175,7 @@ class SecretsController(ObjectReconciler[_Attempt]):
         self._synced_at: dict[tuple[str, str], float] = {}
         self._applied: dict[tuple[str, str], tuple[str, float]] = {}
         self.stores = Stores(client, self._cached)
+        self.store_reconciler = StoreReconciler(self.stores)
         self.runtime = Runtime(
             name="secrets",
             client=client,
@@ -223,8 +227,7 @@ class SecretsController(ObjectReconciler[_Attempt]):
         assert isinstance(key, tuple) and len(key) == 3
         if key[0] == EXTERNAL_SECRET:
             return self.reconcile(key)
-        kind, namespace, name = (str(part) for part in key)
-        return self.stores.reconcile(kind, namespace, name)
+        return self.store_reconciler.reconcile(key)
 
     # ---- ExternalSecret: load, steps, finish --------------------------------------------
 

@@ -2,10 +2,11 @@
 
 `Stores.provider(store, es_namespace)` returns a logged-in `VaultProvider` for a store
 object, reusing it while the store's spec (generation) and its token are unchanged.
-`Stores.reconcile(kind, namespace, name)` validates a store (parse the spec, then ask
-Vault to look up our token) and writes its `Ready` condition with ESO's reasons:
-Valid, InvalidProviderConfig (the spec is wrong) or ValidationFailed (Vault said no or
-did not answer).
+`StoreReconciler` validates a store in the controller shape of stacks/kube/controller.py
+(load from the cache, one step `validate`: parse the spec, then ask Vault to look up our
+token; `finish` writes its `Ready` condition once, with ESO's reasons: Valid,
+InvalidProviderConfig (the spec is wrong) or ValidationFailed (Vault said no or did not
+answer), and asks to look again after VALID_RECHECK or INVALID_RECHECK).
 
 Called by stacks.secrets.controller.
 """
@@ -17,10 +18,12 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from stacks.errors import PermanentError, PlatformError, TransientError
+from stacks.kube.controller import ObjectReconciler, QueueKey, Result, Step, split_key
 from stacks.kube.objects import KubeObject
 from stacks.secrets.api import (
     CLUSTER_SECRET_STORE,
@@ -159,37 +162,62 @@ class Stores:
         for _, provider in providers:
             provider.close()
 
-    # ---- store reconcile ----------------------------------------------------------------
 
-    def reconcile(self, kind: str, namespace: str, name: str) -> float | None:
-        store = self._lookup(kind, namespace, name)
-        label = store_label(kind, namespace, name)
+@dataclass
+class _StoreAttempt:
+    """The subject of one store reconcile."""
+
+    store: KubeObject
+    label: str
+
+
+class StoreReconciler(ObjectReconciler[_StoreAttempt]):
+    """SecretStores and ClusterSecretStores: validate; Ready written in `finish`."""
+
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
+
+    def load(self, key: QueueKey) -> _StoreAttempt | None:
+        kind, namespace, name = split_key(key)
+        store = self.stores._lookup(kind, namespace, name)
         if store is None:
-            self.forget(kind, namespace, name)
+            self.stores.forget(kind, namespace, name)
             return None
+        return _StoreAttempt(store, store_label(kind, namespace, name))
+
+    def steps(self, subject: _StoreAttempt) -> Sequence[Step[_StoreAttempt]]:
+        return [("validate", self._validate)]
+
+    def _validate(self, a: _StoreAttempt) -> None:
+        self.stores.provider(a.store).check()
+
+    def finish(self, a: _StoreAttempt, result: Result) -> Result:
+        """Ready from the outcome, written once; a store is looked at again on a fixed
+        schedule (a Vault outage is no reason to back off: ExternalSecrets wait on it)."""
+        error = result.error
         ready, reason, message, after = True, Reason.VALID, "store validated", VALID_RECHECK
-        try:
-            self.provider(store).check()
-        except SpecError as error:
+        if isinstance(error, SpecError):
             ready, reason, message, after = (
                 False,
                 Reason.INVALID_PROVIDER,
                 str(error),
                 INVALID_RECHECK,
             )
-        except (PermanentError, TransientError) as error:
+        elif isinstance(error, (PermanentError, TransientError)):
             ready, reason, message, after = (
                 False,
                 Reason.VALIDATION_FAILED,
                 str(error),
                 INVALID_RECHECK,
             )
+        elif error is not None:
+            return result  # a bug: the runtime logs it and backs off
         if not ready:
-            log.warning("failed to validate %s: %s", label, message)
-        status = dict(store.get("status") or {})
+            log.warning("failed to validate %s: %s", a.label, message)
+        status = dict(a.store.get("status") or {})
         status["conditions"] = set_condition(
             status.get("conditions"), "Ready", ready, reason, message, timestamp()
         )
         status["capabilities"] = "ReadOnly"
-        write_status(self._client, store, status)
-        return after
+        write_status(self.stores._client, a.store, status)
+        return Result(after=after)
