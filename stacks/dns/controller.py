@@ -1,9 +1,12 @@
 """The DNS stub controller: sources -> the two owned keys of `kube-system/coredns-custom`.
 
 Every change of an Ingress, Service, DNSRecord or of `coredns-custom` queues the one key
-"sync" (the work queue collapses bursts). A sync reads every source from the runtime's
-informer caches (stacks/kube/controller.py), which list and watch them, so a sync costs
-no LIST; if ANY source is not listed, or its list/watch is failing or forbidden now, it
+"sync" (the work queue collapses bursts). Its reconcile has the controller shape of
+stacks/kube/controller.py (`ObjectReconciler`): the steps `throttle` (at most one sync
+every MIN_SYNC_INTERVAL), `caches` (every source has answered) and `sync`; `finish`
+writes nothing, since the ConfigMap is its whole output. A sync reads every source
+from the runtime's informer caches, which list and watch them, so a sync costs no LIST;
+if ANY source is not listed, or its list/watch is failing or forbidden now, it
 raises and writes nothing, so the hosts file keeps its last good content
 (external-dns#1238), and the runtime retries with its backoff (and at once when the
 API server comes back). Otherwise it merges its entries into `platform.hosts`
@@ -19,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +31,7 @@ from stacks.dns.release import CREATED_BY
 from stacks.errors import PlatformError, TransientError
 from stacks.kube.cache import KindCache
 from stacks.kube.client import KubeClient, WatchEvent
-from stacks.kube.controller import QueueKey, Runtime, Watch
+from stacks.kube.controller import ObjectReconciler, QueueKey, Result, Runtime, Step, Stop, Watch
 from stacks.kube.errors import Conflict
 from stacks.kube.events import EventRecorder
 
@@ -58,7 +62,14 @@ class SyncResult:
     written: bool
 
 
-class DnsController:
+@dataclass
+class _Pass:
+    """The subject of one reconcile of the one key (the sources live in the caches)."""
+
+    result: SyncResult | None = None
+
+
+class DnsController(ObjectReconciler[_Pass]):
     def __init__(
         self, client: KubeClient, options: Options, events: EventRecorder | None = None
     ) -> None:
@@ -90,24 +101,36 @@ class DnsController:
             ],
         )
 
-    def reconcile(self, key: QueueKey) -> float | None:
+    def load(self, key: QueueKey) -> _Pass:
+        return _Pass()
+
+    def steps(self, subject: _Pass) -> Sequence[Step[_Pass]]:
+        return [("throttle", self._throttle), ("caches", self._caches), ("sync", self._sync)]
+
+    def _throttle(self, subject: _Pass) -> Stop | None:
         # A sync reads memory, not the API, so a burst of events (500 Ingresses applied
         # at once) would rewrite the ConfigMap once per event; like external-dns's
         # --min-event-sync-interval, syncs start at most every MIN_SYNC_INTERVAL, and a
         # lone change still syncs at once.
         wait = self._last_sync + MIN_SYNC_INTERVAL - time.monotonic()
-        if wait > 0:
-            return wait
+        return Stop(wait) if wait > 0 else None
+
+    def _caches(self, subject: _Pass) -> Stop | None:
         starting = [
             i
             for i in self.runtime.informers.values()
             if not i.listed.is_set() and not (i.denied or i.failing)
         ]
         if starting:
-            return 1.0  # a cache has not answered yet: look again soon, without a warning
-        self._last_sync = time.monotonic()
-        self.sync()
+            return Stop(1.0)  # a cache has not answered yet: look again soon, no warning
         return None
+
+    def _sync(self, subject: _Pass) -> None:
+        self._last_sync = time.monotonic()
+        subject.result = self.sync()
+
+    def finish(self, subject: _Pass, result: Result) -> Result:
+        return result  # the ConfigMap is the output (sync wrote it); no status of its own
 
     def _source(self, kind: str) -> KindCache:
         """A source's cache; TransientError unless it holds the whole, current picture."""
