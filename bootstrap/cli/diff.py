@@ -8,6 +8,7 @@ would be pruned are listed too. Heavy imports stay inside the command body.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import click
@@ -39,7 +40,12 @@ def diff(
             / "platform"
             / "diff-git"
         )
-        found = diff_app(client, obj, cache)
+        from bootstrap.gitops.source import write_git_credentials
+
+        # The platform's repository names no Secret: log in as the cluster does.
+        with tempfile.TemporaryDirectory(prefix="platform-diff-") as private:
+            login = write_git_credentials(session.settings, session.state, Path(private))
+            found = diff_app(client, obj, cache, login)
         diffs = [d for d in found if d.action not in HOOK_ACTIONS]
         hooks = [d for d in found if d.action in HOOK_ACTIONS]
         if not diffs:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import shutil
 import subprocess
 import tempfile
@@ -296,23 +295,14 @@ class Platform:
         this process (0700, the file 0600) removed at close; None when there is none."""
         if self._credentials is not None:
             return self._credentials
-        from bootstrap.gitops.source import cluster_git_source
-        from stacks.reconciler.install import git_credentials_line
+        from bootstrap.gitops.source import write_git_credentials
 
-        try:
-            source = cluster_git_source(self.settings, self.state)
-        except PlatformError as error:
-            log.debug("no git login for the dashboard: %s", error)
+        folder = Path(tempfile.mkdtemp(prefix="platform-ui-"))  # 0700
+        path = write_git_credentials(self.settings, self.state, folder)
+        if path is None:
+            log.debug("no git login for the dashboard")
+            shutil.rmtree(folder, ignore_errors=True)
             return None
-        folder = Path(tempfile.mkdtemp(prefix="platform-ui-"))
-        path = folder / "git-credentials"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(
-                git_credentials_line(
-                    source.base_url, source.readonly_username, source.readonly_password
-                )
-            )
         self._credentials = path
         return path
 

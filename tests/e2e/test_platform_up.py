@@ -125,6 +125,11 @@ def test_platform_up_end_to_end(host_platform: HostPlatform, tmp_path: Path) -> 
     rows = json_events(apps.stdout)[-1]["applications"]
     assert {"root", "reconciler", "secrets", "certs", "dns", "demo"} <= {r["name"] for r in rows}
     assert all(r["sync"] == "Synced" and r["health"] == "Healthy" for r in rows), rows
+    # `platform diff` fetches the repository on this machine with the cluster's read-only
+    # login (the Applications name no Secret): in sync, nothing to change.
+    diff = run_platform("diff", "demo")
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    assert "in sync with git" in diff.stdout
 
     # The reconciler manages itself: GitOps adopted the Deployment the bootstrap made
     # without a new rollout, and an image change in git rolls it out.
