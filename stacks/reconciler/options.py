@@ -20,7 +20,9 @@ What each does here:
   PruneLast=true         (app) prune only after every wave is applied and healthy
   ApplyOutOfSyncOnly=true (app) accepted: only objects that differ are applied anyway
   PrunePropagationPolicy=foreground|background|orphan (app) how pruned objects'
-                         dependents go (default foreground, as Argo CD)
+                         dependents go. Without it, background, as this reconciler
+                         always pruned (Argo CD's default is foreground: set it to get
+                         that)
   FailOnSharedResource=true (app) the sync fails when an object it would apply
                          carries another Application's tracking id
   RespectIgnoreDifferences=true (app) ignoreDifferences also shapes what is applied
@@ -62,7 +64,7 @@ def object_options(annotations: Mapping[str, str]) -> dict[str, str]:
 @dataclass(frozen=True)
 class AppOptions:
     prune_last: bool = False
-    propagation: str = "Foreground"
+    propagation: str = "Background"
     fail_on_shared: bool = False
     respect_ignore: bool = False
     no_prune: bool = False  # Prune=false for every object
@@ -76,7 +78,7 @@ class AppOptions:
         return cls(
             prune_last=found.get("PruneLast") == "true",
             propagation=PROPAGATION.get(
-                found.get("PrunePropagationPolicy", "foreground").lower(), "Foreground"
+                found.get("PrunePropagationPolicy", "").lower(), "Background"
             ),
             fail_on_shared=found.get("FailOnSharedResource") == "true",
             respect_ignore=found.get("RespectIgnoreDifferences") == "true",

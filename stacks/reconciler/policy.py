@@ -76,7 +76,9 @@ class PolicyGate:
             return None
         app = AppView.of(sync.obj)
         plan = sync.plan
-        refs = [s.ref for s in plan.steps] + [p.ref for p in plan.prunes]
+        # Hooks too (issue 21): they are created in the cluster like any object.
+        refs = [s.ref for s in plan.steps] + [h.ref for h in plan.hooks]
+        refs += [p.ref for p in plan.prunes]
         verdict = evaluate(self.project(app.project), app, refs, self.namespace)
         if not verdict.allowed:
             raise ReconcileFailed("PolicyDenied", verdict.message(), stalled=True)

@@ -1,16 +1,38 @@
-"""Waves and the self-heal gate: whether a plan may be applied, then applying it.
+"""Waves and the self-heal gate: whether a plan may be applied, then the sync operation.
 
 `_heal_gate` decides whether this reconcile may apply (an operation under way, a
 `platform sync`, or the automated policy: git changes always, drift only with selfHeal)
 and backs self-heal off for 30 s when objects keep drifting (more than 10 heals a
-minute). `_apply_waves` applies the plan wave by wave, each wave's kind groups in
-parallel: waves never block a worker, so a wave that is not Healthy yet ends the
-reconcile with "waiting for wave N" and the object's next health change (or a short
-requeue) continues the same sync (`Operation`); a wave that stays unhealthy past the
-Application's timeout fails the sync (WaveTimeout). Pruning follows only a finished
-sync.
+minute).
 
-A mixin of AppController (see parts.py); both are steps of its `_sync`.
+`_apply_waves` runs one sync operation (`Operation`, and its hooks' `HookRun`,
+hooks.py) as far as it can go in this reconcile, in Argo CD's order:
+
+    PreSync hooks, wave by wave        each wave's hooks created, then Succeeded or Failed
+    waves of objects and Sync hooks    each wave's kind groups applied in parallel, its
+                                       Sync hooks created; the next wave waits until this
+                                       one is Healthy and its hooks have finished
+    prune                              (PruneLast: only once the last wave is Healthy too)
+    PostSync hooks, wave by wave       once everything above is applied and Healthy
+
+Nothing blocks a worker: whatever is not finished yet ends the reconcile with "waiting
+for ..." and the object's next health change (hooks carry the managed label, so their
+Jobs' changes come in too) or a short requeue continues the same operation. A wave or
+hook wave still unfinished after the Application's timeout fails the sync
+(WaveTimeout, HookTimeout). A failed hook stops the operation where it is (nothing after
+it is applied or pruned), names the hook and its reason in Ready, and starts the
+SyncFail hooks; such a revision is not synced again unless syncPolicy.retry allows it
+(retry.py), a new commit arrives or `platform sync` asks. syncPolicy.retry also paces
+and bounds the retries of apply failures; without it those keep the controller's own
+backoff. The operation's hooks are written to status.hooks, and a restarted process
+picks the operation up from there (`restore`).
+
+Sync options (options.py): FailOnSharedResource refuses the sync before anything is
+applied, PrunePropagationPolicy chooses how pruned objects go, RespectIgnoreDifferences
+applies ignored fields with their live values (ignore.py), and the fields hash of what
+was applied is taken blind to ignoreDifferences so the next compare agrees.
+
+A part of the controller (see parts.py); both are steps of its sync.
 """
 
 from __future__ import annotations

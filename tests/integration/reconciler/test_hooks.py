@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,13 @@ from tests.integration.reconciler.conftest import (
     ready,
     start_reconciler,
     wait_until,
+)
+from tests.integration.reconciler.test_projects import (  # noqa: F401 - fixtures
+    application,
+    enforcing,
+    project_crd,
+    tenant_project,
+    tenant_rbac,
 )
 from tests.integration.reconciler.tools import tool_env, tool_reconciler  # noqa: F401 - fixtures
 from tests.support import processes
@@ -573,3 +581,31 @@ def test_a_helm_chart_with_hooks_runs_them_in_order(
         ("PostSync", "rel-notify", "Succeeded"),
         ("Skip", "rel-test", "Skipped"),
     }
+
+
+@pytest.mark.usefixtures("enforcing")  # a reconciler enforcing projects (test_projects.py)
+def test_a_hook_outside_the_project_is_refused_before_anything_runs(
+    repo: GitRepo, kube: KubeClient, namespace: str
+) -> None:
+    """Hooks go through the project's rules like any object (policy.py): a PreSync hook
+    aimed at another namespace refuses the whole sync, and no hook runs."""
+    suffix = uuid.uuid4().hex[:6]
+    mine, other = f"ha-{suffix}", f"hb-{suffix}"
+    tenant_rbac(kube, mine)
+    tenant_rbac(kube, other)
+    kube.apply(tenant_project(namespace, "team", mine, repo.url), "test")
+    sneaky = job(generate="sneak-", annotations={"argocd.argoproj.io/hook": "PreSync"})
+    sneaky["metadata"]["namespace"] = other
+    repo.write("team/all.yaml", [configmap("mine"), sneaky])
+    repo.commit()
+    kube.create(application(namespace, "team", repo, "team", mine, project="team"))
+    obj = wait_app(
+        kube,
+        namespace,
+        "team",
+        lambda o: condition(o, "Ready").get("reason") == "PolicyDenied",
+        "the project refuses the hook",
+    )
+    assert other in condition(obj, "Ready")["message"]
+    assert jobs(kube, other, "sneak-") == []
+    assert kube.get("v1", "ConfigMap", "mine", mine) is None

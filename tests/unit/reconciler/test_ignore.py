@@ -168,4 +168,5 @@ def test_sync_options() -> None:
         ["PruneLast=true", "PrunePropagationPolicy=orphan", "FailOnSharedResource=true"]
     )
     assert app.prune_last and app.fail_on_shared and app.propagation == "Orphan"
-    assert AppOptions.of([]).propagation == "Foreground"  # Argo CD's default
+    assert AppOptions.of([]).propagation == "Background"  # as before (Argo CD: foreground)
+    assert AppOptions.of(["PrunePropagationPolicy=foreground"]).propagation == "Foreground"
