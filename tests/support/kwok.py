@@ -86,6 +86,19 @@ class KwokCluster:
         return result.stdout
 
     def create(self) -> None:
+        """Create the cluster; one more try after a failed start. On a loaded machine
+        kwokctl's own start races (seen: "failed to init crds: resource not handled",
+        connection refused, nodes not Ready in time): a start that fails is torn down and
+        made again once, so a fixture fails only when the cluster really cannot start."""
+        try:
+            self._create_once()
+        except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as error:
+            with open(self.workdir / "kwokctl.log", "a") as log:
+                log.write(f"# the first start failed, trying once more: {error}\n")
+            self.delete()
+            self._create_once()
+
+    def _create_once(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._kwokctl(
             "create",
@@ -121,6 +134,11 @@ class KwokCluster:
         if check and result.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
+
+    def wait_established(self, crd: str) -> None:
+        """Wait until the CRD named `crd` (plural.group) serves its kind. kubectl's default
+        30 s is too short on a loaded machine, where the CRD may have no status yet."""
+        self.kubectl("wait", "--for=condition=Established", "--timeout=120s", f"crd/{crd}")
 
     def service_account_kubeconfig(self, namespace: str, name: str, path: Path) -> Path:
         """A kubeconfig (0600) that acts as a new ServiceAccount `namespace/name`: an

@@ -19,7 +19,7 @@ MANIFESTS = Path(__file__).resolve().parents[3] / "stacks" / "certs" / "manifest
 def certs_crds(cluster: KwokCluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "10-crd.yaml"))
     for plural in ("issuers", "clusterissuers", "certificates"):
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{plural}.certs.platform.local")
+        cluster.wait_established(f"{plural}.certs.platform.local")
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ MANIFESTS = Path(__file__).resolve().parents[3] / "stacks" / "dns" / "manifests"
 @pytest.fixture(scope="session")
 def dns_crd(cluster: KwokCluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "10-crd.yaml"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/dnsrecords.dns.platform.local")
+    cluster.wait_established("dnsrecords.dns.platform.local")
 
 
 @pytest.fixture

@@ -70,7 +70,7 @@ def test_reconciler_container_syncs_an_application_from_the_git_server(
     assert [c["metadata"]["name"] for c in crds] == ["applications.gitops.platform.local"]
     for crd in crds:
         kube.apply(crd, FIELD_MANAGER_BOOTSTRAP)
-    cluster.kubectl("wait", "--for=condition=Established", "crd/applications.gitops.platform.local")
+    cluster.wait_established("applications.gitops.platform.local")
 
     # A repository on the project's git server with one ConfigMap.
     url = git_server.create_repo("apps")

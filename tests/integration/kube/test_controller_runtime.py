@@ -100,7 +100,7 @@ def test_a_kind_whose_crd_arrives_later_is_reconciled_as_soon_as_it_is_establish
         # Not served: the cache retries (2 s, then 4 s, then 8 s between list attempts).
         assert not controller.wait_synced(6.5)
         client.create(schemaless_crd(group, "LateWidget", "latewidgets"))
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/latewidgets.{group}")
+        cluster.wait_established(f"latewidgets.{group}")
         established = time.monotonic()
         client.create(
             {

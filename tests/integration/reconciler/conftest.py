@@ -33,7 +33,7 @@ WEBHOOK_SECRET = "test-webhook-secret"
 @pytest.fixture(scope="session")
 def crd(cluster: KwokCluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "10-crd.yaml"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/applications.gitops.platform.local")
+    cluster.wait_established("applications.gitops.platform.local")
 
 
 class GitRepo:

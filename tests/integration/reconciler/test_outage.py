@@ -69,7 +69,7 @@ def kube(cluster: KwokCluster) -> Iterator[KubeClient]:
 @pytest.fixture(scope="module")
 def crd(cluster: KwokCluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "10-crd.yaml"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/applications.gitops.platform.local")
+    cluster.wait_established("applications.gitops.platform.local")
 
 
 def _push_webhook(reconciler: Reconciler, after: str) -> None:

@@ -43,7 +43,7 @@ PROJECTS = MANIFESTS / "50-projects.yaml"
 @pytest.fixture(scope="session")
 def project_crd(cluster: KwokCluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "11-crd-appproject.yaml"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/appprojects.gitops.platform.local")
+    cluster.wait_established("appprojects.gitops.platform.local")
 
 
 @pytest.fixture

@@ -70,7 +70,7 @@ def platform(
 ) -> Iterator[Platform]:
     for name in ("00-namespace.yaml", "11-crd-appproject.yaml"):
         cluster.kubectl("apply", "--server-side", "-f", str(MANIFESTS / name))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/appprojects.gitops.platform.local")
+    cluster.wait_established("appprojects.gitops.platform.local")
     cluster.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "50-projects.yaml"))
     git = git_server_factory(extra_args=["--repo-users", f"gitops:{tenants.USERS_FILE}"])
     git.create_repo("gitops")

@@ -26,9 +26,7 @@ from tests.support.secrets import MANIFESTS, Bao, Secrets
 def crds(cluster: KwokCluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "10-crds.yaml"))
     for plural in ("externalsecrets", "secretstores", "clustersecretstores"):
-        cluster.kubectl(
-            "wait", "--for=condition=Established", f"crd/{plural}.secrets.platform.local"
-        )
+        cluster.wait_established(f"{plural}.secrets.platform.local")
 
 
 @pytest.fixture
