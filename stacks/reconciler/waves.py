@@ -141,7 +141,16 @@ class Waves(ControllerParts):
         sync.operation = memory.operation = operation
         if run is None or run.phase in (SUCCEEDED, FAILED):
             attempts = run.attempts if run is not None and retrying else 0
-            run = memory.hooks = HookRun(sync.revision, attempts=attempts)
+            previous, run = run, HookRun(sync.revision, attempts=attempts)
+            if previous is not None and previous.phase == FAILED and previous.retry_at < 0:
+                # The controller's own retries of a failed apply (not Argo CD's: it
+                # would not retry) do not run the SyncFail hooks again each time.
+                run.records.update(
+                    (key, record)
+                    for key, record in previous.records.items()
+                    if record.phase is Phase.SYNC_FAIL
+                )
+            memory.hooks = run
         if spec.create_namespace and spec.namespace:
             self._ensure_namespace(spec.namespace)
         if options.fail_on_shared:

@@ -609,3 +609,21 @@ def test_a_hook_outside_the_project_is_refused_before_anything_runs(
     assert other in condition(obj, "Ready")["message"]
     assert jobs(kube, other, "sneak-") == []
     assert kube.get("v1", "ConfigMap", "mine", mine) is None
+
+
+def test_syncfail_runs_once_while_a_failing_apply_is_retried(
+    reconciler: Reconciler, repo: GitRepo, kube: KubeClient, namespace: str
+) -> None:
+    bad = configmap("bad")
+    bad["metadata"]["labels"] = {"not a valid label key!": "x"}
+    on_fail = job(generate="on-fail-", annotations={"argocd.argoproj.io/hook": "SyncFail"})
+    repo.write("app/objects.yaml", [bad, on_fail])
+    repo.commit("an object the API server refuses")
+    create_app(kube, namespace, repo, "refused", "app")
+    first = one_job(kube, namespace, "on-fail-")
+    uid = kube.get("batch/v1", "Job", first, namespace)["metadata"]["uid"]  # type: ignore[index]
+    time.sleep(6)  # the controller's backoff retries the apply: 1 s, 2 s, 4 s
+    assert reconciler.output().count(f"failed to sync Application '{namespace}/refused' again") >= 2
+    again = kube.get("batch/v1", "Job", first, namespace)
+    assert again is not None and again["metadata"]["uid"] == uid
+    assert len(jobs(kube, namespace, "on-fail-")) == 1
