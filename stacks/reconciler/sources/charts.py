@@ -37,7 +37,7 @@ import yaml
 
 from stacks.errors import PermanentError, TransientError
 from stacks.reconciler.sources.repos import RepoAccess
-from stacks.reconciler.sources.run import ToolFailed, run_tool
+from stacks.reconciler.sources.run import ToolFailed, run_tool, tool_env
 
 INDEX_BYTES = 32 * 1024 * 1024  # a big public index (bitnami's) is about 20 MiB
 CHART_BYTES = 20 * 1024 * 1024
@@ -230,10 +230,9 @@ class ChartCache:
 
 def helm_env(home: Path) -> dict[str, str]:
     """An environment in which helm keeps its config, cache and data under `home`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HELM_")}
+    env = tool_env(home)
     env.update(
         {
-            "HOME": str(home),
             "HELM_CACHE_HOME": str(home / "cache"),
             "HELM_CONFIG_HOME": str(home / "config"),
             "HELM_DATA_HOME": str(home / "data"),

@@ -37,6 +37,7 @@ from stacks.reconciler.source import GitCache, SourceFile, redact_url
 from stacks.reconciler.sources import helm, kustomize
 from stacks.reconciler.sources.charts import ChartCache, helm_env
 from stacks.reconciler.sources.repos import RepoAccess
+from stacks.reconciler.sources.run import tool_env
 from stacks.reconciler.sources.spec import HelmOptions, KustomizeOptions
 
 DIRECTORY, KUSTOMIZE, HELM, CHART = "directory", "kustomize", "helm", "chart"
@@ -114,6 +115,8 @@ class Renderer:
         self.settings = settings
         self.work = scratch / "work"
         self.charts = ChartCache(scratch / "charts", settings.helm)
+        # What a killed process left mid-render (each render removes its own).
+        shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(parents=True, exist_ok=True)
         self.charts.root.mkdir(parents=True, exist_ok=True)
 
@@ -263,9 +266,7 @@ def _unpack(archive: Path, dest: Path, shown: str) -> None:
 
 
 def _tool_env(home: Path, offline: bool) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "KUSTOMIZE_"))}
-    env["HOME"] = str(home)
-    env["XDG_CONFIG_HOME"] = str(home / "config")
+    env = tool_env(home)
     if offline:
         # The reference walk refuses remote bases; this makes anything it did not
         # foresee (a URL in a field it does not read) fail instead of fetching.
@@ -275,8 +276,3 @@ def _tool_env(home: Path, offline: bool) -> dict[str, str]:
         env.pop("no_proxy", None)
         env["GIT_ALLOW_PROTOCOL"] = "none"
     return env
-
-
-def remove_scratch(scratch: Path) -> None:
-    """Remove what an earlier process left in the scratch work directory."""
-    shutil.rmtree(scratch / "work", ignore_errors=True)

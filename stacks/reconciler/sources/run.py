@@ -39,6 +39,39 @@ class ToolOutputTooLarge(PermanentError):
     """The tool printed more than a render may hold."""
 
 
+# What a tool may see of the reconciler's environment: the reconciler's own secrets (a
+# webhook secret, tokens) are never handed to code a chart or kustomization controls.
+PASSED_ENV = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+)
+
+
+def tool_env(home: Path) -> dict[str, str]:
+    """A minimal environment for helm or kustomize, its home (config, caches) at `home`."""
+    env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update(
+        {
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / "config"),
+            "XDG_CACHE_HOME": str(home / "cache"),
+            "XDG_DATA_HOME": str(home / "data"),
+        }
+    )
+    return env
+
+
 @dataclass(frozen=True)
 class ToolResult:
     stdout: bytes

@@ -30,6 +30,7 @@ from stacks.reconciler.sources.run import (
     ToolTimeout,
     printable,
     run_tool,
+    tool_env,
 )
 from stacks.reconciler.sources.spec import (
     HelmOptions,
@@ -285,3 +286,13 @@ def test_tool_run_is_bounded_in_time_and_output(tmp_path: Path) -> None:
         == b"hi\n"
     )
     assert printable("a\u0007b" + "c" * 1000, 20).endswith("...")
+
+
+def test_tools_see_none_of_the_reconcilers_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLATFORM_WEBHOOK_SECRET", "hook-5ecret")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    env = tool_env(tmp_path)
+    assert "hook-5ecret" not in env.values()
+    assert env["HTTPS_PROXY"] == "http://proxy.example:3128" and env["HOME"] == str(tmp_path)
