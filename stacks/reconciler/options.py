@@ -4,15 +4,15 @@
 
 What each does here:
 
-  Prune=false            (object or app) never pruned; it leaves the inventory and stays
-  Delete=false           (object or app) kept when the Application is deleted with the
+  Prune=false            (object) never pruned; it leaves the inventory and stays
+  Delete=false           (object) kept when the Application is deleted with the
                          cascade finalizer; Helm's `helm.sh/resource-policy: keep` too
-  Replace=true           (object or app) replaced (PUT, or POST when absent) instead of
+  Replace=true           (object) replaced (PUT, or POST when absent) instead of
                          applied server-side
   ServerSideApply=true   accepted: every object is applied server-side with
                          --force-conflicts already; =false is accepted and changes
                          nothing (there is no client-side apply here)
-  SkipDryRunOnMissingResource=true  (object or app) an object whose kind the API
+  SkipDryRunOnMissingResource=true  (object) an object whose kind the API
                          server does not serve yet does not fail the render; it is
                          planned as namespaced and its apply says what is missing
   Validate=false         accepted: server-side apply is sent without strict field
@@ -27,6 +27,9 @@ What each does here:
                          carries another Application's tracking id
   RespectIgnoreDifferences=true (app) ignoreDifferences also shapes what is applied
                          (ignore.py)
+
+Prune, Delete, Replace and SkipDryRunOnMissingResource are read from objects only; in
+an Application's syncOptions they are not applied yet.
 
 Called by plan.py, apply.py, waves.py and finalize.py.
 """
@@ -67,10 +70,6 @@ class AppOptions:
     propagation: str = "Background"
     fail_on_shared: bool = False
     respect_ignore: bool = False
-    no_prune: bool = False  # Prune=false for every object
-    no_delete: bool = False  # Delete=false for every object
-    replace: bool = False
-    skip_dry_run: bool = False
 
     @classmethod
     def of(cls, sync_options: Iterable[str]) -> AppOptions:
@@ -82,8 +81,4 @@ class AppOptions:
             ),
             fail_on_shared=found.get("FailOnSharedResource") == "true",
             respect_ignore=found.get("RespectIgnoreDifferences") == "true",
-            no_prune=found.get("Prune") == "false",
-            no_delete=found.get("Delete") == "false",
-            replace=found.get("Replace") == "true",
-            skip_dry_run=found.get("SkipDryRunOnMissingResource") == "true",
         )
