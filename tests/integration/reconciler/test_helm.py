@@ -40,6 +40,7 @@ from tests.integration.reconciler.tools import (  # noqa: F401 - fixtures
 )
 from tests.support import processes
 from tests.support.binaries import require_binary
+from tests.support.cli import run_platform
 from tests.support.kwok import KwokCluster
 
 pytestmark = pytest.mark.integration
@@ -51,10 +52,12 @@ def _health(obj: dict[str, object]) -> str:
 
 @pytest.mark.usefixtures("tool_reconciler")
 def test_chart_repository_install_upgrade_prune_health(
+    cluster: KwokCluster,
     apps: Apps,
     kube: KubeClient,
     namespace: str,
     tmp_path: Path,
+    tool_env: dict[str, str],  # noqa: F811
 ) -> None:
     helm = require_binary("helm")
     served = tmp_path / "served"
@@ -112,6 +115,48 @@ def test_chart_repository_install_upgrade_prune_health(
         web = kube.get("apps/v1", "Deployment", "rel-web", namespace)
         assert web is not None
         assert web["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":2.0.0")
+
+        # `platform diff` renders the chart the same way: nothing to change now.
+        flags = ["--kubeconfig", str(cluster.kubeconfig), "-n", namespace]
+        clean = run_platform("diff", "repo-chart", *flags, env=tool_env)
+        assert clean.returncode == 0 and "in sync with git" in clean.stdout, (
+            clean.stdout + clean.stderr
+        )
+
+
+@pytest.mark.usefixtures("tool_reconciler")
+def test_a_chart_that_does_not_match_its_index_digest_is_not_used(
+    apps: Apps, kube: KubeClient, namespace: str, tmp_path: Path
+) -> None:
+    helm = require_binary("helm")
+    served = tmp_path / "served"
+    package(
+        helm, write_chart(tmp_path / "a" / "demo", "demo", "1.0.0", {"s.yaml": SETTINGS}), served
+    )
+    with chart_repository(helm, served) as url:
+        # The archive is swapped after indexing: another chart under the same name.
+        other = package(
+            helm,
+            write_chart(
+                tmp_path / "b" / "demo", "demo", "1.0.0", {"o.yaml": configmap_template("evil")}
+            ),
+            tmp_path / "other",
+        )
+        (served / "demo-1.0.0.tgz").write_bytes(other.read_bytes())
+        create_app(
+            kube,
+            namespace,
+            "tampered",
+            {"repoURL": url, "chart": "demo", "targetRevision": "1.0.0"},
+        )
+        failed = apps.wait(
+            "tampered",
+            lambda o: "digest" in condition(o, "Ready").get("message", ""),
+            "refused",
+            60,
+        )
+        assert "does not match the sha256 digest" in condition(failed, "Ready")["message"]
+        assert kube.get("v1", "ConfigMap", "tampered-evil", namespace) is None
 
 
 def test_private_chart_repository_with_a_repository_secret(
