@@ -128,18 +128,19 @@ def test_runs_with_the_shipped_service_account_and_rbac(
 
         # Any kind, as Argo CD's controller (issue 19): what an Application may deliver
         # is its project's to decide, and only `platform` applies with these rights.
+        priority_name = f"p-{uuid.uuid4().hex[:6]}"
         priority = {
             "apiVersion": "scheduling.k8s.io/v1",
             "kind": "PriorityClass",
-            "metadata": {"name": f"p-{uuid.uuid4().hex[:6]}"},
+            "metadata": {"name": priority_name},
             "value": 1000,
         }
         repo.write("app/extra.yaml", priority)
         rev = repo.commit("a cluster-scoped kind")
         apps.annotate("as-sa", **{"gitops.platform.local/refresh": rev})
         apps.wait_synced("as-sa", rev)
-        assert kube.get("scheduling.k8s.io/v1", "PriorityClass", priority["metadata"]["name"])
-        kube.delete("scheduling.k8s.io/v1", "PriorityClass", priority["metadata"]["name"])
+        assert kube.get("scheduling.k8s.io/v1", "PriorityClass", priority_name)
+        kube.delete("scheduling.k8s.io/v1", "PriorityClass", priority_name)
     finally:
         processes.stop(running.process)
     # It may act as a project's ServiceAccount; that identity has none of its rights.
