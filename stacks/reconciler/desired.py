@@ -114,7 +114,19 @@ class Loader:
     def renderer(self) -> Renderer:
         if self._renderer is None:
             self._renderer = Renderer(self.git, self.git.root / ".render", self.settings)
+            self._renderer.kube_version = self._kube_version()
         return self._renderer
+
+    def _kube_version(self) -> str:
+        """The API server's version for `helm template --kube-version` (asked once; ""
+        when it cannot be read: helm's own default then)."""
+        ask = getattr(self.client, "server_version", None)
+        if ask is None:
+            return ""
+        try:
+            return str(ask().get("gitVersion") or "")
+        except PlatformError:
+            return ""
 
     def credentials(self, spec: AppSpec) -> Credentials | None:
         if spec.source.secret_name:

@@ -59,11 +59,16 @@ def template_argv(
     namespace: str,
     scratch: Path,
     shown: str,
+    kube_version: str = "",
 ) -> list[str]:
-    """The `helm template` command for `chart` (a directory) with Argo CD's layering."""
+    """The `helm template` command for `chart` (a directory) with Argo CD's layering;
+    `kube_version` is the destination's (Argo CD passes it too), for the chart's
+    kubeVersion constraint and .Capabilities.KubeVersion."""
     argv = [binary, "template", options.release_name or release, str(chart)]
     if namespace:
         argv += ["--namespace", namespace]
+    if kube_version:
+        argv += ["--kube-version", kube_version]
     if not options.skip_crds:
         argv.append("--include-crds")
     for name in options.value_files:

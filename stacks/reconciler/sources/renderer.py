@@ -114,6 +114,7 @@ class Renderer:
         self.git = git
         self.settings = settings
         self.work = scratch / "work"
+        self.kube_version = ""  # the API server's, set by desired.py; "" = helm's default
         self.charts = ChartCache(scratch / "charts", settings.helm)
         # What a killed process left mid-render (each render removes its own).
         shutil.rmtree(self.work, ignore_errors=True)
@@ -200,6 +201,7 @@ class Renderer:
             namespace=namespace,
             scratch=base,
             shown=shown,
+            kube_version=self.kube_version,
         )
         output = helm.template(
             argv,

@@ -210,7 +210,16 @@ def test_private_chart_repository_with_a_repository_secret(
 def test_chart_in_git_with_a_value_file_from_the_same_repository(
     repo: GitRepo, apps: Apps, kube: KubeClient, namespace: str
 ) -> None:
-    write_chart(repo.work / "charts" / "demo", "demo", "0.1.0", {"settings.yaml": SETTINGS})
+    kube_template = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-kube\n"
+        "data:\n  version: {{ .Capabilities.KubeVersion.Version | quote }}\n"
+    )
+    write_chart(
+        repo.work / "charts" / "demo",
+        "demo",
+        "0.1.0",
+        {"settings.yaml": SETTINGS, "kube.yaml": kube_template},
+    )
     repo.write("envs/prod/values.yaml", "greeting: prod-greeting\n")
     rev = repo.commit("a chart and a value file")
     create_app(
@@ -229,6 +238,9 @@ def test_chart_in_git_with_a_value_file_from_the_same_repository(
     settings = kube.get("v1", "ConfigMap", "git-chart-settings", namespace)
     assert settings is not None and settings["data"]["greeting"] == "prod-greeting"
     assert settings["data"]["color"] == "red"  # the chart's own values.yaml
+    # Rendered for the destination's Kubernetes version, as Argo CD does.
+    seen = kube.get("v1", "ConfigMap", "git-chart-kube", namespace)
+    assert seen is not None and seen["data"]["version"] == kube.server_version()["gitVersion"]
 
     # A chart found by its Chart.yaml alone (no source.helm) renders too.
     create_app(
