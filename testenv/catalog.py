@@ -75,6 +75,9 @@ class Tool:
     module_version: str = ""
     ldflags: str = "-s -w"
     downloads: dict[str, Download] = field(default_factory=dict)
+    # Roughly how long a cold Go build takes here (2 cores, empty caches): `python -m
+    # testenv` starts the longest first so its parallel builds end together.
+    cold_seconds: int = 60
 
     @property
     def key(self) -> str:
@@ -94,6 +97,7 @@ def _kube() -> Tool:
     )
     return Tool(
         name="kube",
+        cold_seconds=390,
         version=KUBE_VERSION,
         binaries=names,
         build="kube",
@@ -110,6 +114,7 @@ def _etcd() -> Tool:
     stem = f"etcd-{ETCD_VERSION}-linux-{arch}"
     return Tool(
         name="etcd",
+        cold_seconds=45,
         version=ETCD_VERSION,
         binaries=("etcd",),
         build="wrapper",
@@ -130,6 +135,7 @@ def _kwok() -> Tool:
     base = f"https://github.com/kubernetes-sigs/kwok/releases/download/{KWOK_VERSION}"
     return Tool(
         name="kwok",
+        cold_seconds=90,
         version=KWOK_VERSION,
         binaries=("kwok", "kwokctl"),
         build="install",
@@ -154,6 +160,7 @@ def _tofu() -> Tool:
     plain = TOFU_VERSION.lstrip("v")
     return Tool(
         name="tofu",
+        cold_seconds=290,
         version=TOFU_VERSION,
         binaries=("tofu",),
         build="install",
@@ -173,6 +180,7 @@ def _vault_provider() -> Tool:
     v = VAULT_PROVIDER_VERSION
     return Tool(
         name="terraform-provider-vault",
+        cold_seconds=170,
         version=v,
         binaries=("terraform-provider-vault",),
         build="wrapper",
@@ -193,6 +201,7 @@ def _k3d() -> Tool:
     arch = go_arch()
     return Tool(
         name="k3d",
+        cold_seconds=60,
         version=K3D_VERSION,
         binaries=("k3d",),
         # `go install ...@v5.9.0` is refused here (the proxy will not list versions for
@@ -216,6 +225,7 @@ def _coredns() -> Tool:
     plain = COREDNS_VERSION.lstrip("v")
     return Tool(
         name="coredns",
+        cold_seconds=420,
         version=COREDNS_VERSION,
         binaries=("coredns",),
         build="install",
@@ -234,6 +244,7 @@ def _local_path_provisioner() -> Tool:
     # Provisions PVCs on the real-node test cluster (tests/support/realnode).
     return Tool(
         name="local-path-provisioner",
+        cold_seconds=250,
         version=LOCAL_PATH_VERSION,
         binaries=("local-path-provisioner",),
         build="install",
@@ -246,6 +257,7 @@ def _traefik() -> Tool:
     arch = go_arch()
     return Tool(
         name="traefik",
+        cold_seconds=1050,
         version=TRAEFIK_VERSION,
         binaries=("traefik",),
         # Its go.mod replaces three packages with Containous forks and excludes an
@@ -270,6 +282,7 @@ def _helm() -> Tool:
     arch = go_arch()
     return Tool(
         name="helm",
+        cold_seconds=300,
         version=HELM_VERSION,
         binaries=("helm",),
         # "replaces" gets the package, not only the module, so go.sum covers what
@@ -294,6 +307,7 @@ def _kustomize() -> Tool:
     base = "https://github.com/kubernetes-sigs/kustomize/releases/download"
     return Tool(
         name="kustomize",
+        cold_seconds=90,
         version=KUSTOMIZE_VERSION,
         binaries=("kustomize",),
         build="wrapper",
@@ -316,6 +330,7 @@ def _crane() -> Tool:
     # `crane registry serve` is an in-memory OCI registry: the Helm OCI tests push to it.
     return Tool(
         name="crane",
+        cold_seconds=60,
         version=CRANE_VERSION,
         binaries=("crane",),
         build="replaces",  # as helm: go.sum must cover the package's imports
@@ -326,7 +341,7 @@ def _crane() -> Tool:
 
 
 def all_tools() -> tuple[Tool, ...]:
-    """Every tool, cheapest first, so a cold run gives early feedback."""
+    """Every tool (`python -m testenv` builds them longest first, by cold_seconds)."""
     return (
         _openbao(),
         _etcd(),
