@@ -5,7 +5,10 @@ walk, and the bounded tool run (with real processes: sleep, a flood of output)."
 from __future__ import annotations
 
 import base64
+import io
+import os
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ import pytest
 from stacks.errors import PermanentError
 from stacks.reconciler.api import AppSpec
 from stacks.reconciler.render import RenderError
-from stacks.reconciler.sources import helm, kustomize
+from stacks.reconciler.sources import charts, helm, kustomize, renderer
 from stacks.reconciler.sources.charts import ChartCache, open_version
 from stacks.reconciler.sources.renderer import (
     CHART,
@@ -296,3 +299,39 @@ def test_tools_see_none_of_the_reconcilers_secrets(
     env = tool_env(tmp_path)
     assert "hook-5ecret" not in env.values()
     assert env["HTTPS_PROXY"] == "http://proxy.example:3128" and env["HOME"] == str(tmp_path)
+
+
+def test_the_chart_cache_is_bounded_oldest_used_first_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(charts, "CACHE_BYTES", 2500)
+    cache = ChartCache(tmp_path)
+    paths = [cache.path("http://r.example", "c", f"1.0.{i}") for i in range(3)]
+    for age, path in enumerate(paths):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (1000 + age, 1000 + age))
+    cache._evict()
+    assert [p.exists() for p in paths] == [False, True, True]
+
+
+def test_a_chart_archive_is_unpacked_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "c.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for i in range(5):
+            data = b"a: 1\n"
+            info = tarfile.TarInfo(f"c/templates/{i}.yaml")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("c/escape")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "../../../etc/passwd"
+        tar.addfile(link)
+    monkeypatch.setattr(renderer, "UNPACKED_FILES", 3)
+    with pytest.raises(RenderError, match="over the limit of 3 files"):
+        renderer._unpack(archive, tmp_path / "out", "c-1.0.0")
+    monkeypatch.setattr(renderer, "UNPACKED_FILES", 100)
+    with pytest.raises(RenderError, match="cannot be read"):
+        renderer._unpack(archive, tmp_path / "out2", "c-1.0.0")  # the link leaves it
