@@ -14,9 +14,11 @@ from tests.integration.reconciler.conftest import (
     condition,
     configmap,
     deployment,
+    wait_until,
 )
 from tests.integration.reconciler.tools import (  # noqa: F401 - fixtures
     create_app,
+    patch_source,
     tool_env,
     tool_reconciler,
 )
@@ -85,6 +87,25 @@ def test_kustomize_overlay_synced_pruned_and_diffed(
     assert web["metadata"]["labels"]["team"] == "blue"
     cfg = kube.get("v1", "ConfigMap", "p-cfg", namespace)
     assert cfg is not None and cfg["data"] == {"a": "1", "patched": "yes"}
+
+    # A change to the Application's own fields (no commit) renders again.
+    patch_source(
+        kube,
+        namespace,
+        "kust",
+        {
+            "kustomize": {
+                **SOURCE_FIELDS,
+                "images": ["registry.example/app=registry.example/app:10.0"],
+            }
+        },
+    )
+
+    def image() -> str:
+        live = kube.get("apps/v1", "Deployment", "p-web", namespace) or {}
+        return str(live["spec"]["template"]["spec"]["containers"][0]["image"])
+
+    wait_until(lambda: image() == "registry.example/app:10.0", "the new image override", 60)
 
     # A change in the base: the ConfigMap goes, another comes; the old one is pruned.
     _write_base(repo, with_config=False)
