@@ -499,7 +499,9 @@ class AppController:
             ],
             workers=options.workers,
             resync_seconds=None,  # each Application's Result asks for its interval
-            max_backoff=options.max_backoff,  # and caps the backoff at it
+            # Each failed Result caps its backoff at the Application's interval; this
+            # (5 minutes) caps it for intervals longer than that, and for bugs.
+            max_backoff=options.max_backoff,
             first_backoff=FIRST_RETRY,
             stalled_backoff=True,
             recover_delay=RECONNECT_DEBOUNCE,
