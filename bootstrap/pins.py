@@ -26,9 +26,10 @@ K3S_VERSION = "v1.34.4-k3s1"
 OPENBAO_VERSION = "2.7.2"
 # The reconciler renders Helm charts and Kustomize directories with these (issue 18); the
 # component image carries both and testenv builds the same versions from Go modules.
-# Helm v4.3.2: the newest helm.sh/helm/v4 the module proxy here serves. Kustomize v5.8.2:
-# the newest that builds with Go 1.26 (v5.8.3 needs Go 1.27).
-HELM_VERSION = "v4.3.2"
+# Helm v4.3.0: the newest helm.sh/helm/v4 whose published release checksums could be read
+# here (v4.3.2 is served by the module proxy, but no checksum of its release files could
+# be read). Kustomize v5.8.2: the newest that builds with Go 1.26 (v5.8.3 needs Go 1.27).
+HELM_VERSION = "v4.3.0"
 KUSTOMIZE_VERSION = "v5.8.2"
 
 # (os, arch) -> SHA-256 of the release file, os/arch as Go names them (linux, darwin; amd64,
@@ -48,13 +49,15 @@ TOFU_SHA256: dict[tuple[str, str], str] = {
     ("darwin", "amd64"): "6f4450884a6371f248786be2dd27da74b0530e12cd1dd5af2849959133b0635e",
     ("darwin", "arm64"): "2c3069e89f4a7c20b70d32618c8e9679cb71be49c91aa123d947e2156fed10db",
 }
-# Helm: the archive helm-<version>-linux-<arch>.tar.gz from get.helm.sh. None is pinned:
-# no published checksum of v4.3.2 could be read from this project's machines (they reach
-# neither get.helm.sh nor GitHub, and no public pin list names that release yet), so
-# `platform image build` leaves helm out with a line saying so, unless it is given the
-# binary (PLATFORM_TEST_RENDERERS, which the tests set to testenv's build). Never add a
-# checksum that was not read off a release.
-HELM_SHA256: dict[tuple[str, str], str] = {}
+# Helm: the archive helm-<version>-linux-<arch>.tar.gz from get.helm.sh. amd64 from ten
+# public pin lists (Dockerfiles, CI workflows, install scripts; some cite
+# get.helm.sh/helm-v4.3.0-linux-amd64.tar.gz.sha256sum), arm64 from two (a Dockerfile and
+# a provisioning script), which agree with each other. Never add a checksum that was not
+# read off a release or such lists.
+HELM_SHA256: dict[tuple[str, str], str] = {
+    ("linux", "amd64"): "86584a54def73570558f66f5111cc53dfed56689637ae32c1201205d494f54fb",
+    ("linux", "arm64"): "31c5794dd55c66a51e6b7d2e2ac7a114ae8b1de41ff1d9ba51748ac973b06a08",
+}
 # Kustomize: kustomize_<version>_linux_<arch>.tar.gz from its GitHub release; amd64 from
 # four public pin lists (a shell installer, a TypeScript and a Python tool table, a
 # Markdown version table), arm64 from the first two; they agree where they overlap.
