@@ -165,7 +165,18 @@ def test_repo_api_creates_lists_and_rejects_bad_names(git_server: GitServer) -> 
     )
     status, body = git_server.api("POST", "/api/repos", {"name": "gitops.git"})
     assert (status, body["created"]) == (200, False)
-    for bad in ["../etc", "..", "a/b/c", "a/../b", ".hidden", "-x", "", "a\x00b", "x" * 200, "a..b"]:
+    for bad in [
+        "../etc",
+        "..",
+        "a/b/c",
+        "a/../b",
+        ".hidden",
+        "-x",
+        "",
+        "a\x00b",
+        "x" * 200,
+        "a..b",
+    ]:
         status, _ = git_server.api("POST", "/api/repos", {"name": bad})
         assert status == 400, bad
     assert git_server.api("GET", "/api/repos", user=READER) == (200, {"repos": ["gitops"]})
