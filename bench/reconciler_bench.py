@@ -139,6 +139,13 @@ def fetch_count(port: int) -> int | None:
     return None
 
 
+def knows_projects(code: Path) -> bool:
+    """Whether the reconciler in `code` has projects (issue 19), hence `--no-projects`: a
+    baseline from before them is started without the flag it would refuse."""
+    program = code / "stacks" / "reconciler" / "program.py"
+    return program.is_file() and "--no-projects" in program.read_text()
+
+
 def export_baseline(revision: str, target: Path) -> Path:
     """The project's code at `revision`, to run the reconciler of that revision."""
     target.mkdir(parents=True)
@@ -451,6 +458,7 @@ def main() -> int:
             return report(results, args)
         if args.baseline:
             code = export_baseline(args.baseline, work / "baseline")
+            baseline_args = [a for a in run_args if a != "--no-projects" or knows_projects(code)]
             results["scale_baseline"] = {
                 "revision": args.baseline,
                 **scale(
@@ -459,7 +467,7 @@ def main() -> int:
                         sys.executable,
                         "-c",
                         "import sys; from bootstrap.cli.main import main; sys.exit(main())",
-                        *run_args,
+                        *baseline_args,
                     ],
                     code,
                     git,
