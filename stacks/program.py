@@ -275,13 +275,17 @@ def metrics_text(registry: CollectorRegistry) -> bytes:
 
 class BoundedHTTPServer(ThreadingHTTPServer):
     """ThreadingHTTPServer with a cap on concurrent requests, a deadline for each whole
-    request, and quiet disconnects."""
+    request, and quiet disconnects. Also the base of `platform ui`'s server."""
 
     daemon_threads = True
+    max_connections = MAX_CONNECTIONS
+    request_deadline = REQUEST_DEADLINE
 
     def __init__(self, address: tuple[str, int], handler: Any) -> None:
+        # Before the bind: a port in use ends __init__ in server_close(), which uses it.
+        self._stopping = threading.Event()
         super().__init__(address, handler)
-        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.slots = threading.BoundedSemaphore(self.max_connections)
         # One watchdog for every request (a timer per request would double the threads).
         self._deadlines: dict[Any, float] = {}
         self._guard = threading.Lock()
@@ -289,15 +293,18 @@ class BoundedHTTPServer(ThreadingHTTPServer):
 
     def watch(self, connection: Any) -> None:
         with self._guard:
-            self._deadlines[connection] = time.monotonic() + REQUEST_DEADLINE
+            self._deadlines[connection] = time.monotonic() + self.request_deadline
 
     def unwatch(self, connection: Any) -> None:
         with self._guard:
             self._deadlines.pop(connection, None)
 
+    def server_close(self) -> None:
+        self._stopping.set()
+        super().server_close()
+
     def _reap(self) -> None:
-        while True:
-            time.sleep(0.5)
+        while not self._stopping.wait(0.5):
             now = time.monotonic()
             with self._guard:
                 expired = [c for c, when in self._deadlines.items() if when <= now]

@@ -32,15 +32,14 @@ import hmac
 import http.cookies
 import logging
 import secrets
-import socket
-import sys
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol, cast
+
+from stacks.program import BoundedHTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -110,69 +109,17 @@ def plain_page(status: int, title: str, text: str) -> Response:
     return Response(status, body.encode())
 
 
-class _BoundedServer(ThreadingHTTPServer):
-    """A threaded server with a cap on requests and streams and a deadline on headers."""
+class _BoundedServer(BoundedHTTPServer):
+    """The components' bounded server (stacks/program.py: a cap on requests, a deadline on
+    each, quiet disconnects) with a cap on event streams, which outlive the deadline."""
 
-    daemon_threads = True
     allow_reuse_address = True
+    max_connections = MAX_CONNECTIONS
+    request_deadline = REQUEST_DEADLINE
 
     def __init__(self, address: tuple[str, int], handler: Any) -> None:
-        # Before the bind: a port in use ends __init__ in server_close(), which uses it.
-        self._stopping = threading.Event()
         super().__init__(address, handler)
-        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.streams = threading.BoundedSemaphore(MAX_STREAMS)
-        self._deadlines: dict[Any, float] = {}
-        self._guard = threading.Lock()
-        threading.Thread(target=self._reap, name="ui-deadline", daemon=True).start()
-
-    def watch(self, connection: Any) -> None:
-        with self._guard:
-            self._deadlines[connection] = time.monotonic() + REQUEST_DEADLINE
-
-    def unwatch(self, connection: Any) -> None:
-        with self._guard:
-            self._deadlines.pop(connection, None)
-
-    def _reap(self) -> None:
-        while not self._stopping.wait(0.5):
-            now = time.monotonic()
-            with self._guard:
-                expired = [c for c, when in self._deadlines.items() if when <= now]
-                for connection in expired:
-                    del self._deadlines[connection]
-            for connection in expired:
-                with contextlib.suppress(OSError):
-                    connection.shutdown(socket.SHUT_RDWR)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):
-            with contextlib.suppress(OSError):
-                request.settimeout(1.0)
-                request.sendall(
-                    b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                    b"Retry-After: 1\r\nConnection: close\r\n\r\n"
-                )
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        error = sys.exc_info()[1]
-        if isinstance(error, OSError):  # a tab closed, a peer cut off: not a bug
-            log.debug("connection from %s ended: %s", client_address, error)
-        else:
-            log.exception("failed to answer a request from %s", client_address)
-
-    def server_close(self) -> None:
-        self._stopping.set()
-        super().server_close()
 
 
 class UiServer:
