@@ -29,11 +29,13 @@ from typing import Any
 
 import pytest
 import yaml
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from bootstrap.images import COMPONENT_IMAGE, K3S_IMAGE
 from bootstrap.state import PlatformState
 from testenv import terraform_cli_config
 from tests.support.binaries import require_binary
+from tests.support.browser import Dashboard, body, chromium, live, row, shot, wait
 from tests.support.cli import json_events, run_platform
 from tests.support.processes import free_port, start, stop, wait_for
 from tests.support.realnode import inspect
@@ -186,6 +188,7 @@ def the_whole_platform(platform: Platform, full: bool) -> dict[str, Any]:
     the_demo_answers_over_https_through_traefik(platform)
     the_demo_name_resolves_inside_the_cluster(platform)
     the_vault_value_reaches_the_demo_pod(platform)
+    the_dashboard_shows_every_application_healthy(platform)
     if full:
         a_commit_scales_the_demo_and_the_new_pods_run(platform)
         the_reconciler_comes_back_and_converges(platform)
@@ -303,6 +306,38 @@ def the_vault_value_reaches_the_demo_pod(platform: Platform) -> None:
         return value.strip() == expected
 
     wait_for(in_the_pod, timeout=90, what="Vault's value in the demo pod", interval=1)
+
+
+def the_dashboard_shows_every_application_healthy(platform: Platform) -> None:
+    """`platform ui` on the real node, in a real headless Chromium (issue 20): the
+    overview and the Applications page show every Application Synced and Healthy, as
+    `platform apps` does. A screenshot of each goes to the test's directory."""
+    apps = json_events(run_platform("apps", "-o", "json").stdout)[-1]["applications"]
+    names = sorted(str(app["name"]) for app in apps)
+    folder = platform.workdir / f"ui-{platform.access}"
+    folder.mkdir(parents=True, exist_ok=True)
+    dashboard = Dashboard(folder)
+    try:
+        with chromium(folder / "profile", folder / "chromedriver.log") as browser:
+            browser.get(dashboard.url)
+            wait(browser, live, "the live event stream", timeout=60)
+            for name in names:
+
+                def healthy(driver: WebDriver, name: str = name) -> bool:
+                    shown = row(driver, "components", name)
+                    return "Synced" in shown and "Healthy" in shown
+
+                wait(browser, healthy, f"{name} Synced and Healthy on the overview")
+            assert f"{len(names)}/{len(names)} ready" in body(browser)
+            shot(browser, folder, "overview")
+            browser.get(dashboard.base + "/apps")
+            wait(browser, live, "the live event stream", timeout=60)
+            for name in names:
+                text = row(browser, "apps", name)
+                assert "Synced" in text and "Healthy" in text, (name, text)
+            shot(browser, folder, "applications")
+    finally:
+        dashboard.stop()
 
 
 @contextmanager

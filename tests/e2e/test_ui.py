@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -25,96 +24,34 @@ from typing import Any
 
 import pytest
 import yaml
-from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import WebDriverWait
 
 from bootstrap.state import PlatformState
 from tests.e2e.conftest import HostPlatform
 from tests.support import processes
-from tests.support.binaries import in_ci
-from tests.support.cli import PLATFORM, json_events, run_platform
+from tests.support.browser import (
+    APP_NS,
+    Dashboard,
+    body,
+    chromium,
+    live,
+    row,
+    shot,
+    text_of,
+    wait,
+)
+from tests.support.cli import json_events, run_platform
 
 pytestmark = pytest.mark.e2e
-
-# What this machine's Chromium needs to start headless without reaching Google's hosts.
-CHROMIUM_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,720",
-)
-APP_NS = "platform-system"
-
-
-def require_chromium() -> tuple[str, str]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if chromium and driver:
-        return chromium, driver
-    message = (
-        "chromium and chromedriver are missing: install Debian's `chromium` and "
-        "`chromium-driver` (.ci/run does)"
-    )
-    if in_ci():
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    chromium, driver = require_chromium()
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
     profile = tmp_path_factory.mktemp("chromium-profile")  # new and empty, every run
-    options.add_argument(f"--user-data-dir={profile}")
-    os.environ.setdefault("SE_OFFLINE", "true")  # selenium must never download a driver
-    service = Service(
-        executable_path=driver, log_output=str(tmp_path_factory.mktemp("chromedriver") / "log")
-    )
-    chrome = webdriver.Chrome(service=service, options=options)
-    chrome.set_page_load_timeout(60)
-    try:
+    driver_log = tmp_path_factory.mktemp("chromedriver") / "log"
+    with chromium(profile, driver_log) as chrome:
         yield chrome
-    finally:
-        chrome.quit()
-
-
-class Dashboard:
-    """A `platform ui` process and the address it printed."""
-
-    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.log = workdir / f"ui-{len(list(workdir.glob('ui-*.log')))}.log"
-        self.process = processes.start(
-            [PLATFORM, "ui", "--no-open", "--port", str(processes.free_port()), *args],
-            self.log,
-            env=env,
-        )
-        processes.wait_for(
-            lambda: "token=" in self.output() or self.process.poll() is not None,
-            timeout=60,
-            what="`platform ui` to print its address",
-        )
-        found = re.search(r"(http://127\.0\.0\.1:(\d+))/\?token=(\S+)", self.output())
-        assert found, self.output()
-        self.base, self.port, self.token = found[1], int(found[2]), found[3]
-        self.url = found[0]
-
-    def output(self) -> str:
-        return self.log.read_text() if self.log.exists() else ""
-
-    def stop(self) -> None:
-        processes.stop(self.process)
 
 
 @pytest.fixture
@@ -129,53 +66,6 @@ def dashboards(tmp_path: Path) -> Iterator[Callable[..., Dashboard]]:
     for dashboard in started:
         dashboard.stop()
         assert dashboard.process.returncode is not None
-
-
-def shot(driver: WebDriver, folder: Path, name: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.png"
-    driver.save_screenshot(str(path))
-    print(f"\nscreenshot: {path}")
-    return path
-
-
-def wait(
-    driver: WebDriver, predicate: Callable[[WebDriver], Any], what: str, timeout: float = 30
-) -> Any:
-    try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.05).until(predicate)
-    except WebDriverException as error:
-        raise AssertionError(
-            f"timed out waiting for {what}; the page says:\n{body(driver)}"
-        ) from error
-
-
-def body(driver: WebDriver) -> str:
-    return str(driver.find_element(By.TAG_NAME, "body").text)
-
-
-def row(driver: WebDriver, kind: str, name: str) -> str:
-    """A row's text, read in one script (the page swaps rows in as they change)."""
-    return str(
-        driver.execute_script(
-            "var r = document.querySelector(arguments[0]); return r ? r.innerText : '';",
-            f'tr[data-row="{kind}"][data-key="{APP_NS}/{name}"]',
-        )
-    )
-
-
-def text_of(driver: WebDriver, selector: str) -> str:
-    """An element's text, read in one script (live parts are replaced as they change)."""
-    return str(
-        driver.execute_script(
-            "var e = document.querySelector(arguments[0]); return e ? e.innerText : '';",
-            selector,
-        )
-    )
-
-
-def live(driver: WebDriver) -> bool:
-    return text_of(driver, "#live") == "● live"
 
 
 def viewport(driver: WebDriver, width: int, height: int) -> None:
