@@ -12,7 +12,13 @@ from pathlib import Path
 
 import click
 
-from bootstrap.cli.common import CommonArgs, common_options, open_session, reported_errors
+from bootstrap.cli.common import (
+    CommonArgs,
+    Session,
+    common_options,
+    open_session,
+    reported_errors,
+)
 
 MB = 1000 * 1000  # as `docker images` counts
 
@@ -165,6 +171,7 @@ def save(common: CommonArgs, file: Path, include: tuple[str, ...], require_all: 
             f"wrote {len(bundle.saved)} images to {bundle.path} ({bundle.size_bytes / MB:.0f} MB)"
             + (f"; {len(bundle.missing)} pinned images missing" if bundle.missing else "")
         )
+        charts = _save_charts(session, bundle.path)
         terminal.result(
             {
                 "ok": not (require_all and bundle.missing),
@@ -172,6 +179,7 @@ def save(common: CommonArgs, file: Path, include: tuple[str, ...], require_all: 
                 "size_bytes": bundle.size_bytes,
                 "saved": [i.reference for i in bundle.saved],
                 "missing": [{"image": i.reference, "get": i.how_to_get()} for i in bundle.missing],
+                "charts": charts,
             }
         )
         if require_all and bundle.missing:
@@ -179,3 +187,47 @@ def save(common: CommonArgs, file: Path, include: tuple[str, ...], require_all: 
                 f"{len(bundle.missing)} pinned images are missing from the archive",
                 hint="get them with the commands above on a connected machine, then save again",
             )
+
+
+def _save_charts(session: Session, images: Path) -> dict[str, object]:
+    """The charts the seeded repository references, into FILE.charts.tar beside the
+    image archive (bootstrap/docker/charts_bundle.py); printed as the images are."""
+    import shutil
+    import tempfile
+
+    from bootstrap.docker.charts_bundle import charts_path, save_charts, seeded_references
+
+    terminal = session.terminal
+    with tempfile.TemporaryDirectory(prefix="platform-template-") as workdir:
+        refs = seeded_references(session.settings, Path(workdir))
+    if not refs:
+        return {"path": None, "saved": [], "missing": []}
+    target = charts_path(images)
+    saved = save_charts(target, refs, shutil.which("helm"))
+    for ref, version in saved.resolved:
+        terminal.info(
+            f"chart {ref.chart} from {ref.repo}: targetRevision {ref.version or '(empty)'!r} "
+            f"resolved to {version}, the newest in its index now; the bundle holds that one"
+        )
+    for chart in saved.saved:
+        terminal.detail(f"saved chart {chart.chart} {chart.version} from {chart.repo}")
+    for ref, why in saved.missing:
+        terminal.info(
+            f"missing: chart {ref.chart} {ref.version} from {ref.repo} ({ref.app}): {why}"
+        )
+    if saved.path is not None:
+        terminal.success(
+            f"wrote {len(saved.saved)} charts to {saved.path}"
+            + (f"; {len(saved.missing)} charts missing" if saved.missing else "")
+        )
+    return {
+        "path": str(saved.path) if saved.path else None,
+        "saved": [
+            {"repoURL": c.repo, "chart": c.chart, "version": c.version, "sha256": c.sha256}
+            for c in saved.saved
+        ],
+        "missing": [
+            {"repoURL": r.repo, "chart": r.chart, "version": r.version, "why": why}
+            for r, why in saved.missing
+        ],
+    }

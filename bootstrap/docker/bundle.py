@@ -5,7 +5,10 @@ into one `docker save` archive and names the missing ones with the command that 
 each. `platform up --images FILE` loads the archive into Docker (k3d's node and helper
 images come from there) and records it in the platform's state, so the k3d engine mounts
 it into k3s's airgap images directory: k3s imports it at start, before it would pull.
-Called by bootstrap/cli/image.py and bootstrap/cli/up.py; preflight uses `image_report`.
+The charts the seeded repository references travel beside it as FILE.charts.tar
+(charts_bundle.py); `up` records that too, for any engine, and the reconciler stage
+preloads them. Called by bootstrap/cli/image.py and bootstrap/cli/up.py; preflight uses
+`image_report`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from bootstrap.state import PlatformState
 from stacks.errors import PermanentError
 
 STATE_KEY = "images_archive"
+CHARTS_KEY = "charts_archive"
 
 
 @dataclass(frozen=True)
@@ -83,9 +87,46 @@ def recorded_bundle(state: PlatformState) -> Path | None:
     return path if path.is_file() else None
 
 
+def record_charts(path: Path, state: PlatformState) -> bool:
+    """Record FILE.charts.tar beside the image archive `path`, if there is one, for the
+    reconciler stage to preload; whether there was."""
+    from bootstrap.docker.charts_bundle import charts_path
+
+    charts = charts_path(path.expanduser().resolve())
+    if not charts.is_file():
+        return False
+    state.ensure()
+    data: dict[str, Any] = state.load()
+    data[CHARTS_KEY] = str(charts)
+    state.save(data)
+    return True
+
+
+def recorded_charts(state: PlatformState) -> Path | None:
+    """The chart bundle `platform up --images` recorded, if it still exists."""
+    if not state.exists():
+        return None
+    from bootstrap.docker.charts_bundle import charts_path
+
+    recorded = state.load().get(CHARTS_KEY)
+    path = Path(str(recorded)) if recorded else None
+    if path is None:  # an image archive recorded before charts were bundled
+        images = recorded_bundle(state)
+        path = charts_path(images) if images is not None else None
+    return path if path is not None and path.is_file() else None
+
+
 def load_into_engine(settings: Settings, state: PlatformState, path: Path) -> str:
-    """`platform up --images FILE`: load the bundle for this platform's engine; a summary."""
+    """`platform up --images FILE`: load the bundle for this platform's engine; a summary.
+    The charts beside it are recorded for any engine (they go in through the API)."""
+    charts = record_charts(path, state)
     if settings.engine != "k3d":
+        if charts:
+            return (
+                f"recorded the charts beside {path.name} for preloading; the images are not "
+                f"loaded: engine {settings.engine!r} takes them from you (load them into "
+                "your cluster's nodes or registry)"
+            )
         raise PermanentError(
             f"--images loads images into the k3d engine, not into engine {settings.engine!r}",
             hint="load the images into your cluster's nodes or registry yourself, or drop --images",
@@ -96,4 +137,5 @@ def load_into_engine(settings: Settings, state: PlatformState, path: Path) -> st
     return (
         f"loaded {len(tags)} images into Docker ({len(found)} pinned); k3s imports the "
         "bundle from its airgap images directory at start"
+        + ("; the charts beside it are preloaded by the reconciler stage" if charts else "")
     )

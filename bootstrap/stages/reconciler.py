@@ -9,6 +9,9 @@ here on everything, the reconciler itself included, is delivered from git.
 `remove` (for `platform down` with the existing engine) deletes every object the
 Applications manage (from their recorded inventories), the Applications, and then what
 the install applied, so the cluster is left as it was found.
+
+With an offline bundle recorded (`platform up --images FILE`), `run` first preloads the
+charts beside it as ConfigMaps (`preload_charts`), so charts sync without a network.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from stacks.errors import PlatformError
 from stacks.kube.objects import ObjectRef
 from stacks.reconciler import install
 from stacks.reconciler.api import API_VERSION, FINALIZER, KIND
+from stacks.reconciler.sources.preload import chart_configmap
 from stacks.reconciler.status import InventoryUnreadable, read_inventory
 
 ROOT_APP = "root"
@@ -84,6 +88,11 @@ class ReconcilerStage:
                 source.base_url, source.readonly_username, source.readonly_password
             ),
         )
+        preloaded = preload_charts(
+            ctx, client, lambda problem: ctx.progress.warn(self.name, problem)
+        )
+        if preloaded:
+            ctx.progress.step(self.name, f"preloaded {preloaded} charts from the offline bundle")
         deadline = time.monotonic() + self.timeout(ctx)
         while True:
             try:
@@ -130,6 +139,31 @@ class ReconcilerStage:
             ctx, [r.name for r in managed + installed if r.kind == "Namespace" and r.group == ""]
         )
         return f"deleted {len(managed)} objects managed by {len(apps)} Applications, and the reconciler"
+
+
+def preload_charts(ctx: StageContext, client: Any, warn: Callable[[str], None]) -> int:
+    """The offline bundle's charts (recorded by `up --images`) as ConfigMaps in the
+    reconciler's namespace, where its ChartCache looks before the network. Server-side
+    apply, so a re-run changes nothing; a chart too big for a ConfigMap is warned about
+    and left out (its Application then needs the repository). The number applied."""
+    from bootstrap.docker.bundle import recorded_charts
+    from bootstrap.docker.charts_bundle import read_charts
+
+    path = recorded_charts(ctx.state)
+    if path is None:
+        return 0
+    applied = 0
+    for chart in read_charts(path):
+        try:
+            obj = chart_configmap(
+                chart.repo, chart.chart, chart.version, chart.sha256, chart.data, install.NAMESPACE
+            )
+        except PlatformError as error:
+            warn(str(error))
+            continue
+        client.apply(obj, install.FIELD_MANAGER_BOOTSTRAP)
+        applied += 1
+    return applied
 
 
 def managed_objects(apps: list[dict[str, Any]], warn: Callable[[str], None]) -> list[ObjectRef]:

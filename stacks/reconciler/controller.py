@@ -480,7 +480,9 @@ class AppController:
         shared.live = LiveCache(
             client, MANAGED_LABEL, FIELD_MANAGER, self.triggers.on_managed_event, self._recovered
         )
-        shared.loader = Loader(client, shared.git, options.credentials_file)
+        shared.loader = Loader(
+            client, shared.git, options.credentials_file, chart_namespace=options.project_namespace
+        )
         shared.applier = Applier(client, self.triggers.remember, options.apply_workers)
         shared.policy = PolicyGate(client, options.project_namespace, options.projects)
         self.reconciler = AppReconciler(shared, self.triggers, Waves(shared), Finalizer(shared))

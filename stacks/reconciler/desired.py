@@ -38,6 +38,7 @@ from stacks.reconciler.source import (
     secret_credentials,
 )
 from stacks.reconciler.sources.charts import ChartFetchError, ChartNotFound
+from stacks.reconciler.sources.preload import configmap_lookup
 from stacks.reconciler.sources.renderer import (
     DIRECTORY,
     RenderedFile,
@@ -100,8 +101,12 @@ class Loader:
         git: GitCache,
         credentials_file: Path | None = None,
         settings: RenderSettings | None = None,
+        chart_namespace: str | None = None,
     ) -> None:
         self.client = client
+        # Where the offline bundle's charts are preloaded (the reconciler's namespace);
+        # None: no preloads are looked for.
+        self.chart_namespace = chart_namespace
         self.git = git
         self.credentials_file = credentials_file
         self.settings = settings or RenderSettings.from_env()
@@ -113,7 +118,12 @@ class Loader:
     @property
     def renderer(self) -> Renderer:
         if self._renderer is None:
-            self._renderer = Renderer(self.git, self.git.root / ".render", self.settings)
+            preload = (
+                configmap_lookup(self.client, self.chart_namespace)
+                if self.chart_namespace
+                else None
+            )
+            self._renderer = Renderer(self.git, self.git.root / ".render", self.settings, preload)
             self._renderer.kube_version = self._kube_version()
         return self._renderer
 

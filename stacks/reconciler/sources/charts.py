@@ -13,6 +13,11 @@ cached archive is used without asking the network again; only a version left ope
     OCI      `helm pull oci://...` with a registry config file holding the credentials,
              written for that one run in a private directory (never argv).
 
+A platform without network gets its charts preloaded (sources/preload.py: ConfigMaps
+from the offline bundle): on a cache miss an exact version is taken from a preload whose
+sha256 matches, before the network; an open version reads the index as always, and uses
+the newest preload only when the repository cannot be reached.
+
 Every read is bounded (timeout, bytes); the cache is bounded too (CACHE_BYTES, oldest
 used first out). Called by renderer.py.
 """
@@ -22,6 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import re
 import tempfile
@@ -36,6 +42,7 @@ from typing import Any
 import yaml
 
 from stacks.errors import PermanentError, TransientError
+from stacks.reconciler.sources.preload import Preloaded, PreloadLookup
 from stacks.reconciler.sources.repos import RepoAccess
 from stacks.reconciler.sources.run import ToolFailed, run_tool, tool_env
 
@@ -49,6 +56,8 @@ try:
     _YamlLoader: Any = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - libyaml missing
     _YamlLoader = yaml.SafeLoader
+
+log = logging.getLogger(__name__)
 
 
 class ChartFetchError(TransientError):
@@ -67,9 +76,12 @@ def open_version(version: str) -> bool:
 class ChartCache:
     """Chart archives under `root`, one file per (repository, chart, version)."""
 
-    def __init__(self, root: Path, helm: str = "helm") -> None:
+    def __init__(
+        self, root: Path, helm: str = "helm", preload: PreloadLookup | None = None
+    ) -> None:
         self.root = root
         self.helm = helm
+        self.preload = preload
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.downloads = 0  # archives fetched, for tests and metrics
@@ -92,7 +104,24 @@ class ChartCache:
                 f"chart {chart!r} from {repo}: an OCI chart needs an exact version",
                 hint="set spec.source.targetRevision to the chart version, such as 1.2.3",
             )
-        entries = self._entries(repo, chart, access())
+        try:
+            entries = self._entries(repo, chart, access())
+        except ChartFetchError as error:
+            # Offline: the newest preloaded release, if any (one the network would name
+            # newer cannot be known now).
+            preloaded = [p for p in self._preloaded(repo, chart) if "-" not in p.version]
+            if not preloaded:
+                raise
+            newest = max(preloaded, key=lambda p: _semver_key(p.version)).version
+            log.info(
+                "chart %s from %s: repository unreachable (%s); using the newest preloaded "
+                "version %s",
+                chart,
+                _redact(repo),
+                error,
+                newest,
+            )
+            return newest
         releases = [
             e for e in entries if isinstance(e.get("version"), str) and "-" not in e["version"]
         ]
@@ -109,16 +138,65 @@ class ChartCache:
                 os.utime(target)  # recently used: evicted last
                 return target
             target.parent.mkdir(parents=True, exist_ok=True)
-            if repo.startswith("oci://"):
-                data = self._pull_oci(repo, chart, version, access())
-            else:
-                data = self._download(repo, chart, version, access())
+            data, refused = self._from_preload(repo, chart, version)
+            if data is None:
+                try:
+                    data = self._fetch(repo, chart, version, access)
+                except ChartFetchError as error:
+                    if refused:
+                        raise ChartFetchError(f"{refused}; and {error}") from error
+                    raise
             temp = target.with_suffix(f".tmp{threading.get_ident()}")
             temp.write_bytes(data)
             os.replace(temp, target)
             self.downloads += 1
         self._evict()
         return target
+
+    def _fetch(
+        self, repo: str, chart: str, version: str, access: Callable[[], RepoAccess]
+    ) -> bytes:
+        if repo.startswith("oci://"):
+            data = self._pull_oci(repo, chart, version, access())
+        else:
+            data = self._download(repo, chart, version, access())
+        log.info("chart %s %s fetched from %s", chart, version, _redact(repo))
+        return data
+
+    def fetch_archive(
+        self, repo: str, chart: str, version: str, access: Callable[[], RepoAccess]
+    ) -> bytes:
+        """The archive from the network only (the offline bundle's `platform images
+        save` reads charts this way; no cache file, no preload)."""
+        return self._fetch(repo, chart, version, access)
+
+    # ---- preloaded charts (the offline bundle) ------------------------------------------
+
+    def _preloaded(self, repo: str, chart: str) -> list[Preloaded]:
+        return self.preload(repo, chart) if self.preload is not None else []
+
+    def _from_preload(self, repo: str, chart: str, version: str) -> tuple[bytes | None, str]:
+        """(the preloaded archive of this exact version, or None; why one was refused)."""
+        wanted = version.removeprefix("v")
+        refused = ""
+        for found in self._preloaded(repo, chart):
+            if found.version.removeprefix("v") != wanted:
+                continue
+            if (
+                len(found.data) > CHART_BYTES
+                or hashlib.sha256(found.data).hexdigest() != found.sha256
+            ):
+                refused = (
+                    f"the preloaded chart {chart} {version} does not match its recorded sha256 "
+                    "digest; it was not used"
+                )
+                log.warning("chart %s %s from %s: %s", chart, version, _redact(repo), refused)
+                continue
+            log.info(
+                "chart %s %s from %s: using the preloaded archive", chart, version, _redact(repo)
+            )
+            return found.data, ""
+        return None, refused
 
     # ---- HTTP(S) chart repositories ----------------------------------------------------
 

@@ -36,6 +36,7 @@ from stacks.reconciler.render import LIMITS, RenderError, RenderProblem
 from stacks.reconciler.source import GitCache, SourceFile, redact_url
 from stacks.reconciler.sources import helm, kustomize
 from stacks.reconciler.sources.charts import ChartCache, helm_env
+from stacks.reconciler.sources.preload import PreloadLookup
 from stacks.reconciler.sources.repos import RepoAccess
 from stacks.reconciler.sources.run import tool_env
 from stacks.reconciler.sources.spec import HelmOptions, KustomizeOptions
@@ -110,12 +111,18 @@ def kind_of(
 class Renderer:
     """Renders kustomizations and charts into RenderedFiles, in scratch under `scratch`."""
 
-    def __init__(self, git: GitCache, scratch: Path, settings: RenderSettings) -> None:
+    def __init__(
+        self,
+        git: GitCache,
+        scratch: Path,
+        settings: RenderSettings,
+        preload: PreloadLookup | None = None,
+    ) -> None:
         self.git = git
         self.settings = settings
         self.work = scratch / "work"
         self.kube_version = ""  # the API server's, set by desired.py; "" = helm's default
-        self.charts = ChartCache(scratch / "charts", settings.helm)
+        self.charts = ChartCache(scratch / "charts", settings.helm, preload)
         # What a killed process left mid-render (each render removes its own).
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(parents=True, exist_ok=True)
