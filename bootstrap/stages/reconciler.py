@@ -20,6 +20,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bootstrap.images import COMPONENT_IMAGE
@@ -147,11 +148,15 @@ def preload_charts(ctx: StageContext, client: Any, warn: Callable[[str], None]) 
     apply, so a re-run changes nothing; a chart too big for a ConfigMap is warned about
     and left out (its Application then needs the repository). The number applied."""
     from bootstrap.docker.bundle import recorded_charts
-    from bootstrap.docker.charts_bundle import read_charts
 
     path = recorded_charts(ctx.state)
-    if path is None:
-        return 0
+    return 0 if path is None else apply_chart_bundle(client, path, warn)
+
+
+def apply_chart_bundle(client: Any, path: Path, warn: Callable[[str], None]) -> int:
+    """Each chart of the bundle tar `path` as a ConfigMap (see preload_charts)."""
+    from bootstrap.docker.charts_bundle import read_charts
+
     applied = 0
     for chart in read_charts(path):
         try:
