@@ -184,3 +184,22 @@ def test_nothing_to_save_leaves_no_stale_tar(tmp_path: Path) -> None:
     saved = save_charts(target, [ChartRef("http://127.0.0.1:1", "demo", "1.0.0", "a")], helm=None)
     assert saved.path is None and not target.exists()
     assert "cannot read" in saved.missing[0][1]
+
+
+def test_the_seeded_repository_is_what_is_searched(tmp_path: Path) -> None:
+    from bootstrap.config import load_settings
+    from bootstrap.docker.charts_bundle import seeded_references
+
+    env = {"PLATFORM_NAME": "ws1", "PLATFORM_DOMAIN": "ex.test"}
+    # The built-in template references no chart: nothing changes without charts.
+    assert seeded_references(load_settings(environ=env), tmp_path / "w1") == []
+    template = tmp_path / "tpl" / "registry" / "CLUSTER"
+    template.mkdir(parents=True)
+    (template / "web.yaml").write_text(
+        _app("web", {"repoURL": "https://charts.example", "chart": "web", "targetRevision": "*"})
+    )
+    settings = load_settings(flags={"template": str(tmp_path / "tpl")}, environ=env)
+    refs = seeded_references(settings, tmp_path / "w2")
+    assert [(r.repo, r.chart, r.version, r.app) for r in refs] == [
+        ("https://charts.example", "web", "*", "web")
+    ]
