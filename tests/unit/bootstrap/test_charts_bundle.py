@@ -203,3 +203,23 @@ def test_the_seeded_repository_is_what_is_searched(tmp_path: Path) -> None:
     assert [(r.repo, r.chart, r.version, r.app) for r in refs] == [
         ("https://charts.example", "web", "*", "web")
     ]
+
+
+def test_up_records_the_charts_for_any_engine(tmp_path: Path) -> None:
+    from bootstrap.config import load_settings
+    from bootstrap.docker.bundle import load_into_engine, recorded_charts
+    from bootstrap.state import PlatformState
+
+    env = {"PLATFORM_NAME": "ws1", "PLATFORM_DOMAIN": "ex.test", "PLATFORM_ENGINE": "existing"}
+    settings = load_settings(environ=env)
+    assert settings.engine == "existing"
+    state = PlatformState(tmp_path / "home", "ws1")
+    images = tmp_path / "images.tar"
+    images.write_bytes(b"")
+    # Without charts beside it, as before: an existing cluster takes no image bundle.
+    with pytest.raises(PermanentError, match="--images loads images into the k3d engine"):
+        load_into_engine(settings, state, images)
+    assert recorded_charts(state) is None
+    write_charts(charts_path(images), [BundledChart("http://c", "web", "1", "0" * 64, b"x")])
+    assert "recorded the charts" in load_into_engine(settings, state, images)
+    assert recorded_charts(state) == charts_path(images.resolve())
