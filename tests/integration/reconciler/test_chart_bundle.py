@@ -27,16 +27,13 @@ from tests.integration.reconciler.charts import (
 from tests.integration.reconciler.conftest import Apps, condition
 from tests.integration.reconciler.tools import (  # noqa: F401 - fixtures
     create_app,
+    health_status,
     tool_env,
     tool_reconciler,
 )
 from tests.support.binaries import require_binary
 
 pytestmark = pytest.mark.integration
-
-
-def _health(obj: dict[str, object]) -> str:
-    return str(((obj.get("status") or {}).get("health") or {}).get("status", ""))  # type: ignore[attr-defined]
 
 
 @pytest.mark.usefixtures("tool_reconciler")
@@ -93,7 +90,7 @@ def test_bundled_charts_sync_offline_and_a_tampered_one_is_refused(
         )
         for name in ("offline-pinned", "offline-open"):
             apps.wait_synced(name, "2.0.0", timeout=90)
-            apps.wait(name, lambda o: _health(o) == "Healthy", "Healthy", 60)
+            apps.wait(name, lambda o: health_status(o) == "Healthy", "Healthy", 60)
         assert kube.get("v1", "ConfigMap", "offline-pinned-v2", namespace) is not None
         assert kube.get("v1", "ConfigMap", "offline-open-settings", namespace) is not None
 
@@ -122,7 +119,7 @@ def test_bundled_charts_sync_offline_and_a_tampered_one_is_refused(
         assert "does not match its recorded sha256" in message
         assert kube.get("v1", "ConfigMap", "offline-tampered-v1", namespace) is None
         # The others stay synced.
-        assert _health(apps.get("offline-pinned")) == "Healthy"
+        assert health_status(apps.get("offline-pinned")) == "Healthy"
     finally:
         for obj in kube.list_objects("v1", "ConfigMap", NAMESPACE, label_selector=f"{LABEL}=true"):
             kube.delete("v1", "ConfigMap", obj["metadata"]["name"], NAMESPACE)

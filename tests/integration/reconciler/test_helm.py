@@ -33,6 +33,7 @@ from tests.integration.reconciler.conftest import (
 )
 from tests.integration.reconciler.tools import (  # noqa: F401 - fixtures
     create_app,
+    health_status,
     patch_source,
     start_tool_reconciler,
     tool_env,
@@ -44,10 +45,6 @@ from tests.support.cli import run_platform
 from tests.support.kwok import KwokCluster
 
 pytestmark = pytest.mark.integration
-
-
-def _health(obj: dict[str, object]) -> str:
-    return str(((obj.get("status") or {}).get("health") or {}).get("status", ""))  # type: ignore[attr-defined]
 
 
 @pytest.mark.usefixtures("tool_reconciler")
@@ -105,7 +102,7 @@ def test_chart_repository_install_upgrade_prune_health(
         assert settings["data"] == {"greeting": "from-values-object", "color": "blue"}
         assert kube.get("v1", "ConfigMap", "rel-old", namespace) is not None
         assert synced["status"]["sync"]["revision"] == "1.0.0"
-        apps.wait("repo-chart", lambda o: _health(o) == "Healthy", "Healthy", 60)
+        apps.wait("repo-chart", lambda o: health_status(o) == "Healthy", "Healthy", 60)
 
         # Upgrade: a new object applied, the one the old version had pruned.
         patch_source(kube, namespace, "repo-chart", {"targetRevision": "2.0.0"})

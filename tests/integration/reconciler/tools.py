@@ -83,3 +83,10 @@ def create_app(
 
 def patch_source(kube: KubeClient, namespace: str, name: str, source: dict[str, Any]) -> None:
     kube.merge_patch(API_VERSION, KIND, name, {"spec": {"source": source}}, namespace)
+
+
+def health_status(app: dict[str, object]) -> str:
+    """An Application's status.health.status ('' before the first report)."""
+    status = app.get("status")
+    health = status.get("health") if isinstance(status, dict) else None
+    return str(health.get("status", "")) if isinstance(health, dict) else ""
