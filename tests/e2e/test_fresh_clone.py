@@ -27,7 +27,7 @@ import pytest
 
 from bootstrap.images import COMPONENT_IMAGE, K3S_IMAGE
 from tests.support import processes
-from tests.support.componentimage import docker
+from tests.support.componentimage import docker, renderers_env
 from tests.support.dockerd import DockerEngine
 from tests.support.processes import free_port
 from tests.support.releases import ReleaseServer, release_files, serve_releases
@@ -77,6 +77,7 @@ def test_the_readme_two_commands_in_a_fresh_clone_and_virtualenv(
     env.update(
         {
             "PLATFORM_IMAGE_BASE": base_image,
+            **renderers_env(),  # helm and kustomize for the image, as testenv built them
             # Free ports, so no other listener on this machine decides the outcome.
             "PLATFORM_K3D_API_PORT": str(free_port()),
             "PLATFORM_K3D_HTTP_PORT": str(free_port()),

@@ -33,6 +33,17 @@ def image_present(reference: str) -> bool:
     return bool(docker("images", "-q", reference).strip())
 
 
+def renderers_env() -> dict[str, str]:
+    """helm and kustomize as testenv built them, for every image build in the tests (the
+    fixture's, and those `platform up` runs): the tests reach no release site, and two
+    builds with different bin/ contents would make different images under one tag."""
+    return {
+        renderers.OVERRIDE: json.dumps(
+            {name: str(require_binary(name)) for name in ("helm", "kustomize")}
+        )
+    }
+
+
 @dataclass(frozen=True)
 class ComponentImage:
     tag: str
@@ -53,11 +64,7 @@ def build_with_cli(base: str) -> dict[str, object]:
         timeout=1200,
         env={
             "DOCKER_HOST": os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
-            # helm and kustomize as testenv built them (issue 18): no release checksum of
-            # helm is pinned, and the tests reach no release site.
-            renderers.OVERRIDE: json.dumps(
-                {name: str(require_binary(name)) for name in ("helm", "kustomize")}
-            ),
+            **renderers_env(),
         },
     )
     assert result.returncode == 0, result.stdout + result.stderr

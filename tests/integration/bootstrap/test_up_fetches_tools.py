@@ -22,7 +22,7 @@ import pytest
 
 from bootstrap.images import COMPONENT_IMAGE
 from tests.support.cli import json_events, run_platform
-from tests.support.componentimage import docker
+from tests.support.componentimage import docker, renderers_env
 from tests.support.dockerd import DockerEngine
 from tests.support.hostplatform import HostPlatform
 from tests.support.releases import ReleaseServer, release_files, serve_releases
@@ -69,6 +69,7 @@ def test_up_downloads_tofu_and_builds_the_image_once(
         "PATH": os.pathsep.join([str(empty), "/usr/bin", "/bin"]),  # no tofu, terraform, k3d
         "PLATFORM_IMAGE_BUILD": "yes",
         "PLATFORM_IMAGE_BASE": base_image,
+        **renderers_env(),  # the same image as the component_image fixture builds
     }
     tofu = Path(os.environ["PLATFORM_HOME"]) / "bin" / "tofu"
 

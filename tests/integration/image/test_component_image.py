@@ -65,12 +65,21 @@ def test_reconciler_container_syncs_an_application_from_the_git_server(
     git_server: GitServer,
     tmp_path: Path,
 ) -> None:
-    # The CRD only, from the installer's own manifests.
-    crds = [o for o in manifests(COMPONENT_IMAGE) if o["kind"] == "CustomResourceDefinition"]
-    assert [c["metadata"]["name"] for c in crds] == ["applications.gitops.platform.local"]
+    # The CRDs and the `platform` project, from the installer's own manifests; the project
+    # in the test's namespace, which the container is told holds its AppProjects.
+    shipped = manifests(COMPONENT_IMAGE)
+    crds = [o for o in shipped if o["kind"] == "CustomResourceDefinition"]
+    names = sorted(c["metadata"]["name"] for c in crds)
+    assert names == ["applications.gitops.platform.local", "appprojects.gitops.platform.local"]
     for crd in crds:
         kube.apply(crd, FIELD_MANAGER_BOOTSTRAP)
-    cluster.wait_established("applications.gitops.platform.local")
+    for name in names:
+        cluster.wait_established(name)
+    project = next(
+        o for o in shipped if o["kind"] == "AppProject" and o["metadata"]["name"] == "platform"
+    )
+    project["metadata"]["namespace"] = namespace
+    kube.apply(project, FIELD_MANAGER_BOOTSTRAP)
 
     # A repository on the project's git server with one ConfigMap.
     url = git_server.create_repo("apps")
@@ -113,6 +122,7 @@ def test_reconciler_container_syncs_an_application_from_the_git_server(
         "--kubeconfig=/etc/platform/kubeconfig",
         "--git-credentials-file=/etc/platform/credentials",
         f"--watch-namespace={namespace}",
+        f"--namespace={namespace}",
         f"--listen=127.0.0.1:{port}",
         "--cache-dir=/tmp/cache",
         "--no-leader-elect",
@@ -124,6 +134,7 @@ def test_reconciler_container_syncs_an_application_from_the_git_server(
                 "kind": KIND,
                 "metadata": {"name": "from-container", "namespace": namespace},
                 "spec": {
+                    "project": "platform",
                     "source": {"repoURL": url, "path": "app", "targetRevision": "main"},
                     "destination": {"namespace": namespace},
                     "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},

@@ -210,8 +210,13 @@ def test_presync_then_app_then_postsync_with_delete_policies(
     migrate = one_job(kube, namespace, "migrate-")  # generateName: the server named it
     assert migrate != "migrate-"
     assert stays_absent(kube, namespace, "app-config"), "applied before PreSync finished"
-    obj = app(kube, namespace, "hooked")
-    assert obj["status"]["hooks"]["phase"] == "PreSync"
+    obj = wait_app(
+        kube,
+        namespace,
+        "hooked",
+        lambda o: o.get("status", {}).get("hooks", {}).get("phase") == "PreSync",
+        "status.hooks in the PreSync phase",
+    )
     assert [i["state"] for i in obj["status"]["hooks"]["items"]] == ["Running"]
     assert kube.get("batch/v1", "Job", "smoke", namespace) is None
 
@@ -221,8 +226,14 @@ def test_presync_then_app_then_postsync_with_delete_policies(
         "the PostSync Job after the app",
     )
     assert kube.get("v1", "ConfigMap", "app-config", namespace) is not None
-    obj = app(kube, namespace, "hooked")
-    assert obj["status"]["hooks"]["phase"] == "PostSync"
+    # The status follows at the end of the reconcile that created the Job.
+    obj = wait_app(
+        kube,
+        namespace,
+        "hooked",
+        lambda o: o.get("status", {}).get("hooks", {}).get("phase") == "PostSync",
+        "status.hooks in the PostSync phase",
+    )
     assert obj["status"].get("lastAppliedRevision") != first  # not done before PostSync
 
     finish_job(kube, namespace, "smoke", succeeded=True)
