@@ -53,7 +53,7 @@ class RepoUsers:
         self._store = store
         self._repo = repo
         self._path = path
-        self._git = git
+        self._git_binary = git
         self._check_interval = check_interval
         self._lock = threading.Lock()
         self._checked = -check_interval
@@ -94,11 +94,11 @@ class RepoUsers:
 
     def _reload(self) -> None:
         source = f"{self._repo}:{self._path}"
-        text = self._read()
-        if text is None:
-            self._credentials = None  # no file (yet, or any more): no tenant users
-            return
         try:
+            text = self._read()
+            if text is None:
+                self._credentials = None  # no file (yet, or any more): no tenant users
+                return
             self._credentials = parse_credentials(
                 text, source=source, hashed_only=True, repos_under=TENANT_PREFIX
             )
@@ -108,27 +108,32 @@ class RepoUsers:
                 "failed to load tenant users from %s: %s (kept the last good)", source, error
             )
 
-    def _read(self) -> str | None:
-        if not self._store.exists(self._repo):
-            return None
+    def _git(self, *args: str) -> subprocess.CompletedProcess[bytes]:
         try:
-            result = subprocess.run(
-                [
-                    self._git,
-                    "--git-dir",
-                    str(self._store.path(self._repo)),
-                    "cat-file",
-                    "blob",
-                    f"HEAD:{self._path}",
-                ],
+            return subprocess.run(
+                [self._git_binary, "--git-dir", str(self._store.path(self._repo)), *args],
                 capture_output=True,
                 timeout=30,
                 check=False,
                 env=git_environment(),
             )
         except (OSError, subprocess.TimeoutExpired) as error:
-            log.warning("failed to read %s:%s: %s", self._repo, self._path, error)
+            raise PermanentError(f"git cat-file failed: {error}") from error
+
+    def _read(self) -> str | None:
+        """The file at HEAD; None when there is none. Its size is asked first, so an
+        oversized commit is refused before a byte of it is read into memory."""
+        if not self._store.exists(self._repo):
             return None
-        if result.returncode != 0 or len(result.stdout) > MAX_FILE:
-            return None
+        blob = f"HEAD:{self._path}"
+        size = self._git("cat-file", "-s", blob)
+        if size.returncode != 0:
+            return None  # no such path at HEAD (or no HEAD yet)
+        if int(size.stdout.strip() or b"0") > MAX_FILE:
+            raise PermanentError(
+                f"the file is {int(size.stdout.strip())} bytes, more than {MAX_FILE} allowed"
+            )
+        result = self._git("cat-file", "blob", blob)
+        if result.returncode != 0:
+            raise PermanentError(f"git cat-file exited {result.returncode}")
         return result.stdout.decode("utf-8", errors="replace")

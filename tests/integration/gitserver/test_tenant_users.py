@@ -141,6 +141,18 @@ def test_tenants_reach_only_their_repository(
     assert login_refused(wrong)
     server.git("ls-remote", server.repo_url("tenants/bob"), user="bob")  # still there
 
+    # An oversized file is refused by its size before it is read: the last good one stays.
+    (gitops / USERS_FILE).write_text("# " + "x" * (1024 * 1024 + 16) + "\nusers: {}\n")
+    server.git("commit", "-q", "-am", "an oversized users file", cwd=gitops)
+    server.git("push", "-q", server.repo_url("gitops"), "HEAD:main", cwd=gitops)
+    processes.wait_for(
+        lambda: logged("more than 1048576 allowed"),
+        timeout=10,
+        what="the refusal of the oversized users file in the log",
+        interval=0.3,
+    )
+    server.git("ls-remote", server.repo_url("tenants/bob"), user="bob")  # still there
+
     # Bob removed: his login ends at the push; Alice's goes on.
     publish_users(server, gitops, {"alice": tenant("alice", alice)})
     processes.wait_for(
