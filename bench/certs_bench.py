@@ -23,7 +23,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +34,7 @@ from stacks.certs import pki, policy  # noqa: E402 - after the path is set
 from stacks.dns.hosts import HOSTS_KEY  # noqa: E402
 from stacks.kube.client import KubeClient  # noqa: E402
 from tests.support import processes  # noqa: E402
-from tests.support.binaries import require_binary  # noqa: E402
-from tests.support.kwok import KUBE_BINARIES, KwokCluster  # noqa: E402
+from tests.support.kwok import KwokCluster, created_cluster  # noqa: E402
 
 PLATFORM = Path(sys.executable).parent / "platform"
 API = policy.API_VERSION
@@ -260,11 +258,7 @@ def main() -> int:
     parser.add_argument("--algorithm", default="RSA", choices=["RSA", "ECDSA"])
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="certs-bench-"))
-    binaries = {name: require_binary(name) for name in KUBE_BINARIES}
-    cluster = KwokCluster(
-        name=f"bench-{uuid.uuid4().hex[:6]}", workdir=work / "kwok", binaries=binaries
-    )
-    cluster.create()
+    cluster = created_cluster("bench", work / "kwok")
     kube = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
     try:
         certs = bench_certs(cluster, kube, work, args.certs, args.algorithm)

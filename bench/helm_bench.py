@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ from tests.integration.reconciler.charts import (  # noqa: E402
 from tests.support import processes  # noqa: E402
 from tests.support.binaries import require_binary  # noqa: E402
 from tests.support.cli import PLATFORM  # noqa: E402
-from tests.support.kwok import KUBE_BINARIES, KwokCluster  # noqa: E402
+from tests.support.kwok import created_cluster  # noqa: E402
 
 TEMPLATES = {
     "configmaps.yaml": (
@@ -92,16 +91,7 @@ def main() -> int:
     chart = write_chart(work / "chart" / "bench", "bench", "1.0.0", TEMPLATES, values=values)
     package(helm, chart, work / "served")
 
-    cluster = KwokCluster(
-        name=f"helm-bench-{uuid.uuid4().hex[:6]}",
-        workdir=work / "kwok",
-        binaries={name: require_binary(name) for name in KUBE_BINARIES},
-    )
-    try:
-        cluster.create()
-    except Exception:
-        cluster.delete()
-        raise
+    cluster = created_cluster("helm-bench", work / "kwok")
     kube = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
     reconciler: subprocess.Popen[bytes] | None = None
     results: dict[str, Any] = {"objects": configmaps + services + accounts, "rounds": args.rounds}

@@ -55,9 +55,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from stacks.kube.client import KubeClient  # noqa: E402
 from tests.support import processes  # noqa: E402
-from tests.support.binaries import require_binary  # noqa: E402
 from tests.support.gitserver import READER, GitServer  # noqa: E402
-from tests.support.kwok import KUBE_BINARIES, KwokCluster  # noqa: E402
+from tests.support.kwok import KwokCluster, created_cluster  # noqa: E402
 
 PLATFORM = Path(sys.executable).parent / "platform"
 API = "gitops.platform.local/v1alpha1"
@@ -411,15 +410,7 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="reconciler-bench-"))
-    binaries = {name: require_binary(name) for name in KUBE_BINARIES}
-    cluster = KwokCluster(
-        name=f"bench-{uuid.uuid4().hex[:6]}", workdir=work / "kwok", binaries=binaries
-    )
-    try:
-        cluster.create()
-    except Exception:
-        cluster.delete()
-        raise
+    cluster = created_cluster("bench", work / "kwok")
     kube = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
     reconciler: subprocess.Popen[bytes] | None = None
     git = GitServer(workdir=work / "git", webhook_urls=(), webhook_secret=SECRET.encode())

@@ -28,17 +28,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from stacks.kube.client import KubeClient  # noqa: E402
 from tests.support import processes  # noqa: E402
-from tests.support.binaries import require_binary  # noqa: E402
 from tests.support.cli import PLATFORM  # noqa: E402
 from tests.support.gitserver import ADMIN, READER, GitServer  # noqa: E402
-from tests.support.kwok import KUBE_BINARIES, KwokCluster  # noqa: E402
+from tests.support.kwok import created_cluster  # noqa: E402
 
 SECRET = "bench-webhook-secret"  # noqa: S105 - a throwaway test key
 MANIFESTS = ROOT / "stacks" / "reconciler" / "manifests"
@@ -50,11 +48,7 @@ def main() -> int:
     parser.add_argument("--tenants", type=int, default=20)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tenants-bench-"))
-    binaries = {name: require_binary(name) for name in KUBE_BINARIES}
-    cluster = KwokCluster(
-        name=f"bench-{uuid.uuid4().hex[:6]}", workdir=work / "kwok", binaries=binaries
-    )
-    cluster.create()
+    cluster = created_cluster("bench", work / "kwok")
     kube = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
     port = processes.free_port()
     git = GitServer(

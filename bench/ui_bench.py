@@ -40,8 +40,7 @@ from bootstrap.state import PlatformState  # noqa: E402 - after the path is set
 from stacks.kube.client import KubeClient  # noqa: E402
 from stacks.reconciler.api import API_VERSION  # noqa: E402
 from tests.support import processes  # noqa: E402
-from tests.support.binaries import require_binary  # noqa: E402
-from tests.support.kwok import KUBE_BINARIES, KwokCluster  # noqa: E402
+from tests.support.kwok import created_cluster  # noqa: E402
 
 PLATFORM = Path(sys.executable).parent / "platform"
 NS = "platform-system"
@@ -155,15 +154,7 @@ def main() -> int:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="ui-bench-"))
-    binaries = {name: require_binary(name) for name in KUBE_BINARIES}
-    cluster = KwokCluster(
-        name=f"ui-{uuid.uuid4().hex[:6]}", workdir=work / "kwok", binaries=binaries
-    )
-    try:
-        cluster.create()
-    except Exception:
-        cluster.delete()
-        raise
+    cluster = created_cluster("ui", work / "kwok")
     kube = KubeClient.from_kubeconfig(str(cluster.kubeconfig))
     ui = None
     results: dict[str, Any] = {"apps": args.apps, "tabs": args.tabs}

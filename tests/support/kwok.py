@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -223,3 +224,21 @@ class KwokCluster:
         for pid in mine():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def created_cluster(prefix: str, workdir: Path) -> KwokCluster:
+    """A kwok cluster named `prefix`-<random> on the testenv binaries, created (the
+    benchmarks' start); one whose start fails is torn down before the error goes on."""
+    from tests.support.binaries import require_binary
+
+    cluster = KwokCluster(
+        name=f"{prefix}-{uuid.uuid4().hex[:6]}",
+        workdir=workdir,
+        binaries={name: require_binary(name) for name in KUBE_BINARIES},
+    )
+    try:
+        cluster.create()
+    except BaseException:
+        cluster.delete()
+        raise
+    return cluster
