@@ -70,6 +70,7 @@ from stacks.reconciler.parts import ControllerParts, Options, Shared, Sync
 from stacks.reconciler.plan import (
     Action,
     Desired,
+    accepted_hashes,
     ignoring_differences,
     make_plan,
     mass_prune_allowed,
@@ -315,6 +316,8 @@ class AppReconciler(ControllerParts, ObjectReconciler[Sync]):
             allow_mass_prune=mass_prune_allowed(spec.allow_mass_prune, revision),
             revision=revision,
         )
+        if spec.ignore_differences:
+            memory.accepted = accepted_hashes(spec.ignore_differences, plan, sync.objects)
         # The comparison's answer stands if applying fails before `_describe` refines it
         # (e.g. the destination namespace cannot be created).
         report.sync = (

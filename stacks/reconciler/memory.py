@@ -57,6 +57,11 @@ class Memory:
     deleting: bool = False
     inventory: list[InventoryEntry] | None = None
     expected: dict[RefKey, str] = field(default_factory=dict)  # our fields hash per object
+    # Objects an ignoreDifferences rule matches: their expected hash is blind to the
+    # ignored fields, the watch's plain one is not. The plain hash a compare last found in
+    # sync, so another writer's change (an HPA's replicas) wakes one reconcile, not one
+    # per watch event of that object from then on (triggers.py).
+    accepted: dict[RefKey, str] = field(default_factory=dict)
     status_hash: str = ""
     status_failing: bool = False  # the last status write failed (logged once)
     last_warning: str = ""

@@ -452,6 +452,21 @@ def ignoring_differences(
     return result
 
 
+def accepted_hashes(
+    rules: Sequence[IgnoreRule], plan: Plan, objects: Mapping[RefKey, KubeObject | None]
+) -> dict[RefKey, str]:
+    """The plain fields hash of each object an ignoreDifferences rule matches and the plan
+    leaves unchanged: a live state accepted as in sync, which the watch need not report
+    again (Memory.accepted, triggers.py)."""
+    accepted = {}
+    for step in plan.steps:
+        key = step.ref.key
+        obj = objects.get(key)
+        if step.action is Action.UNCHANGED and obj is not None and rules_for(rules, *key):
+            accepted[key] = fields_hash(obj)
+    return accepted
+
+
 # ---- plan ------------------------------------------------------------------------------
 
 

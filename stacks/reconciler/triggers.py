@@ -252,7 +252,10 @@ class Triggers(ControllerParts):
         if kind == "DELETED":
             trigger = expected is not None
         else:
-            drifted = expected is not None and fields_hash(obj) != expected
+            current = fields_hash(obj) if expected is not None else ""
+            drifted = (
+                expected is not None and current != expected and current != memory.accepted.get(key)
+            )
             health_changed = old is not None and health_of(old) != health_of(obj)
             trigger = drifted or health_changed
         if trigger:

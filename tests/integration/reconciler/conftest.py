@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,15 @@ class Reconciler:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def metric(self, name: str) -> float:
+        """The sum of the /metrics samples whose line starts with `name` (a family, or
+        one series with its labels)."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        return sum(
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name)
+        )
 
 
 def start_reconciler(

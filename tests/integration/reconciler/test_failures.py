@@ -7,7 +7,6 @@ import json
 import re
 import shutil
 import time
-import urllib.request
 
 import pytest
 
@@ -174,16 +173,6 @@ def test_prune_breaker_refuses_loose_overrides(
     assert kube.get("v1", "ConfigMap", "cm1", namespace) is None
 
 
-def _metric(reconciler: Reconciler, name: str) -> float:
-    with urllib.request.urlopen(f"{reconciler.url}/metrics", timeout=5) as answer:
-        text = answer.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def test_unreachable_source_backs_off_and_resumes(
     reconciler: Reconciler, repo: GitRepo, apps: Apps, kube: KubeClient, namespace: str
 ) -> None:
@@ -199,9 +188,9 @@ def test_unreachable_source_backs_off_and_resumes(
     )
     assert "failed to fetch" in condition(obj, "Ready")["message"]
     assert obj["status"]["sync"]["status"] == "Unknown"
-    start = _metric(reconciler, 'platform_reconciler_errors_total{reason="FetchFailed"}')
+    start = reconciler.metric('platform_reconciler_errors_total{reason="FetchFailed"}')
     time.sleep(7)
-    attempts = _metric(reconciler, 'platform_reconciler_errors_total{reason="FetchFailed"}') - start
+    attempts = reconciler.metric('platform_reconciler_errors_total{reason="FetchFailed"}') - start
     assert 1 <= attempts <= 4, f"{attempts} retries in 7s: not backing off"
     assert kube.get("v1", "ConfigMap", "kept", namespace) is not None
     shutil.move(moved, repo.bare)

@@ -107,6 +107,17 @@ def test_ignored_field_changed_by_another_writer_stays_synced_and_unfought(
     assert obj["status"]["sync"]["status"] == "Synced", obj["status"]
     events = kube.list_objects("v1", "Event", namespace)
     assert sum(1 for e in events if e.get("reason") == "Synced") == 1  # no heal
+    # Once a compare has accepted the other writer's change, later events of the object
+    # (here, labels from a third writer) wake no reconcile each (Memory.accepted).
+    before = reconciler.metric("platform_reconciler_syncs_total")
+    for touch in range(5):
+        kube.merge_patch(
+            "apps/v1", "Deployment", "web", {"metadata": {"labels": {"touch": str(touch)}}},
+            namespace,
+        )  # fmt: skip
+        time.sleep(0.3)
+    time.sleep(2)  # the drift debounce and a reconcile, had any been queued
+    assert reconciler.metric("platform_reconciler_syncs_total") - before <= 1
 
     # A sync for another change keeps the live replicas (RespectIgnoreDifferences).
     changed = deployment("web", replicas=1, annotations={"note": "v2"})
